@@ -68,6 +68,11 @@ struct TensorInfo {
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 
+// Keys written by llama.cpp's gguf-split into every shard of a split GGUF.
+inline constexpr const char* kSplitNo = "split.no";                  // u16, 0-based shard index
+inline constexpr const char* kSplitCount = "split.count";            // u16, number of shards
+inline constexpr const char* kSplitTensors = "split.tensors.count";  // i32, tensors in all shards
+
 struct OpenOptions {
   // Accept a header-only GGUF (written by `flashplan synth --header-only`: it carries
   // flashplan.header_only = true and no tensor data). bytes() then throws.
@@ -77,6 +82,9 @@ struct OpenOptions {
 class File {
  public:
   static File open(const std::string& path, OpenOptions opts = {});
+  // Parses a GGUF held in memory (tests, the fuzzer). `name` is what errors call it.
+  // The File owns the bytes; split files are not followed.
+  static File from_bytes(std::vector<uint8_t> bytes, std::string name, OpenOptions opts = {});
   File(File&&) noexcept;
   File& operator=(File&&) noexcept;
   ~File();
@@ -85,6 +93,7 @@ class File {
   uint32_t version() const;
   uint64_t alignment() const;
   uint64_t data_offset() const;  // of shard 0
+  uint64_t tensor_info_end() const;  // of shard 0: just past the last tensor info
   uint64_t file_size() const;    // of shard 0
   size_t shard_count() const;
   bool header_only() const;
@@ -105,6 +114,8 @@ class File {
 
   const std::vector<TensorInfo>& tensors() const;  // file order (shard 0 first)
   const TensorInfo* tensor(std::string_view name) const;
+  // Up to `max` tensor names closest to `name` (edit distance), for error messages.
+  std::vector<std::string> near_names(std::string_view name, size_t max = 5) const;
   // Like tensor() but throws, listing a few near names when it is missing.
   const TensorInfo& require_tensor(std::string_view name) const;
   std::span<const uint8_t> bytes(const TensorInfo& t) const;  // zero-copy view
@@ -112,6 +123,7 @@ class File {
  private:
   struct Impl;
   explicit File(std::unique_ptr<Impl> impl);
+  void check_split_keys() const;
   std::unique_ptr<Impl> impl_;
 };
 
