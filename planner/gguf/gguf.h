@@ -131,21 +131,48 @@ class File {
 // added, tensor data in the order added, each tensor padded to the alignment,
 // trailing padding included. Tensor bytes are produced by a callback so that files of
 // any size stream with bounded memory.
+//
+// write() reserves the whole file (posix_fallocate, so a full disk fails cleanly up
+// front), writes the header, then hands fill() a window of a shared mapping of the
+// output for each tensor: no copy of a tensor is ever held in anonymous memory, and
+// dirty pages go back to the kernel as it writes them out. The file appears under
+// its name only when complete (written as PATH.partial, then renamed).
+//
+// Thread safety: with WriteOptions::threads > 1, fill() is called concurrently from
+// that many threads, each call for a different tensor and a disjoint byte range, in
+// no particular order; the output bytes do not depend on the order. With threads ==
+// 1 (the default) fill() is called in tensor order on the calling thread. A Writer
+// itself is not safe to modify while write() runs.
+struct WriteOptions {
+  bool header_only = false;  // header and tensor table only (adds flashplan.header_only = true)
+  unsigned threads = 1;      // concurrent fill() calls
+};
+
 class Writer {
  public:
   void set_alignment(uint32_t a);  // also written as general.alignment when != 32
+  // Metadata in file order. Adding "general.alignment" (uint32) sets the alignment.
+  // Throws on an empty or duplicate key, a nested array or a value out of its type's range.
   void add(std::string key, Value v);
   void add_tensor(std::string name, DType type, std::vector<int64_t> ne);
   const std::vector<TensorInfo>& tensors() const;  // offsets/sizes as they will be written
-  uint64_t total_size() const;                     // size of the file write() produces
+  uint32_t alignment() const { return alignment_; }
+  uint64_t total_size(bool header_only = false) const;  // size of the file write() produces
 
   // fill(index, dst): write tensor `index`'s bytes (dst.size() == n_bytes) into dst.
-  // header_only: write header and tensor table only (adds flashplan.header_only = true).
+  // Not called for zero-byte tensors or when header_only.
   using Fill = std::function<void(size_t index, std::span<uint8_t> dst)>;
   void write(const std::string& path, const Fill& fill, bool header_only = false) const;
+  void write(const std::string& path, const Fill& fill, const WriteOptions& opts) const;
+
+  // The bytes before the data section: header, metadata, tensor infos, zero padding.
+  std::vector<uint8_t> header_bytes(bool header_only = false) const;
 
  private:
+  void relayout();
   uint32_t alignment_ = 32;
+  uint64_t kv_bytes_ = 0;    // serialised size of kv_
+  uint64_t info_bytes_ = 0;  // serialised size of the tensor infos
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<TensorInfo> tensors_;
 };

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <iomanip>
 #include <limits>
 #include <map>
 
@@ -210,7 +211,7 @@ void check_magic_and_version(Cursor& c, std::span<const uint8_t> b, uint32_t& ve
   if (version == 0) c.error("bad GGUF version 0, expected 2 or 3");
   if (version == 1) c.error("unsupported GGUF version 1 (v1 used 32-bit counts and is obsolete), expected 2 or 3");
   if ((version & 0xffff) == 0) {
-    c.error("GGUF version ", version, " (0x", std::hex, version, std::dec, ") looks like a byte-swapped ",
+    c.error("GGUF version ", version, " (0x", std::hex, std::setw(8), std::setfill('0'), version, std::dec, ") looks like a byte-swapped ",
             __builtin_bswap32(version), ": big-endian GGUF files are not supported, expected a little-endian file of version 2 or 3");
   }
   c.error("unsupported GGUF version ", version, ", expected 2 or 3 (this reader knows up to 3)");
