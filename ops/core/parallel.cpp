@@ -25,7 +25,10 @@ class Pool {
     stop();
     n = std::max(1, n);
     quit_ = false;
-    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this, i] { loop(i + 1); });
+    // A new worker must neither replay the last finished job (fn_ is gone) nor miss
+    // one published before it first takes the lock: it starts from this generation.
+    const uint64_t start = generation_;
+    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this, i, start] { loop(i + 1, start); });
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -55,8 +58,7 @@ class Pool {
     if (b < e) (*fn_)(b, e);
   }
 
-  void loop(int id) {
-    uint64_t seen = 0;
+  void loop(int id, uint64_t seen) {
     for (;;) {
       std::unique_lock<std::mutex> lk(m_);
       cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
