@@ -114,6 +114,17 @@ Tokenizer Tokenizer::from_vocab(const Vocab& v) {
     lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
   }
 
+  // An invalid input byte becomes its byte token when that token decodes to the byte,
+  // else U+FFFD (see tokenizer.h).
+  std::vector<int32_t> fffd_bytes;
+  for (char c : std::string_view("\xEF\xBF\xBD")) fffd_bytes.push_back(t.byte_token_[static_cast<uint8_t>(c)]);
+  t.merges_.apply(fffd_bytes, t.fffd_);
+  t.invalid_byte_.resize(256);
+  for (int b = 0; b < 256; ++b) {
+    const int32_t id = t.byte_token_[b];
+    t.invalid_byte_[b] = t.pieces_[id] == std::string(1, static_cast<char>(b)) ? id : -1;
+  }
+
   const auto check_special_id = [&](int32_t id, const char* key) {
     if (id < -1 || id >= static_cast<int32_t>(n)) fail(key, ": ", id, ", expected a token id below ", n, " (", v.source, ")");
     return id;
@@ -183,7 +194,13 @@ void Tokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) c
     const size_t run = utf8::valid_run_length(text, i);
     encode_valid(text.substr(i, run), out);
     i += run;
-    if (i < text.size()) out.push_back(byte_token_[static_cast<uint8_t>(text[i++])]);  // invalid byte
+    if (i == text.size()) break;
+    const int32_t id = invalid_byte_[static_cast<uint8_t>(text[i++])];
+    if (id >= 0) {
+      out.push_back(id);
+    } else {
+      out.insert(out.end(), fffd_.begin(), fffd_.end());
+    }
   }
 }
 

@@ -13,7 +13,10 @@
 // Invalid UTF-8 input never fails: each byte that does not start a valid sequence
 // becomes the token of that byte, and the valid runs around it are tokenized as
 // separate texts. So decode(encode(s)) == s holds for any byte string s, with or
-// without parse_special.
+// without parse_special -- except for a byte whose one-character token is not a
+// NORMAL token: DeepSeek vocabularies hold the never-valid bytes C0, C1, F5..FF only
+// as USER_DEFINED tokens that decode to the character itself ("ù", not 0xF9), so
+// such a byte is replaced by U+FFFD instead.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -73,6 +76,8 @@ class Tokenizer {
   std::vector<std::string> pieces_;  // decoded bytes (special tokens: their text)
   std::vector<TokenType> types_;
   std::vector<int32_t> byte_token_;  // token id of each byte's one-character token
+  std::vector<int32_t> invalid_byte_;  // [256] an invalid input byte's token, or -1: use fffd_
+  std::vector<int32_t> fffd_;          // the tokens of U+FFFD
   BpeMerges merges_;
   PreTokenizer pre_;
   int32_t bos_ = -1, eos_ = -1;
