@@ -28,20 +28,20 @@ inline void scale_min_k4(int j, const uint8_t* s, int& sc, int& m) {
 
 // ---- 16/32-bit floats ---------------------------------------------------------
 
-void deq_f32(const uint8_t* src, float* y, int64_t n) { std::memcpy(y, src, size_t(n) * 4); }
+void deq_f32(const uint8_t* __restrict src, float* __restrict y, int64_t n) { std::memcpy(y, src, size_t(n) * 4); }
 
-void deq_f16(const uint8_t* src, float* y, int64_t n) {
+void deq_f16(const uint8_t* __restrict src, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(u16(src + 2 * i));
 }
 
-void deq_bf16(const uint8_t* src, float* y, int64_t n) {
+void deq_bf16(const uint8_t* __restrict src, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(u16(src + 2 * i));
 }
 
 // ---- 32-element blocks ------------------------------------------------------------
 
 // Q4_0: d f16 | qs[16]; low nibbles are elements 0-15, high nibbles 16-31.
-void deq_q4_0(const uint8_t* b, float* y, int64_t nb) {
+void deq_q4_0(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 18, y += 32) {
     const float d = h(b);
     for (int j = 0; j < 16; ++j) {
@@ -52,7 +52,7 @@ void deq_q4_0(const uint8_t* b, float* y, int64_t nb) {
 }
 
 // Q8_0: d f16 | qs int8[32].
-void deq_q8_0(const uint8_t* b, float* y, int64_t nb) {
+void deq_q8_0(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 34, y += 32) {
     const float d = h(b);
     for (int j = 0; j < 32; ++j) y[j] = float(int8_t(b[2 + j])) * d;
@@ -63,78 +63,98 @@ void deq_q8_0(const uint8_t* b, float* y, int64_t nb) {
 
 // Q2_K: scales[16] | qs[64] | d f16 | dmin f16. Sub-blocks of 16; each qs byte feeds
 // four outputs 32 apart.
-void deq_q2_k(const uint8_t* b, float* y, int64_t nb) {
+void deq_q2_k(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 84, y += 256) {
     const uint8_t* scales = b;
     const uint8_t* qs = b + 16;
     const float d = h(b + 80), dmin = h(b + 82);
-    for (int e = 0; e < 256; ++e) {
-      const int half = e / 128, g = (e % 128) / 32, l = e % 32, s = e / 16;
-      const int q = (qs[32 * half + l] >> (2 * g)) & 3;
-      const float dl = d * float(scales[s] & 15), ml = dmin * float(scales[s] >> 4);
-      y[e] = dl * float(q) - ml;
-    }
+    // Output e = 128*half + 32*g + 16*k + l uses sub-block s = e / 16 and bits 2g..2g+1
+    // of qs[32*half + 16*k + l]: loops in that order keep the inner run branch-free.
+    for (int half = 0; half < 2; ++half)
+      for (int g = 0; g < 4; ++g)
+        for (int k = 0; k < 2; ++k) {
+          const int s = 8 * half + 2 * g + k;
+          const float dl = d * float(scales[s] & 15), ml = dmin * float(scales[s] >> 4);
+          const uint8_t* q = qs + 32 * half + 16 * k;
+          float* out = y + 16 * s;
+          for (int l = 0; l < 16; ++l) out[l] = dl * float((q[l] >> (2 * g)) & 3) - ml;
+        }
   }
 }
 
 // Q4_K: d f16 | dmin f16 | scales[12] | qs[128]. Sub-blocks of 32.
-void deq_q4_k(const uint8_t* b, float* y, int64_t nb) {
+void deq_q4_k(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 144, y += 256) {
     const float d = h(b), dmin = h(b + 2);
     const uint8_t* scales = b + 4;
     const uint8_t* qs = b + 16;
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      scale_min_k4(j, scales, sc, m);
-      const float dl = d * float(sc), ml = dmin * float(m);
-      const uint8_t* q = qs + 32 * (j / 2);
-      const int shift = (j & 1) * 4;
-      for (int l = 0; l < 32; ++l) y[32 * j + l] = dl * float((q[l] >> shift) & 15) - ml;
+    // Sub-blocks 2c and 2c+1 share qs[32c .. 32c+31]: low nibbles, then high nibbles.
+    for (int c = 0; c < 4; ++c) {
+      int sc0, m0, sc1, m1;
+      scale_min_k4(2 * c, scales, sc0, m0);
+      scale_min_k4(2 * c + 1, scales, sc1, m1);
+      const float d0 = d * float(sc0), n0 = dmin * float(m0);
+      const float d1 = d * float(sc1), n1 = dmin * float(m1);
+      const uint8_t* q = qs + 32 * c;
+      float* out = y + 64 * c;
+      for (int l = 0; l < 32; ++l) out[l] = d0 * float(q[l] & 15) - n0;
+      for (int l = 0; l < 32; ++l) out[32 + l] = d1 * float(q[l] >> 4) - n1;
     }
   }
 }
 
 // Q5_K: d f16 | dmin f16 | scales[12] | qh[32] | qs[128]. Bit j of qh[l] is the fifth
 // bit of element l of sub-block j.
-void deq_q5_k(const uint8_t* b, float* y, int64_t nb) {
+void deq_q5_k(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 176, y += 256) {
     const float d = h(b), dmin = h(b + 2);
     const uint8_t* scales = b + 4;
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + 48;
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      scale_min_k4(j, scales, sc, m);
-      const float dl = d * float(sc), ml = dmin * float(m);
-      const uint8_t* q = qs + 32 * (j / 2);
-      const int shift = (j & 1) * 4;
-      for (int l = 0; l < 32; ++l) {
-        const int v = ((q[l] >> shift) & 15) + 16 * ((qh[l] >> j) & 1);
-        y[32 * j + l] = dl * float(v) - ml;
-      }
+    for (int c = 0; c < 4; ++c) {
+      int sc0, m0, sc1, m1;
+      scale_min_k4(2 * c, scales, sc0, m0);
+      scale_min_k4(2 * c + 1, scales, sc1, m1);
+      const float d0 = d * float(sc0), n0 = dmin * float(m0);
+      const float d1 = d * float(sc1), n1 = dmin * float(m1);
+      const uint8_t* q = qs + 32 * c;
+      float* out = y + 64 * c;
+      for (int l = 0; l < 32; ++l)
+        out[l] = d0 * float((q[l] & 15) + 16 * ((qh[l] >> (2 * c)) & 1)) - n0;
+      for (int l = 0; l < 32; ++l)
+        out[32 + l] = d1 * float((q[l] >> 4) + 16 * ((qh[l] >> (2 * c + 1)) & 1)) - n1;
     }
   }
 }
 
 // Q6_K: ql[128] | qh[64] | scales int8[16] | d f16.
-void deq_q6_k(const uint8_t* b, float* y, int64_t nb) {
+void deq_q6_k(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 210, y += 256) {
     const uint8_t* ql = b;
     const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
     const float d = h(b + 208);
-    for (int e = 0; e < 256; ++e) {
-      const int half = e / 128, g = (e % 128) / 32, l = e % 32;
-      int lo = ql[64 * half + 32 * (g & 1) + l];
-      lo = g < 2 ? (lo & 15) : (lo >> 4);
-      const int hi = (qh[32 * half + l] >> (2 * g)) & 3;
-      y[e] = (d * float(sc[e / 16])) * float((lo | (hi << 4)) - 32);
-    }
+    // Output e = 128*half + 32*g + l: low nibble (g < 2) or high nibble of
+    // ql[64*half + 32*(g&1) + l], bits 2g..2g+1 of qh[32*half + l], scale e / 16.
+    for (int half = 0; half < 2; ++half)
+      for (int g = 0; g < 4; ++g) {
+        const uint8_t* lo = ql + 64 * half + 32 * (g & 1);
+        const uint8_t* hi = qh + 32 * half;
+        const int lshift = g < 2 ? 0 : 4;
+        float* out = y + 128 * half + 32 * g;
+        for (int k = 0; k < 2; ++k) {
+          const float dl = d * float(sc[(128 * half + 32 * g + 16 * k) / 16]);
+          for (int l = 16 * k; l < 16 * k + 16; ++l) {
+            const int q = (((lo[l] >> lshift) & 15) | (((hi[l] >> (2 * g)) & 3) << 4)) - 32;
+            out[l] = dl * float(q);
+          }
+        }
+      }
   }
 }
 
 // Q8_K: d f32 | qs int8[256] | bsums int16[16] (bsums are not needed to dequantise).
-void deq_q8_k(const uint8_t* b, float* y, int64_t nb) {
+void deq_q8_k(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 292, y += 256) {
     float d;
     std::memcpy(&d, b, 4);
@@ -145,15 +165,17 @@ void deq_q8_k(const uint8_t* b, float* y, int64_t nb) {
 // ---- IQ types ---------------------------------------------------------------------
 
 // One run of 8 outputs: grid magnitudes (bytes of G) times db, signs from ksigns.
-inline void iq_run8(float db, uint64_t G, uint8_t signs, float* y) {
+// Bit j of signs (kmask_iq2xs[j] = 1 << j) negates output j. Negation is done on the
+// sign bit (what -v is) so random signs cost no mispredicted branches.
+inline void iq_run8(float db, uint64_t G, uint32_t signs, float* __restrict y) {
   for (int j = 0; j < 8; ++j) {
-    const float v = db * float((G >> (8 * j)) & 255);
-    y[j] = (signs & iq::kMaskIq2xs[j]) ? -v : v;
+    const uint32_t v = f32_to_bits(db * float((G >> (8 * j)) & 255));
+    y[j] = bits_to_f32(v ^ (((signs >> j) & 1u) << 31));
   }
 }
 
 // IQ2_XXS: d f16 | 8 groups of (a u32: 4 grid indices, w u32: 4x7 sign bits + scale).
-void deq_iq2_xxs(const uint8_t* b, float* y, int64_t nb) {
+void deq_iq2_xxs(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 66, y += 256) {
     const float d = h(b);
     for (int g = 0; g < 8; ++g) {
@@ -167,7 +189,7 @@ void deq_iq2_xxs(const uint8_t* b, float* y, int64_t nb) {
 }
 
 // IQ2_XS: d f16 | qs u16[32] (9-bit grid index, 7-bit sign index) | scales[8].
-void deq_iq2_xs(const uint8_t* b, float* y, int64_t nb) {
+void deq_iq2_xs(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 74, y += 256) {
     const float d = h(b);
     for (int g = 0; g < 8; ++g) {
@@ -182,7 +204,7 @@ void deq_iq2_xs(const uint8_t* b, float* y, int64_t nb) {
 }
 
 // IQ3_XXS: d f16 | qs[64] grid indices | 8 x u32 (4x7 sign bits + 4-bit scale).
-void deq_iq3_xxs(const uint8_t* b, float* y, int64_t nb) {
+void deq_iq3_xxs(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, b += 98, y += 256) {
     const float d = h(b);
     const uint8_t* qs = b + 2;
