@@ -58,7 +58,7 @@ std::string escape_param_end(std::string_view s, std::string_view lt) {
 }
 
 std::string unescape_param_end(std::string_view s) {
-  static const std::string escaped = std::string("&lt;") + std::string(kParamEnd.substr(1));
+  static const std::string escaped = "&lt;" + std::string(kParamEnd.substr(1));
   std::string out;
   for (size_t i = 0; i < s.size();) {
     if (s.substr(i, escaped.size()) == escaped) {
@@ -73,7 +73,9 @@ std::string unescape_param_end(std::string_view s) {
 
 void append_param(std::string& out, std::string_view name, bool is_string, std::string_view value) {
   out += kParamStart;
-  out += " name=\"" + escape_attr(name) + "\" string=\"" + (is_string ? "true" : "false") + "\">";
+  out += " name=\"";
+  out += escape_attr(name);
+  out += is_string ? "\" string=\"true\">" : "\" string=\"false\">";
   out += value;
   out += kParamEnd;
   out += '\n';
@@ -90,7 +92,9 @@ bool starts_with_at(std::string_view s, size_t i, std::string_view p) { return s
 
 // The value of attribute `name` in an opening tag's text, unescaped.
 std::optional<std::string> attr(std::string_view tag, std::string_view name) {
-  const std::string pat = std::string(" ") + std::string(name) + "=\"";
+  std::string pat = " ";
+  pat += name;
+  pat += "=\"";
   const size_t p = tag.find(pat);
   if (p == std::string_view::npos) return std::nullopt;
   const size_t b = p + pat.size();
@@ -108,7 +112,9 @@ std::string render_calls(const std::vector<ToolCall>& calls) {
   out += '\n';
   for (const ToolCall& call : calls) {
     out += kInvokeStart;
-    out += " name=\"" + escape_attr(call.name) + "\">\n";
+    out += " name=\"";
+    out += escape_attr(call.name);
+    out += "\">\n";
     const std::string_view args = call.arguments_json;
     const bool blank = args.find_first_not_of(" \t\r\n") == std::string_view::npos;
     if (!blank) {
