@@ -165,7 +165,8 @@ class Writer {
   void write(const std::string& path, const Fill& fill, bool header_only = false) const;
   void write(const std::string& path, const Fill& fill, const WriteOptions& opts) const;
 
-  // The bytes before the data section: header, metadata, tensor infos, zero padding.
+  // Header, metadata and tensor infos: the file's first bytes, up to (not including)
+  // the zero padding before the data section.
   std::vector<uint8_t> header_bytes(bool header_only = false) const;
 
  private:

@@ -24,7 +24,11 @@
 namespace fp::gguf {
 namespace {
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+uint64_t align_up(uint64_t x, uint64_t a) {
+  uint64_t y;
+  if (__builtin_add_overflow(x, a - 1, &y)) fail("GGUF size ", x, " padded to ", a, " overflows uint64");
+  return y & ~(a - 1);
+}
 
 // ---- value checks -------------------------------------------------------------------
 
@@ -195,8 +199,8 @@ void Writer::add(std::string key, Value v) {
 }
 
 void Writer::add_tensor(std::string name, DType type, std::vector<int64_t> ne) {
-  if (name.empty() || name.size() > detail::kMaxTensorName)
-    fail("tensor name \"", name, "\": length ", name.size(), ", expected 1..", detail::kMaxTensorName, " bytes");
+  if (name.size() > detail::kMaxTensorName)
+    fail("tensor name \"", name, "\": length ", name.size(), ", expected at most ", detail::kMaxTensorName, " bytes");
   for (const auto& t : tensors_)
     if (t.name == name) fail("duplicate tensor name \"", name, "\"");
   if (ne.size() > detail::kMaxDims) fail("tensor \"", name, "\": ", ne.size(), " dimensions, expected at most 4");
@@ -258,7 +262,8 @@ std::vector<uint8_t> Writer::header_bytes(bool header_only) const {
     b.put<uint32_t>(uint32_t(t.type));
     b.put<uint64_t>(t.offset);
   }
-  b.data().resize(align_up(b.data().size(), alignment_), 0);
+  // The zero padding up to the data section is not materialised: write() gets it
+  // from the reserved (zero) file, and an alignment of 2^31 must not cost 2 GiB here.
   return std::move(b.data());
 }
 
@@ -284,7 +289,7 @@ void Writer::write(const std::string& path, const Fill& fill, const WriteOptions
   const std::vector<uint8_t> head = header_bytes(opts.header_only);
   const uint64_t total = total_size(opts.header_only);
   if (head.size() > total) fail("internal: GGUF header of ", head.size(), " bytes exceeds the file size ", total);
-  const uint64_t data_offset = head.size();
+  const uint64_t data_offset = align_up(head.size(), alignment_);
   const std::string tmp = path + ".partial";
 
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -349,6 +349,14 @@ TEST_CASE("gguf split: NAME-0000k-of-0000N.gguf shards read as one model from an
   CHECK(File::open(dir / "model-00002-of-00002.gguf").tensors().size() == 2);
 }
 
+TEST_CASE("gguf writer: a huge alignment costs no memory (fuzzer finding: 2^31 padded in RAM)") {
+  Writer w;
+  w.add("general.architecture", Value::make_string("x"));
+  w.set_alignment(uint32_t(1) << 31);
+  CHECK(w.header_bytes().size() < 100);
+  CHECK(w.total_size() == uint64_t(1) << 31);
+}
+
 TEST_CASE("gguf writer: refuses what the reader would refuse") {
   Writer w;
   w.add("k", Value::make_u32(1));
