@@ -1,0 +1,561 @@
+// Decode matvecs y = W x over GGUF-layout weights, dense and expert-indexed (quant_cuda.h).
+// Decode is bandwidth-bound: these kernels carry nearly all of a decoded token's bytes, so
+// the design goal is to stream weight bytes at close to the HBM copy rate. See NOTES.md
+// for the byte counts, the roofline and the measured numbers.
+//
+// Quantised types (Q8_0, IQ2_XXS, Q2_K, Q4_K) with int8 activations (q8_0 / q8_k, as
+// ggml's CPU backend pairs them), in three steps per warp and chunk of a row:
+//   1. stream: the chunk's bytes (up to 4096 weights) come in as coalesced 16-byte loads
+//      (head/tail as 2-byte loads, so nothing outside the tensor is read), issued one
+//      chunk ahead of the compute so a warp always has a chunk in flight;
+//   2. stage: the lanes store them to a per-warp shared-memory buffer. GGUF blocks are
+//      only 2-byte aligned (34/66/84/144-byte strides); from shared memory a lane reads
+//      its block with aligned 4-byte loads and funnel shifts, where bank conflicts stay
+//      low even at a 34-byte lane stride (global loads at that stride waste L1 wavefronts);
+//   3. compute: each lane owns 32-weight runs; int8 dot products (dp4a) against
+//      activations held in registers (loaded once per warp when a row is one chunk).
+// IQ2_XXS looks up its grid and sign masks in shared-memory tables replicated 16 times so
+// that the 16 lanes of a half-warp never share a bank pair (random 8-byte lookups would
+// otherwise cost ~3x the wavefronts).
+//
+// F16 / F32: a warp per row, 16-byte loads, f32 FMAs with f32 activations.
+// Generic (.xf32): any dequantisable type; each lane decodes 32-element runs with the exact
+// decoders of decode.cuh and uses f32 FMAs. Correct everywhere, tuned nowhere.
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "ops/quant/decode.cuh"
+#include "ops/quant/quant_cuda.h"
+
+namespace fp::cuda {
+
+namespace detail {
+void upload_matvec_tables() { upload_iq_tables(); }
+}  // namespace detail
+
+namespace {
+
+using namespace dev;
+
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+
+// ---- device helpers ----------------------------------------------------------------
+
+// Weights are read once per token: keep them out of L1, which holds the activations.
+__device__ __forceinline__ uint4 ldg_stream(const void* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+// N 32-bit values at byte offset off (2-aligned) of a 16-aligned shared buffer: N+1
+// aligned loads and funnel shifts. Reads up to 4 bytes past the data (buffer slack).
+template <int N>
+__device__ __forceinline__ void lds_words(const uint8_t* buf, uint32_t off, uint32_t (&out)[N]) {
+  const uint32_t* wp = reinterpret_cast<const uint32_t*>(buf) + (off >> 2);
+  const uint32_t sh = (off & 2u) << 3;
+  uint32_t w[N + 1];
+#pragma unroll
+  for (int i = 0; i <= N; ++i) w[i] = wp[i];
+#pragma unroll
+  for (int i = 0; i < N; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
+}
+
+__device__ __forceinline__ uint32_t lds_u16(const uint8_t* buf, uint32_t off) {
+  return reinterpret_cast<const uint16_t*>(buf)[off >> 1];
+}
+
+__device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) { return __dp4a(int(a), int(b), c); }
+
+constexpr float kNaN = __builtin_nanf("");
+
+struct Params {
+  const uint8_t* w;
+  int64_t rows, row_bytes, matrix_bytes;
+  int nb, chunks;  // blocks per row, chunks per row
+  const int32_t* ids;
+  int n_experts, n_slots;
+  const uint8_t* x;
+  int64_t x_stride;  // activations between slots
+  float* y;
+};
+
+// The matrix a slot reads, or -1 when its expert id is out of range.
+__device__ __forceinline__ int64_t slot_matrix(const Params& p, int64_t slot) {
+  if (!p.ids) return 0;
+  const int id = p.ids[slot];
+  return id >= 0 && id < p.n_experts ? id : -1;
+}
+
+// ---- activations in registers -----------------------------------------------------
+
+// 32 int8 activations of one run and their scale(s).
+struct XRun {
+  uint32_t q[8];
+  float d;
+  uint32_t bs;  // q8_k: bsums of the run's two 16-element halves (int16 each)
+};
+
+// q8_0 groups: [int8 q x 256][f16 d x 8] per 256 activations.
+__device__ __forceinline__ void load_x_q8_0(const uint8_t* x, int64_t e, XRun& r) {
+  const uint8_t* g = x + (e >> 8) * 272;
+  const int w = int(e & 255);
+  const uint4 a = __ldg(reinterpret_cast<const uint4*>(g + w)), b = __ldg(reinterpret_cast<const uint4*>(g + w + 16));
+  r.q[0] = a.x, r.q[1] = a.y, r.q[2] = a.z, r.q[3] = a.w, r.q[4] = b.x, r.q[5] = b.y, r.q[6] = b.z, r.q[7] = b.w;
+  r.d = h2f(__ldg(reinterpret_cast<const uint16_t*>(g + 256) + (w >> 5)));
+  r.bs = 0;
+}
+
+// q8_k blocks: f32 d | int8 q[256] | int16 bsums[16] (292 bytes: only 4-aligned).
+__device__ __forceinline__ void load_x_q8_k(const uint8_t* x, int64_t e, XRun& r) {
+  const uint8_t* b = x + (e >> 8) * 292;
+  const int w = int(e & 255);
+  r.d = __ldg(reinterpret_cast<const float*>(b));
+  const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + w);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) r.q[i] = __ldg(q + i);
+  r.bs = __ldg(reinterpret_cast<const uint32_t*>(b + 260) + (w >> 5));
+}
+
+// ---- per-type block dot products (one 32-weight run against its activations) --------
+
+// Common shape: runs of 32 weights, kU runs per lane per chunk -> 32*kU runs = 4096
+// weights per chunk; K 16-byte vectors per lane hold one chunk in flight.
+template <int kBlockBytes_, int kRuns_>
+struct Shape {
+  static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kU = 4;
+  static constexpr int kChunkBlocks = 32 * kU / kRuns;
+  static constexpr int kChunkElems = 32 * 32 * kU;
+  static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes;
+  static constexpr int K = (kChunkBytes / 16 + 31) / 32;
+  static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
+};
+
+struct OpQ8_0 : Shape<34, 1> {
+  static constexpr int kTableBytes = 0;
+  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_0(x, e, r); }
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int, const XRun& x, const uint8_t*, int) {
+    const float d = h2f(lds_u16(buf, off));
+    uint32_t q[8];
+    lds_words<8>(buf, off + 2, q);
+    int s = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s = dp4a(q[i], x.q[i], s);
+    return d * x.d * float(s);
+  }
+};
+
+struct OpIq2xxs : Shape<66, 8> {
+  // 16 copies of the grid and of the sign masks, entry i of copy c at [16 i + c].
+  static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
+  __device__ static void init_tables(uint8_t* smem) {
+    uint2* grid = reinterpret_cast<uint2*>(smem);
+    uint2* sign = grid + 256 * 16;
+    for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) {
+      const uint64_t g = g_iq2xxs_grid[i >> 4];
+      grid[i] = make_uint2(uint32_t(g), uint32_t(g >> 32));
+    }
+    for (int i = threadIdx.x; i < 128 * 16; i += blockDim.x) {
+      const uint64_t m = g_sign_mask[i >> 4];
+      sign[i] = make_uint2(uint32_t(m), uint32_t(m >> 32));
+    }
+  }
+  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int g, const XRun& x, const uint8_t* smem, int lane) {
+    const float d = h2f(lds_u16(buf, off));
+    uint32_t aw[2];
+    lds_words<2>(buf, off + 2 + 8 * g, aw);
+    const uint2* grid = reinterpret_cast<const uint2*>(smem) + (lane & 15);
+    const uint2* sign = reinterpret_cast<const uint2*>(smem) + 256 * 16 + (lane & 15);
+    // (G ^ M) negates the masked bytes in ones' complement (-g - 1); dp4a(M, x) = -sum of
+    // the masked x, which puts back the missing +1s: s - n = sum_j sign_j * g_j * x_j.
+    int s = 0, n = 0;
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const uint2 G = grid[((aw[0] >> (8 * l)) & 255) * 16];
+      const uint2 M = sign[((aw[1] >> (7 * l)) & 127) * 16];
+      s = dp4a(G.x ^ M.x, x.q[2 * l], s);
+      s = dp4a(G.y ^ M.y, x.q[2 * l + 1], s);
+      n = dp4a(M.x, x.q[2 * l], n);
+      n = dp4a(M.y, x.q[2 * l + 1], n);
+    }
+    const int ls = 2 * int(aw[1] >> 28) + 1;  // (0.5 + s) * 0.25 = (2s + 1) / 8
+    return d * x.d * 0.125f * float(ls * (s - n));
+  }
+};
+
+struct OpQ2K : Shape<84, 8> {
+  static constexpr int kTableBytes = 0;
+  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
+  // Run u = elements 32u..32u+31: qs[32*(u/4) + l] bits 2*(u%4), sub-blocks 2u and 2u+1.
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int u, const XRun& x, const uint8_t*, int) {
+    const int half = u >> 2, g = u & 3;
+    uint32_t q[8], dm[1];
+    lds_words<8>(buf, off + 16 + 32 * half, q);
+    lds_words<1>(buf, off + 80, dm);
+    const uint32_t sc = lds_u16(buf, off + 2 * u);
+    int i0 = 0, i1 = 0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) i0 = dp4a((q[k] >> (2 * g)) & 0x03030303u, x.q[k], i0);
+#pragma unroll
+    for (int k = 4; k < 8; ++k) i1 = dp4a((q[k] >> (2 * g)) & 0x03030303u, x.q[k], i1);
+    const int s1 = int(sc & 15) * i0 + int((sc >> 8) & 15) * i1;
+    const int s2 = int((sc >> 4) & 15) * int(int16_t(x.bs & 0xffff)) + int((sc >> 12) & 15) * int(int16_t(x.bs >> 16));
+    return x.d * (h2f(dm[0]) * float(s1) - h2f(dm[0] >> 16) * float(s2));
+  }
+};
+
+struct OpQ4K : Shape<144, 8> {
+  static constexpr int kTableBytes = 0;
+  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
+  __device__ static uint32_t byte_of(const uint32_t (&h)[4], int i) {  // scales[i], i < 12
+    const uint32_t w = i < 4 ? h[1] : (i < 8 ? h[2] : h[3]);
+    return (w >> (8 * (i & 3))) & 255;
+  }
+  // Run j = sub-block j: nibble (j & 1) of qs[32*(j/2) + l].
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int j, const XRun& x, const uint8_t*, int) {
+    uint32_t h[4], q[8];
+    lds_words<4>(buf, off, h);
+    lds_words<8>(buf, off + 16 + 32 * (j >> 1), q);
+    int sc, m;
+    if (j < 4) {
+      sc = int(byte_of(h, j) & 63);
+      m = int(byte_of(h, j + 4) & 63);
+    } else {
+      sc = int((byte_of(h, j + 4) & 15) | ((byte_of(h, j - 4) >> 6) << 4));
+      m = int((byte_of(h, j + 4) >> 4) | ((byte_of(h, j) >> 6) << 4));
+    }
+    const int sh = (j & 1) * 4;
+    int isum = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) isum = dp4a((q[k] >> sh) & 0x0f0f0f0fu, x.q[k], isum);
+    const int xs = int(int16_t(x.bs & 0xffff)) + int(int16_t(x.bs >> 16));
+    return x.d * (h2f(h[0]) * float(sc * isum) - h2f(h[0] >> 16) * float(m * xs));
+  }
+};
+
+// ---- the streaming kernel for quantised types -------------------------------------
+
+// One chunk of a row in flight: K 16-byte vectors per lane plus one 2-byte head/tail piece.
+template <int K>
+struct Chunk {
+  uint4 v[K];
+  uint32_t edge;
+  uint32_t base_off, vec_off, tail_off;  // shared-buffer offsets (buffer mirrors src & 15)
+  int nvec, nhead, ntail, units;
+  bool valid;
+};
+
+template <class Op>
+__device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int64_t item, int chunk, int lane) {
+  const int64_t slot = item / p.rows, row = item - slot * p.rows;
+  const int64_t mat = slot_matrix(p, slot);
+  c.valid = mat >= 0;
+  c.nvec = c.nhead = c.ntail = c.units = 0;
+  c.base_off = c.vec_off = c.tail_off = 0;
+  if (!c.valid) return;
+  const int blk0 = chunk * Op::kChunkBlocks;
+  const int nblk = min(Op::kChunkBlocks, p.nb - blk0);
+  c.units = nblk * Op::kRuns;
+  const uintptr_t src = reinterpret_cast<uintptr_t>(p.w + mat * p.matrix_bytes + row * p.row_bytes) + uintptr_t(blk0) * Op::kBlockBytes;
+  const uintptr_t end = src + uintptr_t(nblk) * Op::kBlockBytes;
+  const uintptr_t floor16 = src & ~uintptr_t(15);
+  uintptr_t a0 = (src + 15) & ~uintptr_t(15);
+  if (a0 > end) a0 = end;
+  uintptr_t a1 = end & ~uintptr_t(15);
+  if (a1 < a0) a1 = a0;
+  c.base_off = uint32_t(src - floor16);
+  c.vec_off = uint32_t(a0 - floor16);
+  c.tail_off = uint32_t(a1 - floor16);
+  c.nhead = int(a0 - src) / 2;
+  c.nvec = int(a1 - a0) / 16;
+  c.ntail = int(end - a1) / 2;
+#pragma unroll
+  for (int k = 0; k < Op::K; ++k) {
+    const int i = lane + 32 * k;
+    if (i < c.nvec) c.v[k] = ldg_stream(reinterpret_cast<const uint4*>(a0) + i);
+  }
+  if (lane < c.nhead) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(src) + 2 * lane);
+  else if (lane >= 8 && lane - 8 < c.ntail) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(a1) + 2 * (lane - 8));
+}
+
+template <int K>
+__device__ __forceinline__ void stage(const Chunk<K>& c, uint8_t* buf, int lane) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int i = lane + 32 * k;
+    if (i < c.nvec) reinterpret_cast<uint4*>(buf + c.vec_off)[i] = c.v[k];
+  }
+  if (lane < c.nhead) reinterpret_cast<uint16_t*>(buf + c.base_off)[lane] = uint16_t(c.edge);
+  else if (lane >= 8 && lane - 8 < c.ntail) reinterpret_cast<uint16_t*>(buf + c.tail_off)[lane - 8] = uint16_t(c.edge);
+}
+
+template <class Op>
+__global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if constexpr (Op::kTableBytes > 0) {
+    Op::init_tables(smem);
+    __syncthreads();
+  }
+  uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
+  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t nw = int64_t(gridDim.x) * kWarps;
+  int64_t item = int64_t(blockIdx.x) * kWarps + warp;
+  int chunk = 0;
+  Chunk<Op::K> c;
+  if (item < items) issue<Op>(c, p, item, 0, lane);
+  XRun xr[Op::kU];
+  int64_t xkey = -1;
+  float acc = 0.0f;
+  while (item < items) {
+    __syncwarp();
+    stage(c, buf, lane);
+    __syncwarp();
+    const int64_t cur = item;
+    const int cur_chunk = chunk;
+    const bool valid = c.valid;
+    const int units = c.units;
+    const uint32_t base = c.base_off;
+    if (++chunk == p.chunks) {
+      chunk = 0;
+      item += nw;
+    }
+    if (item < items) issue<Op>(c, p, item, chunk, lane);  // next chunk in flight during compute
+
+    const int64_t slot = cur / p.rows;
+    if (valid) {
+      const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
+      if (key != xkey) {  // a row that is one chunk keeps its activations in registers
+        xkey = key;
+        const int64_t e0 = slot * p.x_stride + int64_t(cur_chunk) * Op::kChunkElems;
+#pragma unroll
+        for (int k = 0; k < Op::kU; ++k) {
+          const int u = lane + 32 * k;
+          if (u < units) Op::load_x(p.x, e0 + 32 * u, xr[k]);
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < Op::kU; ++k) {
+        const int u = lane + 32 * k;
+        if (u < units) acc += Op::dot(buf, base + uint32_t(u / Op::kRuns) * Op::kBlockBytes, u % Op::kRuns, xr[k], smem, lane);
+      }
+    }
+    if (cur_chunk == p.chunks - 1) {
+      acc = warp_sum(acc);
+      if (lane == 0) p.y[cur] = valid ? acc : kNaN;
+      acc = 0.0f;
+    }
+  }
+}
+
+// ---- F16 / F32 weights, f32 activations ---------------------------------------------
+
+template <DType T>
+__global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols, bool vec) {
+  constexpr int kPer = T == DType::F16 ? 8 : 4;  // elements per 16-byte vector
+  const int lane = threadIdx.x & 31;
+  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t nw = int64_t(gridDim.x) * kWarps;
+  for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
+    const int64_t slot = item / p.rows, row = item - slot * p.rows;
+    const int64_t mat = slot_matrix(p, slot);
+    float acc = 0.0f;
+    if (mat >= 0) {
+      const uint8_t* wr = p.w + mat * p.matrix_bytes + row * p.row_bytes;
+      const float* xs = reinterpret_cast<const float*>(p.x) + slot * p.x_stride;
+      const int64_t nv = vec ? cols / kPer : 0;
+      for (int64_t v0 = lane; v0 < nv; v0 += 32 * 4) {
+        uint4 w[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (v0 + 32 * u < nv) w[u] = ldg_stream(wr + 16 * (v0 + 32 * u));
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int64_t v = v0 + 32 * u;
+          if (v >= nv) break;
+          const float4* xv = reinterpret_cast<const float4*>(xs + kPer * v);
+          if constexpr (T == DType::F16) {
+            const float4 a = __ldg(xv), b = __ldg(xv + 1);
+            const __half2* h = reinterpret_cast<const __half2*>(&w[u]);
+            const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]), f3 = __half22float2(h[3]);
+            acc += f0.x * a.x + f0.y * a.y + f1.x * a.z + f1.y * a.w + f2.x * b.x + f2.y * b.y + f3.x * b.z + f3.y * b.w;
+          } else {
+            const float4 a = __ldg(xv);
+            acc += __uint_as_float(w[u].x) * a.x + __uint_as_float(w[u].y) * a.y + __uint_as_float(w[u].z) * a.z +
+                   __uint_as_float(w[u].w) * a.w;
+          }
+        }
+      }
+      for (int64_t e = nv * kPer + lane; e < cols; e += 32) {
+        const float wv = T == DType::F16 ? h2f(ld_u16(wr + 2 * e)) : reinterpret_cast<const float*>(wr)[e];
+        acc += wv * xs[e];
+      }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) p.y[item] = mat >= 0 ? acc : kNaN;
+  }
+}
+
+// ---- generic: exact decoders + f32 FMAs ---------------------------------------------
+
+template <DType T>
+__device__ __forceinline__ void run32(const uint8_t* wr, int64_t r, float* y) {
+  if constexpr (T == DType::BF16) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) y[j] = bf2f(ld_u16(wr + 64 * r + 2 * j));
+  } else if constexpr (T == DType::F16) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) y[j] = h2f(ld_u16(wr + 64 * r + 2 * j));
+  } else if constexpr (T == DType::F32) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) y[j] = reinterpret_cast<const float*>(wr)[32 * r + j];
+  } else {
+    decode32<T>(wr + (r / kRuns<T>) * kBlockBytes<T>, int(r % kRuns<T>), y);
+  }
+}
+
+template <DType T>
+__global__ void __launch_bounds__(kThreads) matvec_generic(Params p, int64_t cols) {
+  const int lane = threadIdx.x & 31;
+  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t nw = int64_t(gridDim.x) * kWarps;
+  const int64_t runs = cols / 32;
+  for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
+    const int64_t slot = item / p.rows, row = item - slot * p.rows;
+    const int64_t mat = slot_matrix(p, slot);
+    float acc = 0.0f;
+    if (mat >= 0) {
+      const uint8_t* wr = p.w + mat * p.matrix_bytes + row * p.row_bytes;
+      const float* xs = reinterpret_cast<const float*>(p.x) + slot * p.x_stride;
+      for (int64_t r = lane; r < runs; r += 32) {
+        float y[32];
+        run32<T>(wr, r, y);
+        const float4* xv = reinterpret_cast<const float4*>(xs + 32 * r);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float4 a = __ldg(xv + i);
+          acc += y[4 * i] * a.x + y[4 * i + 1] * a.y + y[4 * i + 2] * a.z + y[4 * i + 3] * a.w;
+        }
+      }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) p.y[item] = mat >= 0 ? acc : kNaN;
+  }
+}
+
+// ---- launchers --------------------------------------------------------------------
+
+// Resident CTAs per SM for a kernel (cached per device), and the opt-in to more than
+// 48 KiB of dynamic shared memory.
+int resident_ctas(const void* fn, int smem) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, int>, int> cache;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({fn, dev});
+  if (it != cache.end()) return it->second;
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "matvec smem opt-in");
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem), "matvec occupancy");
+  if (n < 1) fail("internal: matvec kernel cannot be resident (", smem, " bytes of shared memory)");
+  cache[{fn, dev}] = n;
+  return n;
+}
+
+int grid_for(const void* fn, int smem, int64_t items) {
+  const int64_t want = (items + kWarps - 1) / kWarps;
+  const int64_t cap = int64_t(resident_ctas(fn, smem)) * sm_count();
+  return int(want < cap ? want : cap);
+}
+
+template <class Op>
+void launch_q(const Params& p, Stream s) {
+  constexpr int smem = Op::kTableBytes + kWarps * Op::kBufBytes;
+  const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
+  Params q = p;
+  q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
+  matvec_q<Op><<<grid_for(fn, smem, int64_t(p.n_slots) * p.rows), kThreads, smem, s>>>(q);
+}
+
+template <DType T>
+void launch_float(const Params& p, int64_t cols, Stream s) {
+  const void* fn = reinterpret_cast<const void*>(&matvec_float<T>);
+  const int64_t per = T == DType::F16 ? 8 : 4;
+  const bool vec = cols % per == 0 && aligned(p.w, 16) && aligned(p.x, 16) && p.x_stride % 4 == 0;
+  matvec_float<T><<<grid_for(fn, 0, int64_t(p.n_slots) * p.rows), kThreads, 0, s>>>(p, cols, vec);
+}
+
+template <DType T>
+void launch_generic(const Params& p, int64_t cols, Stream s) {
+  const void* fn = reinterpret_cast<const void*>(&matvec_generic<T>);
+  matvec_generic<T><<<grid_for(fn, 0, int64_t(p.n_slots) * p.rows), kThreads, 0, s>>>(p, cols);
+}
+
+}  // namespace
+
+void matvec(const MatvecArgs& a, Stream s) {
+  const char* what = "cuda matvec";
+  if (!matvec_supported(a.type, a.xf32))
+    fail(what, ": weight type ", dtype_name(a.type), a.xf32 ? " with f32 activations" : "", " is not supported");
+  const int64_t block = traits(a.type).block;
+  if (a.rows <= 0 || a.cols <= 0) fail(what, ": shape [", a.rows, ", ", a.cols, "], expected positive sizes");
+  if (a.cols % block != 0) fail(what, ": ", a.cols, " columns of ", dtype_name(a.type), ", expected a multiple of ", block);
+  if (!a.w || !a.x || !a.y) fail(what, ": null weight, activation or output pointer");
+  if (a.n_slots < 1) fail(what, ": ", a.n_slots, " slots, expected at least 1");
+  if (a.ids && a.n_experts < 1) fail(what, ": expert-indexed call with ", a.n_experts, " experts");
+  if (a.x_stride < 0) fail(what, ": negative activation stride");
+  if (!aligned(a.w, 16) || !aligned(a.x, 16) || !aligned(a.y, 4))
+    fail(what, ": weights and activations must be 16-byte aligned, outputs 4-byte aligned");
+  const ActFormat fmt = matvec_args_act_format(a);
+  if (fmt == ActFormat::q8_k && a.cols % 256 != 0) fail(what, ": q8_k activations need a multiple of 256 columns, got ", a.cols);
+  if (fmt != ActFormat::f32 && a.n_slots > 1 && a.x_stride % 256 != 0)
+    fail(what, ": quantised activations per slot need a stride that is a multiple of 256, got ", a.x_stride);
+  if (fmt == ActFormat::f32 && a.type != DType::F16 && a.type != DType::F32 && a.cols % 32 != 0)
+    fail(what, ": ", a.cols, " columns of ", dtype_name(a.type), ", expected a multiple of 32");
+  upload_iq_tables();
+
+  Params p{};
+  p.w = static_cast<const uint8_t*>(a.w);
+  p.rows = a.rows;
+  p.row_bytes = row_bytes(a.type, a.cols);
+  p.matrix_bytes = p.row_bytes * a.rows;
+  p.nb = int(a.cols / block);
+  p.chunks = 1;
+  p.ids = a.ids;
+  p.n_experts = a.ids ? a.n_experts : 1;
+  p.n_slots = a.n_slots;
+  p.x = static_cast<const uint8_t*>(a.x);
+  p.x_stride = a.n_slots > 1 ? a.x_stride : 0;
+  p.y = a.y;
+
+  const bool is_float = a.type == DType::F16 || a.type == DType::F32;
+  const bool has_fast = is_float || a.type == DType::Q8_0 || a.type == DType::IQ2_XXS || a.type == DType::Q2_K ||
+                        a.type == DType::Q4_K;
+  if (has_fast && (!a.xf32 || is_float)) {
+    switch (a.type) {
+      case DType::Q8_0: launch_q<OpQ8_0>(p, s); break;
+      case DType::IQ2_XXS: launch_q<OpIq2xxs>(p, s); break;
+      case DType::Q2_K: launch_q<OpQ2K>(p, s); break;
+      case DType::Q4_K: launch_q<OpQ4K>(p, s); break;
+      case DType::F16: launch_float<DType::F16>(p, a.cols, s); break;
+      default: launch_float<DType::F32>(p, a.cols, s); break;
+    }
+  } else {
+    switch (a.type) {
+#define FP_GEN(T) case DType::T: launch_generic<DType::T>(p, a.cols, s); break;
+      FP_GEN(Q4_0) FP_GEN(Q8_0) FP_GEN(Q2_K) FP_GEN(Q4_K) FP_GEN(Q5_K) FP_GEN(Q6_K)
+      FP_GEN(IQ2_XXS) FP_GEN(IQ2_XS) FP_GEN(IQ3_XXS) FP_GEN(BF16)
+#undef FP_GEN
+      default: fail("internal: matvec dispatch for ", dtype_name(a.type));
+    }
+  }
+  check_launch("matvec");
+}
+
+}  // namespace fp::cuda
