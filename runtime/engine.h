@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/core/error.h"
 #include "planner/model/config.h"
 
 namespace fp {
@@ -26,6 +27,25 @@ class Session {
   virtual void reset() = 0;                    // back to an empty sequence
   virtual uint64_t position() const = 0;       // tokens appended so far
   virtual uint64_t max_context() const = 0;
+
+  // ---- speculative decoding (MTP) and full-sequence logits; optional per backend ----
+  // Appends `tokens` and returns the logits of every appended position, [n][n_vocab]
+  // row-major (valid until the next call).
+  virtual std::span<const float> append_all(std::span<const int32_t> tokens) {
+    fail(backend(), " session: append_all is not supported");
+  }
+  // Rolls the sequence back to its first n tokens: n <= position() and at most
+  // max_rollback() positions back (a rejected MTP draft).
+  virtual void truncate(uint64_t n) { fail(backend(), " session: truncate is not supported"); }
+  virtual uint64_t max_rollback() const { return 0; }
+  // Largest MTP draft this session was set up for; 0 = no MTP.
+  virtual int mtp_max_draft() const { return 0; }
+  // `next` is the token that will be appended at position(); returns up to k draft
+  // tokens for the positions after it (the MTP head's argmax, chained).
+  virtual std::vector<int32_t> mtp_draft(int32_t next, int k) { return {}; }
+
+ protected:
+  virtual const char* backend() const { return "this"; }
 };
 
 class Engine {
