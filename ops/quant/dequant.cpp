@@ -6,7 +6,9 @@
 
 #include "ops/core/error.h"
 #include "ops/core/half.h"
+#include "ops/quant/dequant_avx2.h"
 #include "ops/quant/iq_tables.h"
+#include "ops/quant/lanes.h"
 
 namespace fp {
 namespace {
@@ -223,6 +225,8 @@ void deq_iq3_xxs(const uint8_t* __restrict b, float* __restrict y, int64_t nb) {
 }  // namespace
 
 DequantBlocksFn dequant_blocks_fn(DType t) {
+  if (simd::avx2_active())
+    if (const DequantBlocksFn fast = detail::dequant_avx2_fn(t)) return fast;
   switch (t) {
     case DType::F32: return deq_f32;
     case DType::F16: return deq_f16;

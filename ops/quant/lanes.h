@@ -26,8 +26,9 @@ double lanes_sum(const Lanes& acc);
 void f16_row_to_f32(const void* src, float* dst, int64_t n);
 
 namespace simd {
-// Whether the AVX2 kernels are in use on this machine. Tests switch them off to check
-// that the scalar twins give the same bits; nothing else should.
+// Whether the AVX2 kernels (here and in dequant_avx2.cpp) are in use on this machine.
+// Tests switch them off to check that the scalar twins give the same bits; nothing
+// else should.
 bool avx2_active();
 void set_avx2_allowed(bool allowed);
 }  // namespace simd

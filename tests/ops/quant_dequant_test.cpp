@@ -8,6 +8,7 @@
 
 #include "ops/core/error.h"
 #include "ops/quant/dequant.h"
+#include "ops/quant/lanes.h"
 #include "tests/ops/quant_testdata.h"
 
 using namespace fp;
@@ -59,13 +60,18 @@ void check_pair(const nlohmann::json& blocks, const nlohmann::json& out) {
 TEST_CASE("dequantize_row matches every gguf-py vector bit for bit") {
   const auto index = test::quant_index();
   std::set<std::string> seen;
+  // Both the AVX2 kernels (where the machine has them) and the scalar ones.
+  for (const bool avx2 : {true, false})
   for (const auto& e : index["files"]) {
+    simd::set_avx2_allowed(avx2);
+    INFO("avx2 allowed: ", avx2, ", active: ", simd::avx2_active());
     std::string kind = e["kind"];
     if (kind != "blocks" && kind != "edge_blocks") continue;
     const std::string out_kind = kind == "blocks" ? "dequant_f32" : "edge_dequant_f32";
     check_pair(e, test::quant_entry(index, e["type"], out_kind));
     seen.insert(std::string(e["type"]) + "/" + kind);
   }
+  simd::set_avx2_allowed(true);
   // Every oracle type was exercised, random and edge (F16/BF16 have no edge files).
   for (const char* t : {"Q8_0", "Q4_0", "Q2_K", "Q4_K", "Q5_K", "Q6_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS"}) {
     CHECK(seen.count(std::string(t) + "/blocks") == 1);
