@@ -1,0 +1,197 @@
+// Registry entries of the matmul family: y = W x (matmul) and the per-group form used by
+// attn_output_a (grouped_matmul). CUDA-free metadata only; the kernels live beside this
+// file (*.cu) and the CPU reference in ops/quant/dot.h.
+//
+// The variants and where each should win (the cost functions encode exactly this):
+// - cuda.matvec.<dtype>: one warp per weight row, all tokens of the step per row; reads
+//   each weight byte once; bandwidth-bound; best at 1..8 tokens.
+// - cuda.gemm.dequant_cublas_f16: dequantise weights to F16 in tiles, then cuBLAS on
+//   tensor cores; pays extra weight traffic, wins when there are enough tokens.
+// - cuda.gemm.int8_tc: Q8_0 weights against Q8-quantised activations on int8 tensor
+//   cores (no dequantised copy); wins on fast-HBM cards for prefill.
+// - cuda.gemm.cublas: F16/BF16 weights straight into cuBLAS.
+#include <algorithm>
+#include <cmath>
+
+#include "ops/registry/entries.h"
+
+namespace fp {
+
+namespace {
+
+using cost::ceil_div;
+
+struct MatvecVariant {
+  const char* id;
+  DType type;
+  double bw_eff;  // how close its inner loop gets to peak bandwidth
+  bool xf32;      // reads f32 activations (no activation quantisation; slower)
+};
+
+// Ids as ops/quant/quant_cuda.h names them: cuda.matvec.<type> reads the activation
+// format ggml pairs with the type (Q8_0 -> q8_0, K/IQ -> q8_k, float -> f32);
+// .xf32 reads f32 activations (a numerics choice, picked only by --override).
+constexpr MatvecVariant kMatvec[] = {
+    {"cuda.matvec.q8_0", DType::Q8_0, 0.85, false},     {"cuda.matvec.q4_k", DType::Q4_K, 0.78, false},
+    {"cuda.matvec.q2_k", DType::Q2_K, 0.72, false},     {"cuda.matvec.iq2_xxs", DType::IQ2_XXS, 0.65, false},
+    {"cuda.matvec.f16", DType::F16, 0.85, false},       {"cuda.matvec.bf16", DType::BF16, 0.6, false},
+    {"cuda.matvec.f32", DType::F32, 0.85, false},       {"cuda.matvec.q8_0.xf32", DType::Q8_0, 0.5, true},
+    {"cuda.matvec.q4_k.xf32", DType::Q4_K, 0.45, true}, {"cuda.matvec.q2_k.xf32", DType::Q2_K, 0.45, true},
+    {"cuda.matvec.iq2_xxs.xf32", DType::IQ2_XXS, 0.4, true},
+};
+
+// Rows of K must be whole quantisation blocks.
+std::string whole_blocks(const KernelShape& s) {
+  for (DType t : s.wtypes)
+    if (s.k % traits(t).block != 0) return str("k=", s.k, " is not a multiple of the ", dtype_name(t), " block");
+  return "";
+}
+
+bool is_int_quant(DType t) { return t != DType::F16 && t != DType::BF16 && t != DType::F32; }
+
+// The weight tile cuBLAS paths dequantise into at a time (bounds the workspace).
+constexpr int64_t kDequantTileRows = 16384;
+
+KernelInfo matvec(const MatvecVariant& v, OpKind op) {
+  KernelInfo k;
+  const bool grouped = op == OpKind::grouped_matmul;
+  std::string tail = std::string(v.id).substr(std::string("cuda.matvec.").size());
+  k.id = grouped ? "cuda.grouped_matvec." + tail : v.id;
+  k.op = op;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;
+  k.min_tokens = 1;
+  k.max_tokens = 8;
+  k.dtypes = {v.type};
+  k.summary = std::string(grouped ? "per-group " : "") + "warp-per-row matvec over " + dtype_name(v.type) +
+              (v.xf32 ? " weights with f32 activations" : " weights") + ", all tokens of the step per row";
+  k.check = whole_blocks;
+  const double bw_eff = v.bw_eff;
+  const bool intq = is_int_quant(v.type) && !v.xf32;
+  k.cost = [bw_eff, intq](const KernelShape& s, const DeviceRates& r) {
+    const double rows = static_cast<double>(s.m) * s.groups;
+    cost::Pass p;
+    p.dev_bytes = s.weight_bytes + s.act_bytes;
+    p.host_bytes = s.host_weight_bytes;
+    p.flops = s.flops;
+    p.rate = r.fp32 * (intq ? 2.0 : 1.0);  // dp4a doubles integer dot throughput
+    p.bw_eff = bw_eff;
+    p.flop_eff = 0.5;
+    p.parallel = cost::parallel_fraction(rows / 4.0, r);
+    KernelCost c{cost::us(p, r), 0, {}};
+    c.launch = {{ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), 1}, {32, 4, 1}, 0};
+    return c;
+  };
+  return k;
+}
+
+KernelInfo dequant_cublas(OpKind op) {
+  KernelInfo k;
+  const bool grouped = op == OpKind::grouped_matmul;
+  k.id = grouped ? "cuda.grouped_gemm.dequant_cublas_f16" : "cuda.gemm.dequant_cublas_f16";
+  k.op = op;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;
+  k.any_dequant = true;
+  k.summary = "dequantise weight tiles to F16, then cuBLAS GEMM on tensor cores (F32 accumulate)";
+  k.check = whole_blocks;
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double rows = static_cast<double>(s.m) * s.groups;
+    const double f16_weights = rows * s.k * 2.0;
+    const double tiles = std::ceil(rows / kDequantTileRows);
+    cost::Pass convert;  // activations F32 -> F16
+    convert.dev_bytes = static_cast<double>(s.tokens) * s.k * s.groups * 6.0;
+    convert.parallel = cost::parallel_fraction(convert.dev_bytes / 4096, r);
+    cost::Pass dequant;  // weights -> F16 tile (read quantised, write F16)
+    dequant.dev_bytes = s.weight_bytes + f16_weights;
+    dequant.host_bytes = s.host_weight_bytes;
+    dequant.bw_eff = 0.75;
+    dequant.parallel = cost::parallel_fraction(rows / 8.0, r);
+    cost::Pass gemm;  // read F16 weights + activations, write F32 output
+    gemm.dev_bytes = f16_weights + s.act_bytes;
+    gemm.flops = s.flops;
+    gemm.rate = r.fp16;
+    gemm.flop_eff = 0.7;
+    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), r);
+    double us = cost::us(convert, r) + cost::us(dequant, r) + cost::us(gemm, r);
+    us += (tiles - 1) * 2 * r.launch_us;
+    const double tile_bytes = std::min<double>(rows, kDequantTileRows) * s.k * 2.0;
+    return KernelCost{us, static_cast<uint64_t>(tile_bytes + convert.dev_bytes / 3.0), {}};
+  };
+  return k;
+}
+
+KernelInfo int8_tc(OpKind op) {
+  KernelInfo k;
+  const bool grouped = op == OpKind::grouped_matmul;
+  k.id = grouped ? "cuda.grouped_gemm.int8_tc" : "cuda.gemm.int8_tc";
+  k.op = op;
+  k.backend = Backend::Cuda;
+  k.min_cc = 80;
+  k.min_tokens = 2;
+  k.dtypes = {DType::Q8_0};
+  k.summary = "Q8_0 weights x Q8-quantised activations on int8 tensor cores, per-block scales in F32";
+  k.check = whole_blocks;
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double rows = static_cast<double>(s.m) * s.groups;
+    const double q8_act = static_cast<double>(s.tokens) * s.k * s.groups * (34.0 / 32.0);
+    cost::Pass quant;  // activations F32 -> Q8 blocks
+    quant.dev_bytes = static_cast<double>(s.tokens) * s.k * s.groups * 4.0 + q8_act;
+    quant.parallel = cost::parallel_fraction(quant.dev_bytes / 4096, r);
+    cost::Pass gemm;
+    const double token_tiles = std::ceil(s.tokens / 64.0);
+    gemm.dev_bytes = s.weight_bytes * std::min(token_tiles, 2.0) + q8_act + static_cast<double>(s.tokens) * rows * 4;
+    gemm.host_bytes = s.host_weight_bytes * token_tiles;
+    gemm.flops = s.flops;
+    gemm.rate = r.int8;
+    gemm.flop_eff = 0.45;
+    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * token_tiles, r);
+    KernelCost c{cost::us(quant, r) + cost::us(gemm, r), static_cast<uint64_t>(q8_act), {}};
+    c.launch = {{ceil_div(static_cast<int64_t>(rows), 128), static_cast<uint32_t>(token_tiles), 1}, {128, 1, 1},
+                48 * 1024};
+    return c;
+  };
+  return k;
+}
+
+KernelInfo cublas_float(OpKind op) {
+  KernelInfo k;
+  const bool grouped = op == OpKind::grouped_matmul;
+  k.id = grouped ? "cuda.grouped_gemm.cublas" : "cuda.gemm.cublas";
+  k.op = op;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;
+  k.dtypes = {DType::F16, DType::BF16};
+  k.summary = "F16/BF16 weights straight into cuBLAS (activations converted to the weight type)";
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double rows = static_cast<double>(s.m) * s.groups;
+    cost::Pass convert;
+    convert.dev_bytes = static_cast<double>(s.tokens) * s.k * s.groups * 6.0;
+    convert.parallel = cost::parallel_fraction(convert.dev_bytes / 4096, r);
+    cost::Pass gemm;
+    gemm.dev_bytes = s.weight_bytes + s.act_bytes;
+    gemm.host_bytes = s.host_weight_bytes;
+    gemm.flops = s.flops;
+    gemm.rate = s.wtypes.empty() || s.wtypes[0] == DType::F16 ? r.fp16 : r.bf16;
+    gemm.flop_eff = 0.7;
+    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), r);
+    return KernelCost{cost::us(convert, r) + cost::us(gemm, r),
+                      static_cast<uint64_t>(static_cast<double>(s.tokens) * s.k * s.groups * 2.0), {}};
+  };
+  return k;
+}
+
+}  // namespace
+
+void register_matmul_kernels(std::vector<KernelInfo>& out) {
+  out.push_back(entries::cpu_reference(OpKind::matmul, "reference dot products over dequantised rows (ops/quant/dot.h)"));
+  out.push_back(entries::cpu_reference(OpKind::grouped_matmul, "reference per-group matmul"));
+  for (OpKind op : {OpKind::matmul, OpKind::grouped_matmul}) {
+    for (const auto& v : kMatvec) out.push_back(matvec(v, op));
+    out.push_back(dequant_cublas(op));
+    out.push_back(int8_tc(op));
+    out.push_back(cublas_float(op));
+  }
+}
+
+}  // namespace fp

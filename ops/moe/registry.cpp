@@ -1,0 +1,145 @@
+// Registry entries of the MoE family: router (scores, hash or biased top-k, weights),
+// moe (routed experts: gate/up SwiGLU with clamps, down, weighted sum) and the shared
+// expert's swiglu. CUDA-free metadata only.
+//
+// MoE shapes: m = expert FFN width, k = model width, groups = experts used per token,
+// experts = experts in the layer; wtypes = {gate, up, down}. weight_bytes counts only
+// the experts a step is expected to touch (the op graph computes that expectation).
+// - cuda.moe.matvec: per (token, expert) warp-per-row matvecs; decode.
+// - cuda.moe.grouped_int8_tc: tokens sorted by expert on the device, quantised blocks
+//   unpacked to int8 in shared memory, int8 tensor cores; capturable (grid sized for
+//   the worst case, expert offsets read on the device).
+// - cuda.moe.grouped_dequant_cublas: per touched expert, dequantise to F16 and cuBLAS;
+//   needs per-expert token counts on the host, so it cannot live inside a graph.
+#include <algorithm>
+#include <cmath>
+
+#include "ops/registry/entries.h"
+
+namespace fp {
+
+namespace {
+
+const std::vector<DType> kExpertTypes = {DType::IQ2_XXS, DType::Q2_K, DType::Q4_K, DType::Q8_0};
+
+std::string whole_blocks(const KernelShape& s) {
+  // gate/up rows have k inputs, down rows have m inputs.
+  for (size_t i = 0; i < s.wtypes.size(); ++i) {
+    const int64_t in = i == 2 ? s.m : s.k;
+    if (in % traits(s.wtypes[i]).block != 0)
+      return str("row length ", in, " is not a multiple of the ", dtype_name(s.wtypes[i]), " block");
+  }
+  return "";
+}
+
+// Distinct experts a step touches in expectation (uniform routing): e * (1 - (1 - u/e)^t).
+double touched_experts(const KernelShape& s) {
+  if (s.experts <= 0) return static_cast<double>(s.groups);
+  const double e = static_cast<double>(s.experts);
+  return e * (1.0 - std::pow(1.0 - static_cast<double>(s.groups) / e, s.tokens));
+}
+
+KernelInfo moe_matvec() {
+  KernelInfo k;
+  k.id = "cuda.moe.matvec";
+  k.op = OpKind::moe;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;
+  k.max_tokens = 8;
+  k.dtypes = kExpertTypes;
+  k.summary = "per (token, expert) warp-per-row matvecs: fused gate/up + clamp SwiGLU, then down";
+  k.check = whole_blocks;
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    cost::Pass p;
+    p.dev_bytes = s.weight_bytes + s.act_bytes;
+    p.host_bytes = s.host_weight_bytes;
+    p.flops = s.flops;
+    p.rate = r.fp32 * 2.0;
+    p.bw_eff = 0.7;
+    p.flop_eff = 0.5;
+    p.parallel = cost::parallel_fraction(static_cast<double>(s.tokens) * s.groups * s.m / 4.0, r);
+    KernelCost c{cost::us(p, r) + r.launch_us, 0, {}};  // two launches
+    c.launch = {{cost::ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), s.tokens}, {32, 4, 1}, 0};
+    return c;
+  };
+  return k;
+}
+
+KernelInfo moe_grouped_int8() {
+  KernelInfo k;
+  k.id = "cuda.moe.grouped_int8_tc";
+  k.op = OpKind::moe;
+  k.backend = Backend::Cuda;
+  k.min_cc = 80;
+  k.min_tokens = 2;
+  k.dtypes = kExpertTypes;
+  k.summary = "tokens grouped by expert on the device; blocks unpacked to int8, int8 tensor cores";
+  k.check = whole_blocks;
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double touched = std::max(1.0, touched_experts(s));
+    const double per_expert_tokens = static_cast<double>(s.tokens) * s.groups / touched;
+    const double rereads = std::ceil(per_expert_tokens / 64.0);  // 64-token tiles per expert
+    const double q8 = static_cast<double>(s.tokens) * (s.k + s.m * s.groups) * (34.0 / 32.0);
+    cost::Pass sort;  // route tokens to experts, quantise activations
+    sort.dev_bytes = static_cast<double>(s.tokens) * s.k * 4.0 + q8;
+    sort.parallel = cost::parallel_fraction(sort.dev_bytes / 4096, r);
+    cost::Pass gemm;
+    gemm.dev_bytes = s.weight_bytes * rereads + s.act_bytes + q8;
+    gemm.host_bytes = s.host_weight_bytes * rereads;
+    gemm.flops = s.flops;
+    gemm.rate = r.int8;
+    gemm.flop_eff = 0.3;  // unpacking K-quant / IQ blocks costs ALU time
+    gemm.parallel = cost::parallel_fraction(touched * std::ceil(s.m / 128.0) * rereads, r);
+    const double us = cost::us(sort, r) + cost::us(gemm, r) + r.launch_us;  // gate/up, then down
+    return KernelCost{us, static_cast<uint64_t>(q8 + s.tokens * s.groups * 8.0), {}};
+  };
+  return k;
+}
+
+KernelInfo moe_grouped_cublas() {
+  KernelInfo k;
+  k.id = "cuda.moe.grouped_dequant_cublas";
+  k.op = OpKind::moe;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;
+  k.min_tokens = 2;
+  k.any_dequant = true;
+  k.capturable = false;
+  k.summary = "per touched expert: dequantise to F16, cuBLAS gate/up/down (host reads expert counts)";
+  k.check = whole_blocks;
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double touched = std::max(1.0, touched_experts(s));
+    const double f16_expert = 3.0 * s.m * s.k * 2.0;
+    cost::Pass dequant;
+    dequant.dev_bytes = s.weight_bytes + touched * f16_expert;
+    dequant.host_bytes = s.host_weight_bytes;
+    dequant.bw_eff = 0.75;
+    dequant.parallel = cost::parallel_fraction(touched * s.m / 8.0, r);
+    cost::Pass gemm;
+    gemm.dev_bytes = touched * f16_expert + s.act_bytes;
+    gemm.flops = s.flops;
+    gemm.rate = r.fp16;
+    gemm.flop_eff = 0.5;
+    gemm.parallel = cost::parallel_fraction(touched * std::ceil(s.m / 128.0), r);
+    // 3 dequant + 3 GEMM launches per touched expert, plus the host round trip (~20 us).
+    const double us = cost::us(dequant, r) + cost::us(gemm, r) + touched * 6 * r.launch_us + 20.0;
+    return KernelCost{us, static_cast<uint64_t>(f16_expert + s.tokens * (s.k + 2.0 * s.m) * 2.0 * s.groups), {}};
+  };
+  return k;
+}
+
+}  // namespace
+
+void register_moe_kernels(std::vector<KernelInfo>& out) {
+  out.push_back(entries::cpu_reference(OpKind::router, "reference router: sqrt-softplus, hash or biased top-k", false));
+  out.push_back(entries::cpu_reference(OpKind::moe, "reference routed experts, one expert at a time"));
+  out.push_back(entries::cpu_reference(OpKind::swiglu, "reference clamped SwiGLU", false));
+  out.push_back(entries::cuda_simple("cuda.router", OpKind::router,
+                                     "one block per token: scores, hash lookup or biased top-k, weights", false));
+  out.push_back(entries::cuda_simple("cuda.swiglu", OpKind::swiglu, "elementwise clamped SwiGLU", false));
+  out.push_back(moe_matvec());
+  out.push_back(moe_grouped_int8());
+  out.push_back(moe_grouped_cublas());
+}
+
+}  // namespace fp

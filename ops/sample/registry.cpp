@@ -1,0 +1,15 @@
+// Registry entries of the sampling family: greedy argmax and temperature / top-p
+// sampling over the logits, on the device so a decode step never waits for the host.
+#include "ops/registry/entries.h"
+
+namespace fp {
+
+void register_sample_kernels(std::vector<KernelInfo>& out) {
+  out.push_back(entries::cpu_reference(OpKind::argmax, "reference argmax (lowest index wins ties)", false));
+  out.push_back(entries::cpu_reference(OpKind::sample, "reference sampler (temperature, top-p, min-p)", false));
+  out.push_back(entries::cuda_simple("cuda.argmax", OpKind::argmax, "block-reduced argmax per token", false));
+  out.push_back(entries::cuda_simple("cuda.sample", OpKind::sample,
+                                     "temperature / top-p / min-p sampling with a device RNG", false));
+}
+
+}  // namespace fp

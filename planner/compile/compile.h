@@ -1,0 +1,48 @@
+// `flashplan compile`: GGUF header + device profile -> plan. Builds the op graph per
+// phase, places the weights, picks a kernel per node, segments the phases into CUDA
+// graphs and checks the memory budget; the result is the FlatBuffers plan of
+// schemas/plan.fbs. Deterministic: the same model, profile and options give the same
+// bytes (no timestamps, no host names, no commit hash).
+//
+// Memory policy when weights + KV cache at max context + activations + workspace +
+// graph reserve exceed the usable device memory: with --fit-context, the max context is
+// lowered to the largest that fits; otherwise (default) the routed experts of the last
+// layers move to pinned host memory, one layer at a time, until it fits. If neither can
+// make it fit, compile fails with the shortfall in GiB and the largest context that fits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "planner/model/model.h"
+#include "planner/profile/device_profile.h"
+#include "planner/select/select.h"
+#include "planner/plan_io/plan_io.h"
+
+namespace fp {
+
+inline constexpr uint64_t kDefaultMaxContext = 262144;   // capped by the model's context length
+inline constexpr uint64_t kDefaultCostContext = 8192;    // capped by the max context
+inline constexpr uint64_t kGraphReserveBytes = 256ull << 20;  // CUDA graphs, module images, cuBLAS handles
+
+enum class Numerics : uint8_t { official = 0, plain = 1 };
+
+struct CompileOptions {
+  uint64_t max_context = 0;      // 0: min(model context length, kDefaultMaxContext)
+  Numerics numerics = Numerics::official;
+  DType kv_dtype = DType::F32;   // F32 or F16
+  std::vector<uint32_t> prefill_buckets = {16, 128, 512, 2048};
+  uint32_t mtp_depth = 1;
+  bool allow_offload = true;
+  bool fit_context = false;
+  uint64_t cost_context = 0;     // 0: min(max context, kDefaultCostContext)
+  std::vector<KernelOverride> overrides;
+  std::string model_file;        // recorded without directories
+  std::string mtp_file;
+};
+
+std::unique_ptr<plan::PlanT> compile_plan(const Model& model, const DeviceProfile& profile, const CompileOptions& o);
+
+
+}  // namespace fp
