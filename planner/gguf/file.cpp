@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iomanip>
 #include <limits>
 #include <map>
 
@@ -193,7 +194,9 @@ File File::from_bytes(std::vector<uint8_t> bytes, std::string name, OpenOptions 
   impl->path = std::move(name);
   impl->opts = opts;
   impl->add_shard(Mapping::own(std::move(bytes)), impl->path);
-  return File(std::move(impl));
+  File f(std::move(impl));
+  f.check_split_keys();
+  return f;
 }
 
 File File::open(const std::string& path, OpenOptions opts) {
@@ -203,7 +206,9 @@ File File::open(const std::string& path, OpenOptions opts) {
   if (!split || split->count == 1) {
     impl->path = path;
     impl->add_shard(Mapping::map_file(path), path);
-    return File(std::move(impl));
+    File f(std::move(impl));
+    f.check_split_keys();
+    return f;
   }
   // A split GGUF is read as one model whichever shard was named: shards 1..N.
   impl->path = split_path(*split, 1);
@@ -216,20 +221,29 @@ File File::open(const std::string& path, OpenOptions opts) {
   return f;
 }
 
+// llama.cpp's gguf-split keys, when present, must agree with the shards found: a lone
+// shard opened under another name would otherwise silently miss most tensors.
 void File::check_split_keys() const {
   const Impl& m = *impl_;
   const size_t n = m.shards.size();
-  if (const Value* v = find(kSplitCount)) {
-    if (!(is_unsigned(v->type) || is_signed(v->type)) || v->u + uint64_t(v->i) != n)  // one of u, i is 0
-      fail("metadata key \"", kSplitCount, "\" is ", is_unsigned(v->type) ? v->u : uint64_t(v->i), ", expected ",
-           n, " (the number of shard files named like ", m.path, ")");
+  auto count = [&](const char* key) -> std::optional<uint64_t> {
+    const Value* v = find(key);
+    if (!v) return std::nullopt;
+    if (is_unsigned(v->type)) return v->u;
+    if (is_signed(v->type) && v->i >= 0) return uint64_t(v->i);
+    fail("metadata key \"", key, "\": ", is_signed(v->type) ? str("value ", v->i) : str("type ", value_type_name(v->type)),
+         ", expected a non-negative integer (", m.path, ")");
+  };
+  if (const auto c = count(kSplitCount); c && *c != n) {
+    if (n == 1)
+      fail("metadata key \"", kSplitCount, "\" is ", *c, ": this file is one shard of a split GGUF, expected it to be "
+           "opened by a name ending in -0000k-of-", str(std::setw(5), std::setfill('0'), *c), ".gguf (", m.path, ")");
+    fail("metadata key \"", kSplitCount, "\" is ", *c, ", expected ", n, " (the number of shard files named like ",
+         m.path, ")");
   }
-  if (const Value* v = find(kSplitTensors)) {
-    const uint64_t want = is_unsigned(v->type) ? v->u : uint64_t(v->i);
-    if (want != m.tensors.size())
-      fail("metadata key \"", kSplitTensors, "\" is ", want, ", but the ", n, " shards hold ", m.tensors.size(),
-           " tensors (", m.path, ")");
-  }
+  if (const auto c = count(kSplitTensors); c && *c != m.tensors.size())
+    fail("metadata key \"", kSplitTensors, "\" is ", *c, ", but the ", n, " shard(s) hold ", m.tensors.size(),
+         " tensors (", m.path, ")");
 }
 
 // ---- accessors ----------------------------------------------------------------------

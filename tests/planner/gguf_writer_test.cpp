@@ -344,9 +344,14 @@ TEST_CASE("gguf split: NAME-0000k-of-0000N.gguf shards read as one model from an
                        doctest::Contains("duplicate tensor name \"a\" in split shards 1 and 2"), fp::Error);
   shard(1, 1, 2, {"b", "c"}, false, 2);
   CHECK_THROWS_WITH_AS(File::open(dir / "model-00001-of-00002.gguf"),
-                       doctest::Contains("\"split.tensors.count\" is 2, but the 2 shards hold 3 tensors"), fp::Error);
+                       doctest::Contains("\"split.tensors.count\" is 2, but the 2 shard(s) hold 3 tensors"), fp::Error);
   shard(1, 1, 2, {"b"}, false, 2);
   CHECK(File::open(dir / "model-00002-of-00002.gguf").tensors().size() == 2);
+
+  // A lone shard under another name is refused rather than read as a partial model.
+  fs::copy_file(dir / "model-00001-of-00002.gguf", dir / "renamed.gguf");
+  CHECK_THROWS_WITH_AS(File::open(dir / "renamed.gguf"),
+                       doctest::Contains("\"split.count\" is 2: this file is one shard of a split GGUF"), fp::Error);
 }
 
 TEST_CASE("gguf writer: a huge alignment costs no memory (fuzzer finding: 2^31 padded in RAM)") {
