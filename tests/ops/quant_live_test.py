@@ -9,8 +9,9 @@ random bytes, fp16 scale fields overwritten by finite values (log-uniform magnit
 [1e-3, 1], random sign), plus some blocks whose scales take edge values (zeros,
 subnormals, +-65504). A binary without the `dequant` command fails this test.
 
-Also re-checks the sha256 of the copied IQ tables that ops/quant/iq_tables.cpp was
-generated from (the C++ test checks the generated entries against those files).
+Also re-checks the sha256 of every copied oracle file (tests/data/quant/index.json) and
+of the IQ tables ops/quant/iq_tables.cpp was generated from (tables/SHA256SUMS; the C++
+test checks the generated entries against those files).
 
 Env: FLASHPLAN_BIN (the flashplan binary), FLASHPLAN_TEST_DATA (tests/data).
 """
@@ -63,9 +64,17 @@ def random_float_elements(rng, qtype, n):
     return bits.astype("<u2").view(np.uint8)
 
 
-def check_tables(data_dir):
-    tables = os.path.join(data_dir, "quant", "tables")
+def check_data(data_dir):
+    """Names of copied files whose sha256 differs from the oracle's index / SHA256SUMS."""
+    import json
+    quant = os.path.join(data_dir, "quant")
     bad = []
+    with open(os.path.join(quant, "index.json")) as f:
+        for entry in json.load(f)["files"]:
+            with open(os.path.join(quant, entry["file"]), "rb") as d:
+                if hashlib.sha256(d.read()).hexdigest() != entry["sha256"]:
+                    bad.append(entry["file"])
+    tables = os.path.join(quant, "tables")
     with open(os.path.join(tables, "SHA256SUMS")) as f:
         for line in f:
             want, name = line.split()
@@ -82,9 +91,9 @@ def main():
         print("FAIL: FLASHPLAN_BIN and FLASHPLAN_TEST_DATA must be set")
         return 1
     failures = []
-    bad_tables = check_tables(data_dir)
-    if bad_tables:
-        failures.append(f"IQ table files do not match SHA256SUMS: {bad_tables}")
+    bad_data = check_data(data_dir)
+    if bad_data:
+        failures.append(f"copied oracle files do not match their recorded sha256: {bad_data}")
 
     seed = secrets.randbits(63)
     print(f"seed {seed} (gguf {importlib.metadata.version('gguf')}, "
@@ -119,6 +128,9 @@ def main():
             if r.returncode != 0:
                 failures.append(f"{qtype.name}: `flashplan dequant` exited {r.returncode}: "
                                 f"{r.stderr.strip()[:300]}")
+                continue
+            if not os.path.exists(out):
+                failures.append(f"{qtype.name}: `flashplan dequant` exited 0 but wrote no {out}")
                 continue
             got = np.fromfile(out, dtype="<f4")
             if got.size != expect.size:
