@@ -27,6 +27,10 @@ class Session {
   virtual void reset() = 0;                    // back to an empty sequence
   virtual uint64_t position() const = 0;       // tokens appended so far
   virtual uint64_t max_context() const = 0;
+  // Bytes of attention state (KV rows, compressor and indexer state) that hold the
+  // sequence at its current position: what a snapshot of it would have to save. 0 when
+  // the backend does not report it. `flashplan bench` writes it as kvcache_bytes.
+  virtual uint64_t kv_bytes() const { return 0; }
 
   // ---- speculative decoding (MTP) and full-sequence logits; optional per backend ----
   // Appends `tokens` and returns the logits of every appended position, [n][n_vocab]
@@ -55,6 +59,9 @@ class Engine {
   virtual const Tokenizer& tokenizer() const = 0;
   virtual std::string backend_name() const = 0;  // "cpu", "cuda"
   virtual std::string model_name() const = 0;    // shown by /v1/models
+  // The device it runs on, for reports ("NVIDIA H200, cc 9.0, 132 SMs"); empty when
+  // the backend has nothing to add to backend_name().
+  virtual std::string device_name() const { return {}; }
   virtual std::unique_ptr<Session> new_session() = 0;
 };
 
