@@ -5,7 +5,8 @@
 // out zero-copy views of tensor bytes. It refuses: big-endian files, versions other
 // than 2/3, nested arrays, unknown or removed type ids, overlapping or misaligned
 // tensors, and anything that would read outside the file. Every error names the
-// file, the field, the value found and what was expected.
+// file, the field, the value found and what was expected. Where the spec, ggml and
+// gguf-py disagree (oracle/gguf/policy), parse.cpp's opening comment says what is chosen.
 #pragma once
 #include <array>
 #include <cstdint>
