@@ -5,11 +5,12 @@
 // identifier "FPLN" at bytes 4..7), add a tools/inspect_<kind>.cpp that registers a
 // Kind with FP_INSPECT_KIND. To add a section to the text view of a GGUF (a DS4 model
 // summary), register a GgufSection with FP_INSPECT_GGUF_SECTION; `--json` output of
-// a GGUF stays exactly the documented object.
+// a GGUF stays the documented object plus one key per section that applies ("model").
 #pragma once
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct GgufSection {
   std::string name;
   // Prints the section (text view only); prints nothing when it does not apply.
   std::function<void(const gguf::File& f, std::FILE* out)> text;
+  // Adds the section's key to the `--json` object; may be empty, adds nothing when it
+  // does not apply.
+  std::function<void(const gguf::File& f, nlohmann::ordered_json& out)> json;
 };
 std::vector<GgufSection>& gguf_sections();
 

@@ -73,6 +73,8 @@ void print_json(const gguf::File& f) {
     tensors.push_back(std::move(o));
   }
   out["tensors"] = std::move(tensors);
+  for (const GgufSection& sec : gguf_sections())
+    if (sec.json) sec.json(f, out);
   const std::string s = out.dump(-1, ' ', false, ojson::error_handler_t::replace);
   std::fwrite(s.data(), 1, s.size(), stdout);
   std::fputc('\n', stdout);

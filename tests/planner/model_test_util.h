@@ -14,13 +14,22 @@
 
 namespace fp::test {
 
+// One directory per test process, removed when the process exits.
 inline std::string scratch_dir() {
-  static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("fp_model_test_" + std::to_string(getpid()));
-    std::filesystem::create_directories(d);
-    return d.string();
-  }();
-  return dir;
+  struct Dir {
+    std::string path;
+    Dir() {
+      auto d = std::filesystem::temp_directory_path() / ("fp_model_test_" + std::to_string(getpid()));
+      std::filesystem::create_directories(d);
+      path = d.string();
+    }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Dir dir;
+  return dir.path;
 }
 
 inline std::string scratch(const std::string& name) { return scratch_dir() + "/" + name; }
