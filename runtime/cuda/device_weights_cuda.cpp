@@ -1,0 +1,201 @@
+// load_weights() and DeviceWeights (device_weights.h): maps each placed tensor, then fills
+// it from the file (loader_cuda.cpp) or with random valid blocks on the device.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ops/core/error.h"
+#include "ops/quant/quant_cuda.h"
+#include "runtime/cuda/device_weights.h"
+#include "runtime/cuda/loader.h"
+#include "runtime/cuda/vmm.h"
+
+namespace fp::cuda {
+
+struct DeviceWeights::Impl {
+  std::vector<DeviceTensor> tensors;
+  std::unordered_map<std::string, size_t> index;
+  std::vector<VmmMapping> vmm;  // in creation order; released in reverse
+  std::vector<PinnedHost> host;
+  uint64_t device_bytes = 0, host_bytes = 0;
+  LoadStats stats;
+  ~Impl() {
+    while (!vmm.empty()) vmm.pop_back();
+    while (!host.empty()) host.pop_back();
+  }
+};
+
+DeviceWeights::DeviceWeights() : impl_(std::make_unique<Impl>()) {}
+DeviceWeights::DeviceWeights(DeviceWeights&&) noexcept = default;
+DeviceWeights& DeviceWeights::operator=(DeviceWeights&&) noexcept = default;
+DeviceWeights::~DeviceWeights() = default;
+
+const std::vector<DeviceTensor>& DeviceWeights::tensors() const { return impl_->tensors; }
+uint64_t DeviceWeights::device_bytes() const { return impl_->device_bytes; }
+uint64_t DeviceWeights::host_bytes() const { return impl_->host_bytes; }
+const LoadStats& DeviceWeights::stats() const { return impl_->stats; }
+
+const DeviceTensor* DeviceWeights::find(std::string_view name) const {
+  auto it = impl_->index.find(std::string(name));
+  return it == impl_->index.end() ? nullptr : &impl_->tensors[it->second];
+}
+
+const DeviceTensor& DeviceWeights::at(std::string_view name) const {
+  const DeviceTensor* t = find(name);
+  if (!t) fail("weights: tensor \"", name, "\" was not loaded (not placed by the plan)");
+  return *t;
+}
+
+std::vector<WeightPlacement> all_on_device(const gguf::File& f, int device) {
+  std::vector<WeightPlacement> out;
+  for (const gguf::TensorInfo& t : f.tensors()) out.push_back({t.name, Placement::device, device});
+  return out;
+}
+
+namespace {
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : s) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// The model's expert count (any "*.expert_count" key), the range of random I32 ids.
+int64_t expert_count(const gguf::File& f) {
+  for (const auto& [key, v] : f.metadata()) {
+    const std::string_view k = key;
+    if (k.size() > 13 && k.substr(k.size() - 13) == ".expert_count") return int64_t(v.u ? v.u : uint64_t(v.i));
+  }
+  return 0;
+}
+
+}  // namespace
+
+RandomTensorFill random_fill_for(const gguf::TensorInfo& t, uint64_t seed) {
+  RandomTensorFill r;
+  r.seed = seed * 0x9e3779b97f4a7c15ull ^ fnv1a(t.name);
+  const bool is_float = t.type == DType::F32 || t.type == DType::F16 || t.type == DType::BF16;
+  if (is_float && t.name.find("norm") != std::string::npos) r.center = 1.0f;
+  return r;
+}
+
+ProgressFn stderr_progress_bar() {
+  const bool tty = isatty(STDERR_FILENO);
+  return [tty](const LoadProgress& p) {
+    if (!tty && !p.finished) return;
+    const double gib = double(1ull << 30);
+    const double frac = p.total_bytes ? double(p.done_bytes) / double(p.total_bytes) : 1.0;
+    char bar[31];
+    const int fill = int(frac * 30);
+    for (int i = 0; i < 30; ++i) bar[i] = i < fill ? '#' : ' ';
+    bar[30] = 0;
+    std::fprintf(stderr, "\rweights [%s] %.1f/%.1f GiB  %.2f GiB/s%s", bar, double(p.done_bytes) / gib,
+                 double(p.total_bytes) / gib, p.seconds > 0 ? double(p.done_bytes) / gib / p.seconds : 0.0,
+                 p.finished ? "\n" : "");
+    std::fflush(stderr);
+  };
+}
+
+DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlacement>& placements,
+                           const LoadOptions& opts) {
+  int n_dev = 0;
+  if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+    cudaGetLastError();
+    fail("load weights: no CUDA device");
+  }
+  if (file.header_only() && !opts.random_seed)
+    fail(file.path(), ": a header-only GGUF has no tensor data; load it with random weights (--weights random:SEED)");
+
+  DeviceWeights w;
+  DeviceWeights::Impl& im = *w.impl_;
+  std::unordered_set<std::string> seen;
+  std::vector<const gguf::TensorInfo*> infos;
+  for (const WeightPlacement& p : placements) {
+    const gguf::TensorInfo& t = file.require_tensor(p.tensor);
+    if (!seen.insert(p.tensor).second) fail(p.tensor, ": placed twice");
+    if (p.device < 0 || p.device >= n_dev)
+      fail(p.tensor, ": placed on CUDA device ", p.device, ", expected 0..", n_dev - 1);
+    if (opts.random_seed && !fill_supported(t.type))
+      fail(p.tensor, ": dtype ", dtype_name(t.type), " cannot be filled with random weights");
+    DeviceTensor d;
+    d.name = t.name;
+    d.type = t.type;
+    d.ne = t.ne;
+    d.bytes = t.n_bytes;
+    d.where = p.where;
+    d.device = p.device;
+    if (p.where == Placement::device) {
+      im.vmm.push_back(VmmMapping::create(p.device, t.n_bytes, t.name));
+      d.ptr = im.vmm.back().ptr();
+      im.device_bytes += im.vmm.back().mapped();
+    } else {
+      im.host.push_back(PinnedHost::create(t.n_bytes, t.name));
+      d.ptr = im.host.back().dev_ptr();
+      im.host_bytes += t.n_bytes;
+    }
+    im.index[d.name] = im.tensors.size();
+    im.tensors.push_back(std::move(d));
+    infos.push_back(&t);
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  uint64_t total = 0;
+  for (const gguf::TensorInfo* t : infos) total += t->n_bytes;
+  if (opts.random_seed) {
+    const int64_t range = expert_count(file);
+    std::vector<cudaStream_t> streams(size_t(n_dev), nullptr);
+    try {
+      for (size_t i = 0; i < infos.size(); ++i) {
+        const DeviceTensor& d = im.tensors[i];
+        if (cudaSetDevice(d.device) != cudaSuccess) fail("cannot use CUDA device ", d.device);
+        if (!streams[size_t(d.device)] && cudaStreamCreateWithFlags(&streams[size_t(d.device)], cudaStreamNonBlocking) != cudaSuccess)
+          fail("cannot create a stream on CUDA device ", d.device);
+        const RandomTensorFill r = random_fill_for(*infos[i], *opts.random_seed);
+        fill_random(d.type, d.ptr, infos[i]->n_elements(), {r.seed, r.scale, r.center, range}, streams[size_t(d.device)]);
+      }
+      for (int dev = 0; dev < n_dev; ++dev) {
+        if (!streams[size_t(dev)]) continue;
+        cudaSetDevice(dev);
+        const cudaError_t e = cudaStreamSynchronize(streams[size_t(dev)]);
+        if (e != cudaSuccess) fail("random weights on CUDA device ", dev, ": ", cudaGetErrorString(e));
+      }
+    } catch (...) {
+      for (cudaStream_t s : streams)
+        if (s) cudaStreamDestroy(s);
+      throw;
+    }
+    for (cudaStream_t s : streams)
+      if (s) cudaStreamDestroy(s);
+    im.stats.readers = 0;
+    if (opts.progress) opts.progress({total, total, 0, true});
+  } else {
+    std::vector<ReadJob> jobs;
+    for (size_t i = 0; i < infos.size(); ++i) {
+      const gguf::TensorInfo& t = *infos[i];
+      const DeviceTensor& d = im.tensors[i];
+      ReadJob j;
+      j.shard = t.shard;
+      j.offset = t.file_offset;
+      j.bytes = t.n_bytes;
+      j.on_host = d.where == Placement::host;
+      j.dst = d.ptr;  // host tensors: replaced by their host address below
+      j.device = d.device;
+      j.mapped = file.bytes(t);
+      jobs.push_back(j);
+    }
+    // Host tensors are written through their host address, in placement order.
+    size_t h = 0;
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (jobs[i].on_host) jobs[i].dst = im.host[h++].host();
+    im.stats.direct_io = read_jobs(shard_paths(file), std::move(jobs), opts, im.stats.readers);
+  }
+  im.stats.bytes = total;
+  im.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return w;
+}
+
+}  // namespace fp::cuda

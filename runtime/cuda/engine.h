@@ -1,0 +1,88 @@
+// The CUDA backend behind fp::Engine / fp::Session: the model's tensors in device memory
+// (runtime/cuda/device_weights.h: one VMM mapping per tensor), bound by role like the
+// CPU engine binds them, and one CUDA executor per session (its activations and sequence
+// state allocated when the session starts). Prefill runs in chunks of max_step tokens,
+// decode one token per step through a captured CUDA graph (unless graphs are off).
+// No MTP yet: sessions report mtp_max_draft() = 0. CUDA-free header.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ops/numerics/mode.h"
+#include "planner/model/model.h"
+#include "runtime/cpu/weights.h"
+#include "runtime/cuda/executor.h"
+#include "runtime/engine.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace fp::cuda {
+
+class DeviceWeights;
+
+struct CudaOptions {
+  Numerics numerics = Numerics::plain;
+  int64_t max_context = 4096;  // clamped to the model's context_length
+  int64_t max_step = 256;      // prefill chunk
+  bool graphs = true;          // --no-graphs: every step eager
+  bool exact_matmul = false;   // f32 activations in every product
+  int device = 0;
+};
+
+class CudaEngine : public Engine {
+ public:
+  CudaEngine(Model model, const CudaOptions& o);
+  ~CudaEngine() override;
+  static std::unique_ptr<CudaEngine> open(const std::string& path, const CudaOptions& o,
+                                          const ModelOpenOptions& mo = {});
+
+  const ModelConfig& config() const override { return model_.config(); }
+  const Tokenizer& tokenizer() const override;
+  std::string backend_name() const override { return "cuda"; }
+  std::string model_name() const override;
+  std::string device_name() const override { return device_name_; }
+  std::unique_ptr<Session> new_session() override;
+
+  const Model& model() const { return model_; }
+  const cpu::ModelW& device_weights() const { return dev_w_; }  // every pointer on the device
+  const CudaOptions& options() const { return opts_; }
+  double load_seconds() const { return load_s_; }
+  uint64_t weight_bytes() const;
+
+ private:
+  Model model_;
+  CudaOptions opts_;
+  std::unique_ptr<DeviceWeights> dw_;
+  cpu::ModelW dev_w_;
+  double load_s_ = 0;
+  std::string device_name_;
+  mutable std::once_flag tok_once_;
+  mutable std::optional<Tokenizer> tok_;
+};
+
+class CudaSession : public Session {
+ public:
+  CudaSession(const CudaEngine& e, const CudaOptions& o);
+
+  std::span<const float> append(std::span<const int32_t> tokens) override;
+  std::span<const float> append_all(std::span<const int32_t> tokens) override;
+  void reset() override { pos_ = 0; }
+  uint64_t position() const override { return uint64_t(pos_); }
+  uint64_t max_context() const override { return uint64_t(max_ctx_); }
+  uint64_t kv_bytes() const override { return exec_.state_bytes(); }
+
+  Executor& executor() { return exec_; }
+
+ protected:
+  const char* backend() const override { return "cuda"; }
+
+ private:
+  int64_t vocab_, max_ctx_, step_;
+  Executor exec_;
+  int64_t pos_ = 0;
+  std::vector<float> last_logits_, all_logits_;
+};
+
+}  // namespace fp::cuda

@@ -1,0 +1,182 @@
+// The CUDA engine against the CPU reference engine on the HF oracle's tiny model
+// (tests/data/hf/seed1, see tests/data/README.md), plain numerics:
+//   - greedy tokens byte-identical to the CPU's (and to transformers') on every oracle
+//     prompt, with the decode graph and with --no-graphs, in several prefill chunkings;
+//   - logits at every prompt position and every greedy step within 1e-4 max abs of the
+//     CPU's (the oracle's own CPU-vs-transformers bound);
+//   - the residual stream after every layer within 1e-5 relative L2 of the CPU's
+//     (node-by-node parity at layer granularity, as `--check-against cpu` reports it);
+//   - official numerics: logits within 2e-2 max abs (a 1-ulp difference before an FP8 /
+//     FP4 rounding may move one value by a code step; informational bound);
+//   - bad input fails with fp::Error, never a crash.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "runtime/cpu/engine.h"
+#include "runtime/cuda/engine.h"
+#include "runtime/generate/generate.h"
+#include "tests/gpu/ops_util.h"
+
+using namespace fp;
+using nlohmann::json;
+
+namespace {
+
+const std::string kDir = std::string(FLASHPLAN_TEST_DATA) + "/hf/seed1/";
+
+const json& oracle() {
+  static const json j = [] {
+    std::ifstream f(kDir + "oracle.json");
+    REQUIRE(f.good());
+    return json::parse(f);
+  }();
+  return j;
+}
+
+std::string model_path() { return kDir + oracle()["gguf"]["file"].get<std::string>(); }
+
+std::unique_ptr<cpu::CpuEngine> cpu_engine(int64_t chunk, Numerics num = Numerics::plain) {
+  cpu::CpuOptions o;
+  o.numerics = num;
+  o.max_context = 1024;
+  o.max_step = chunk;
+  return cpu::CpuEngine::open(model_path(), o);
+}
+
+std::unique_ptr<cuda::CudaEngine> cuda_engine(int64_t chunk, bool graphs, Numerics num = Numerics::plain) {
+  cuda::CudaOptions o;
+  o.numerics = num;
+  o.max_context = 1024;
+  o.max_step = chunk;
+  o.graphs = graphs;
+  return cuda::CudaEngine::open(model_path(), o);
+}
+
+std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int64_t n, std::vector<float>* step_logits,
+                            cuda::Executor** exec_out = nullptr) {
+  auto s = e.new_session();
+  if (exec_out) *exec_out = &dynamic_cast<cuda::CudaSession&>(*s).executor();
+  std::vector<int32_t> out;
+  auto logits = s->append(prompt);
+  for (int64_t i = 0; i < n; ++i) {
+    if (step_logits) step_logits->insert(step_logits->end(), logits.begin(), logits.end());
+    const int32_t tok = argmax_token(logits);
+    out.push_back(tok);
+    if (i + 1 < n) logits = s->append(std::span<const int32_t>(&tok, 1));
+  }
+  return out;
+}
+
+double max_abs(const std::vector<float>& a, const std::vector<float>& b) {
+  const auto d = test::diff(a, b);
+  return d.finite ? d.max_abs : INFINITY;
+}
+
+}  // namespace
+
+TEST_CASE("cuda engine: greedy tokens identical to the CPU and transformers, graphs on and off") {
+  const json& prompts = oracle()["prompts"];
+  auto cpu = cpu_engine(256);
+  for (int64_t chunk : {256, 7}) {
+    for (bool graphs : {true, false}) {
+      auto gpu = cuda_engine(chunk, graphs);
+      for (const auto& p : prompts) {
+        CAPTURE(p["name"].get<std::string>());
+        CAPTURE(chunk);
+        CAPTURE(graphs);
+        const auto ids = p["ids"].get<std::vector<int32_t>>();
+        const auto want = p["greedy"]["tokens"].get<std::vector<int32_t>>();
+        const int64_t n = int64_t(want.size());
+        std::vector<float> lc, lg;
+        const auto tc = greedy(*cpu, ids, n, &lc);
+        cuda::Executor* ex = nullptr;
+        const auto tg = greedy(*gpu, ids, n, &lg, &ex);
+        CHECK(tc == want);
+        CHECK(tg == tc);
+        const double d = max_abs(lg, lc);
+        MESSAGE(p["name"].get<std::string>(), " chunk ", chunk, graphs ? " graphs" : " eager",
+                ": greedy step logits max |cuda - cpu| = ", d, ", graph launches ", ex->graph_launches());
+        CHECK(d <= 1e-4);
+        if (graphs) CHECK(ex->graph_launches() == n - 2);  // prefill and the first decode step run eagerly
+        if (!graphs) CHECK(ex->graph_launches() == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda engine: prompt logits at every position and layer-by-layer streams match the CPU") {
+  const json& prompts = oracle()["prompts"];
+  for (const auto& p : prompts) {
+    CAPTURE(p["name"].get<std::string>());
+    const auto ids = p["ids"].get<std::vector<int32_t>>();
+    const int64_t n = int64_t(ids.size());
+    auto cpu = cpu_engine(n);
+    auto gpu = cuda_engine(n, true);
+    auto sc = cpu->new_session();
+    auto sg = gpu->new_session();
+    auto& cex = dynamic_cast<cpu::CpuSession&>(*sc).executor();
+    auto& gex = dynamic_cast<cuda::CudaSession&>(*sg).executor();
+    cex.stream_trace.enabled = true;
+    gex.trace.enabled = true;
+    const auto lc = sc->append_all(ids);
+    const auto lg = sg->append_all(ids);
+    const std::vector<float> vc(lc.begin(), lc.end()), vg(lg.begin(), lg.end());
+    const double d = max_abs(vg, vc);
+    MESSAGE(p["name"].get<std::string>(), ": prompt logits max |cuda - cpu| = ", d);
+    CHECK(d <= 1e-4);
+    REQUIRE(gex.trace.after_layer.size() == cex.stream_trace.after_layer.size());
+    for (size_t l = 0; l < gex.trace.after_layer.size(); ++l) {
+      CAPTURE(l);
+      test::check_close("stream after layer", gex.trace.after_layer[l], cex.stream_trace.after_layer[l], {1e-5, 1e-3});
+    }
+    test::check_close("final hidden", gex.trace.final_hidden, cex.stream_trace.final_hidden, {1e-5, 1e-3});
+  }
+}
+
+TEST_CASE("cuda engine: official numerics stay close to the CPU") {
+  const json& p = oracle()["prompts"][1];
+  const auto ids = p["ids"].get<std::vector<int32_t>>();
+  auto cpu = cpu_engine(64, Numerics::official);
+  auto gpu = cuda_engine(64, true, Numerics::official);
+  std::vector<float> lc, lg;
+  const auto tc = greedy(*cpu, ids, 8, &lc);
+  const auto tg = greedy(*gpu, ids, 8, &lg);
+  const double d = max_abs(lg, lc);
+  MESSAGE("official numerics: step logits max |cuda - cpu| = ", d, ", greedy tokens ",
+          tc == tg ? "identical" : "differ");
+  CHECK(d <= 2e-2);
+}
+
+TEST_CASE("cuda engine: bad tokens and a full context fail with fp::Error") {
+  cuda::CudaOptions o;
+  o.max_context = 40;
+  o.max_step = 16;
+  auto gpu = cuda::CudaEngine::open(model_path(), o);
+  auto s = gpu->new_session();
+  const std::vector<int32_t> bad{1, 2, 100000};
+  CHECK_THROWS_AS(s->append(bad), fp::Error);
+  std::vector<int32_t> many(41, 3);
+  auto s2 = gpu->new_session();
+  CHECK_THROWS_AS(s2->append(many), fp::Error);
+  auto s3 = gpu->new_session();
+  std::vector<int32_t> ok(40, 3);
+  CHECK_NOTHROW(s3->append(ok));
+}
+
+// The workload tests/gpu/sanitizer_test.sh runs under compute-sanitizer memcheck: the
+// tiny model's full forward pass, prefill in several chunks (every layer kind, the
+// compressors emitting, the indexer selecting) and decode through the captured graph
+// and eagerly. Also a plain test: its tokens must equal the CPU's.
+TEST_CASE("cuda engine: chunked prefill then decode (sanitizer workload)") {
+  const json& p = oracle()["prompts"][1];
+  const auto ids = p["ids"].get<std::vector<int32_t>>();
+  auto cpu = cpu_engine(16);
+  const auto want = greedy(*cpu, ids, 6, nullptr);
+  for (bool graphs : {true, false}) {
+    CAPTURE(graphs);
+    auto gpu = cuda_engine(16, graphs);
+    CHECK(greedy(*gpu, ids, 6, nullptr) == want);
+  }
+}

@@ -1,0 +1,364 @@
+// The rope, attention and compressor families on the GPU against their CPU references
+// (ops/rope, ops/attention, ops/compressor, ops/numerics) on random data, outputs
+// poisoned with NaN first. Bounds (rel L2 / max abs; NaN never passes):
+//   rope rotate / inverse / head norm + rotate (YaRN too), any position   1e-6 / 1e-5
+//   kv_rope_store plain                                                   1e-6 / 1e-5
+//   kv_rope_store, compressor rows in official numerics: >= 99% of values bit-identical,
+//     and 2e-3 / 0.25 overall (a 1-ulp difference before an FP8/FP4 rounding can move a
+//     value by one code step)
+//   attention with sinks (SWA, HCA, CSA selected / all rows; decode and prefill)  1e-5 / 1e-4
+//   compressor rows plain                                                 1e-5 / 1e-4
+#include <doctest/doctest.h>
+
+#include "ops/attention/attention.h"
+#include "ops/attention/attention_cuda.h"
+#include "ops/compressor/compressor.h"
+#include "ops/compressor/compressor_cuda.h"
+#include "ops/numerics/numerics.h"
+#include "ops/rope/rope.h"
+#include "ops/rope/rope_cuda.h"
+#include "tests/gpu/ops_util.h"
+
+using namespace fp;
+using namespace fp::test;
+
+namespace {
+
+const Bound kExact{1e-6, 1e-5};
+const Bound kF32{1e-5, 1e-4};
+const Bound kRounded{2e-3, 0.25};
+
+ref::RopeParams yarn(int64_t n_rot) {
+  ref::RopeParams p;
+  p.n_rot = n_rot;
+  p.base = 160000;
+  p.yarn = true;
+  p.factor = 16;
+  p.orig_ctx = 65536;
+  return p;
+}
+
+ref::RopeParams plain_rope(int64_t n_rot) {
+  ref::RopeParams p;
+  p.n_rot = n_rot;
+  p.base = 10000;
+  return p;
+}
+
+struct DevRope {
+  DevBuf buf;
+  cuda::RopeTab tab;
+  explicit DevRope(const ref::Rope& r) : buf(r.inv_freq()) { tab = {buf.as<double>(), r.n_rot()}; }
+};
+
+// Fraction of bit-identical values.
+double same_fraction(const std::vector<float>& a, const std::vector<float>& b) {
+  size_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += same_bits(a[i], b[i]) ? 1 : 0;
+  return a.empty() ? 1.0 : double(same) / double(a.size());
+}
+
+void check_rounded(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref) {
+  check_close(what, got, ref, kRounded);
+  const double f = same_fraction(got, ref);
+  INFO(what, ": ", f * 100, "% bit-identical");
+  CHECK(f >= 0.99);
+}
+
+}  // namespace
+
+TEST_CASE("gpu ops: rope rotate, inverse and head norm + rotate at any position") {
+  std::mt19937_64 rng(21);
+  const int64_t n = 4, heads = 3, D = 64;
+  for (const auto& params : {plain_rope(16), yarn(16), yarn(64)}) {
+    const ref::Rope rope(params);
+    DevRope dr(rope);
+    for (int64_t pos0 : {int64_t(0), int64_t(4093), int64_t(1048000)}) {
+      for (auto op : {cuda::RopeOp::rotate, cuda::RopeOp::inverse, cuda::RopeOp::head_norm_rotate}) {
+        CAPTURE(pos0);
+        CAPTURE(int(op));
+        auto x = randn(size_t(n * heads * D), rng, 2.0f);
+        std::vector<float> ref = x;
+        for (int64_t t = 0; t < n; ++t) {
+          float* xt = ref.data() + t * heads * D;
+          if (op == cuda::RopeOp::head_norm_rotate)
+            for (int64_t h = 0; h < heads; ++h) ref::rms_norm_row(xt + h * D, nullptr, xt + h * D, D, 1e-6f);
+          rope.apply(xt, heads, D, pos0 + t, op == cuda::RopeOp::inverse);
+        }
+        DevBuf dx(x);
+        DevPos p(pos0);
+        cuda::RopeArgs a;
+        a.x = dx.as<float>();
+        a.n = n;
+        a.heads = heads;
+        a.head_dim = D;
+        a.tab = dr.tab;
+        a.pos0 = p.ptr();
+        a.op = op;
+        cuda::rope(a, nullptr);
+        check_close("rope", dx.get<float>(x.size()), ref, kExact);
+      }
+    }
+  }
+}
+
+TEST_CASE("gpu ops: kv_rope_store, plain and official numerics") {
+  std::mt19937_64 rng(22);
+  const int64_t n = 7, D = 512, n_rot = 64, cap = 20, pos0 = 33;
+  const ref::Rope rope(yarn(n_rot));
+  DevRope dr(rope);
+  for (bool official : {false, true}) {
+    CAPTURE(official);
+    auto kv = randn(size_t(n * D), rng, 1.5f);
+    std::vector<float> ref = kv;
+    std::vector<float> ring_ref(size_t(cap * D), 0.0f);
+    for (int64_t t = 0; t < n; ++t) {
+      float* kt = ref.data() + t * D;
+      rope.apply(kt, 1, D, pos0 + t);
+      if (official) {
+        ref::fp8_kv_round_trip(kt, D - n_rot);
+        ref::f16_round_inplace(kt, D);
+      }
+      std::memcpy(ring_ref.data() + ((pos0 + t) % cap) * D, kt, size_t(D) * 4);
+    }
+    DevBuf dkv(kv), dring(ring_ref.size() * 4);
+    GPU_CHECK(cudaMemset(dring.p, 0, dring.bytes));
+    DevPos p(pos0);
+    cuda::KvStoreArgs a;
+    a.kv = dkv.as<float>();
+    a.n = n;
+    a.head_dim = D;
+    a.raw = dring.as<float>();
+    a.raw_cap = cap;
+    a.tab = dr.tab;
+    a.pos0 = p.ptr();
+    a.official = official;
+    cuda::kv_rope_store(a, nullptr);
+    const auto got = dring.get<float>(ring_ref.size());
+    if (official) {
+      check_rounded("kv_rope_store official", got, ring_ref);
+    } else {
+      check_close("kv_rope_store", got, ring_ref, kExact);
+    }
+  }
+}
+
+namespace {
+
+enum class Kind { swa, hca, csa_sel, csa_all };
+
+void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_64& rng, bool bad_indices = false) {
+  CAPTURE(int(kind));
+  CAPTURE(n);
+  CAPTURE(pos0);
+  const int64_t H = 4, W = 128, raw_cap = W + n, topk = 8;
+  const int64_t ratio = kind == Kind::swa ? 0 : (kind == Kind::hca ? 16 : 4);
+  const int64_t max_rows = ratio ? (pos0 + n + ratio - 1) / ratio + 2 : 1;
+  auto q = randn(size_t(n * H * D), rng, 0.3f);
+  auto raw = randn(size_t(raw_cap * D), rng);
+  auto comp = randn(size_t(max_rows * D), rng);
+  auto sinks = randn(size_t(H), rng);
+  std::vector<int32_t> sel(size_t(n * topk), 0), nsel(size_t(n), -1);
+  if (kind == Kind::csa_sel) {
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t N = (pos0 + t + 1) / ratio;
+      std::vector<int32_t> rows(size_t(N));
+      for (int64_t i = 0; i < N; ++i) rows[size_t(i)] = int32_t(i);
+      std::shuffle(rows.begin(), rows.end(), rng);
+      rows.resize(size_t(topk));
+      std::sort(rows.begin(), rows.end());
+      if (bad_indices) {
+        rows[1] = -3;
+        rows[5] = 1 << 20;
+      }
+      std::copy(rows.begin(), rows.end(), sel.begin() + t * topk);
+      nsel[size_t(t)] = int32_t(topk);
+    }
+  }
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  std::vector<float> ref(q.size());
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t p = pos0 + t;
+    std::vector<const float*> keys;
+    if (ratio) {
+      const int64_t N = (p + 1) / ratio;
+      if (kind == Kind::csa_sel) {
+        for (int64_t i = 0; i < topk; ++i) {
+          const int32_t r = sel[size_t(t * topk + i)];
+          if (r >= 0 && r < N) keys.push_back(comp.data() + r * D);
+        }
+      } else {
+        for (int64_t i = 0; i < N; ++i) keys.push_back(comp.data() + i * D);
+      }
+    }
+    for (int64_t r = std::max<int64_t>(0, p - W + 1); r <= p; ++r) keys.push_back(raw.data() + (r % raw_cap) * D);
+    std::vector<float> scratch(size_t(ref::attention_scratch_floats(int64_t(keys.size()), D)));
+    for (int64_t h = 0; h < H; ++h)
+      ref::attention_head(q.data() + (t * H + h) * D, keys.data(), int64_t(keys.size()), D, sinks[size_t(h)], scale,
+                          ref.data() + (t * H + h) * D, scratch.data());
+  }
+  DevBuf dq(q), draw(raw), dcomp(comp), dsinks(sinks), dsel(sel), dnsel(nsel), dout(q.size() * 4);
+  DevPos p(pos0);
+  cuda::AttentionArgs a;
+  a.q = dq.as<float>();
+  a.out = dout.as<float>();
+  a.n = n;
+  a.heads = H;
+  a.head_dim = D;
+  a.raw = draw.as<float>();
+  a.raw_cap = raw_cap;
+  a.window = W;
+  if (ratio) {
+    a.comp = dcomp.as<float>();
+    a.ratio = ratio;
+    a.max_rows = max_rows;
+  }
+  if (kind == Kind::csa_sel || kind == Kind::csa_all) {
+    a.sel = dsel.as<int32_t>();
+    a.nsel = dnsel.as<int32_t>();
+    a.topk = topk;
+  }
+  a.sinks = dsinks.as<float>();
+  a.scale = scale;
+  a.pos0 = p.ptr();
+  cuda::attention(a, nullptr);
+  check_close("attention", dout.get<float>(q.size()), ref, kF32);
+}
+
+}  // namespace
+
+TEST_CASE("gpu ops: attention with sinks, decode and prefill, every layer kind") {
+  std::mt19937_64 rng(23);
+  for (int64_t D : {64, 512})
+    for (Kind k : {Kind::swa, Kind::hca, Kind::csa_sel, Kind::csa_all}) {
+      attention_case(k, 1, 300, D, rng);  // decode, window full
+      attention_case(k, 1, 40, D, rng);   // decode, window not yet full
+      attention_case(k, 6, 200, D, rng);  // prefill chunk
+    }
+  attention_case(Kind::csa_sel, 3, 100, 64, rng, true);  // bad indices are skipped
+}
+
+namespace {
+
+void compressor_case(int64_t ratio, int64_t dim, bool index_keys, bool official, std::mt19937_64& rng) {
+  CAPTURE(ratio);
+  CAPTURE(dim);
+  CAPTURE(index_keys);
+  CAPTURE(official);
+  const ref::CompressorShape sh{ratio, dim};
+  const int64_t w = sh.width(), total = 6 * ratio + 3, n_rot = 16, max_rows = total / ratio + 1;
+  const std::vector<int64_t> chunks{1, 3, 8, 1, 1, 16, 5, 32, 2};
+  int64_t max_chunk = 0;
+  for (auto c : chunks) max_chunk = std::max(max_chunk, c);
+  const ref::Rope rope(yarn(n_rot));
+  DevRope dr(rope);
+  auto kv = randn(size_t(total * w), rng);
+  auto gate = randn(size_t(total * w), rng, 2.0f);
+  auto ape = randn(size_t(ratio * w), rng, 0.5f);
+  auto norm = randn(size_t(dim), rng, 0.2f, 1.0f);
+
+  // CPU: token by token, as the CPU executor does.
+  const int64_t cap_cpu = (sh.overlap() ? 2 : 1) * ratio + 1;
+  std::vector<float> rkv(size_t(cap_cpu * w)), rsc(size_t(cap_cpu * w)), rows_ref(size_t(max_rows * dim), 0.0f);
+  ref::CompressorRing ring{rkv.data(), rsc.data(), cap_cpu, w};
+  for (int64_t p = 0; p < total; ++p) {
+    std::memcpy(ring.kv_row(p), kv.data() + p * w, size_t(w) * 4);
+    float* s = ring.score_row(p);
+    for (int64_t j = 0; j < w; ++j) s[j] = gate[size_t(p * w + j)] + ape[size_t((p % ratio) * w + j)];
+    if ((p + 1) % ratio) continue;
+    const int64_t win = (p + 1) / ratio - 1;
+    float* row = rows_ref.data() + win * dim;
+    ref::compressor_emit(ring, sh, win, norm.data(), 1e-6f, rope, row);
+    if (official) {
+      if (index_keys) {
+        ref::indexer_qat_row(row, dim);
+      } else {
+        ref::fp8_kv_round_trip(row, dim - n_rot);
+        ref::f16_round_inplace(row, dim);
+      }
+    }
+  }
+
+  // GPU: in chunks.
+  const int64_t cap = cuda::compressor_ring_min(sh, max_chunk);
+  DevBuf dkv(kv), dgate(gate), dape(ape), dnorm(norm), drk(size_t(cap * w) * 4), drs(size_t(cap * w) * 4),
+      drows(rows_ref.size() * 4), derr(4);
+  GPU_CHECK(cudaMemset(drows.p, 0, drows.bytes));
+  GPU_CHECK(cudaMemset(derr.p, 0, 4));
+  DevPos p(0);
+  int64_t pos = 0;
+  for (size_t i = 0; pos < total; ++i) {
+    const int64_t m = std::min(chunks[i % chunks.size()], total - pos);
+    p.set(pos);
+    cuda::CompressorArgs a;
+    a.kv = dkv.as<float>() + pos * w;
+    a.gate = dgate.as<float>() + pos * w;
+    a.ape = dape.as<float>();
+    a.ring_kv = drk.as<float>();
+    a.ring_score = drs.as<float>();
+    a.cap = cap;
+    a.rows = drows.as<float>();
+    a.max_rows = max_rows;
+    a.shape = sh;
+    a.n = m;
+    a.norm = dnorm.as<float>();
+    a.tab = dr.tab;
+    a.pos0 = p.ptr();
+    a.official = official;
+    a.index_keys = index_keys;
+    a.err = derr.as<uint32_t>();
+    cuda::compressor(a, nullptr);
+    pos += m;
+  }
+  const auto got = drows.get<float>(rows_ref.size());
+  if (official) {
+    check_rounded("compressor rows official", got, rows_ref);
+  } else {
+    check_close("compressor rows", got, rows_ref, kF32);
+  }
+  CHECK(derr.get<uint32_t>(1)[0] == 0);
+}
+
+}  // namespace
+
+TEST_CASE("gpu ops: compressor state update and emission over chunked steps") {
+  std::mt19937_64 rng(24);
+  for (bool official : {false, true}) {
+    compressor_case(4, 64, false, official, rng);   // CSA attention rows (overlapping)
+    compressor_case(4, 32, true, official, rng);    // CSA indexer keys
+    compressor_case(16, 64, false, official, rng);  // HCA
+  }
+}
+
+TEST_CASE("gpu ops: compressor beyond its rows flags a full context and writes nothing") {
+  std::mt19937_64 rng(25);
+  const ref::CompressorShape sh{4, 64};
+  const int64_t w = sh.width(), n = 8, cap = cuda::compressor_ring_min(sh, n);
+  auto kv = randn(size_t(n * w), rng), gate = randn(size_t(n * w), rng), ape = randn(size_t(4 * w), rng),
+       norm = randn(64, rng);
+  const ref::Rope rope(yarn(16));
+  DevRope dr(rope);
+  DevBuf dkv(kv), dgate(gate), dape(ape), dnorm(norm), drk(size_t(cap * w) * 4), drs(size_t(cap * w) * 4),
+      drows(size_t(1 * 64) * 4), derr(4);
+  GPU_CHECK(cudaMemset(derr.p, 0, 4));
+  DevPos p(0);
+  cuda::CompressorArgs a;
+  a.kv = dkv.as<float>();
+  a.gate = dgate.as<float>();
+  a.ape = dape.as<float>();
+  a.ring_kv = drk.as<float>();
+  a.ring_score = drs.as<float>();
+  a.cap = cap;
+  a.rows = drows.as<float>();
+  a.max_rows = 1;  // windows 0 fits, window 1 does not
+  a.shape = sh;
+  a.n = n;
+  a.norm = dnorm.as<float>();
+  a.tab = dr.tab;
+  a.pos0 = p.ptr();
+  a.err = derr.as<uint32_t>();
+  cuda::compressor(a, nullptr);
+  CHECK(derr.get<uint32_t>(1)[0] == cuda::kErrContextFull);
+  const auto row = drows.get<float>(64);
+  for (float v : row) CHECK(std::isfinite(v));  // window 0 written, nothing past the buffer
+}

@@ -1,0 +1,252 @@
+// `flashplan bench-kernels [--csv FILE] [--quick]`: microbenchmark of the decode matvecs
+// (and the prefill GEMM baseline) on this GPU, at DS4 Flash sizes, against the copy
+// ceiling measured in the same run. Bytes counted per call: the weight bytes the call
+// must read (the selected experts only, for expert-indexed calls) + activations + outputs.
+//
+// Each case replays a CUDA graph of many launches that rotate over enough weight copies
+// (or expert selections) to keep the working set far above L2, so the numbers are HBM
+// numbers; time per call = median replay time / launches.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/core/error.h"
+#include "ops/quant/quant_cuda.h"
+#include "runtime/cuda/bandwidth.h"
+#include "tools/command.h"
+
+namespace fp::cli::bench_kernels {
+namespace {
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("CUDA error in ", what, ": ", cudaGetErrorString(e));
+}
+
+struct Case {
+  std::string name;  // what the shape is in DS4
+  DType type;
+  int64_t rows, cols;
+  int64_t experts = 0;  // > 0: expert-indexed over this many experts
+  int32_t slots = 1;    // selected experts per call
+  bool per_slot_x = false;
+  bool xf32 = false;
+};
+
+struct Row {
+  std::string kernel, name;
+  DType type;
+  int64_t rows, cols, experts, slots;
+  double bytes, us, gbps;
+};
+
+struct Buf {
+  void* p = nullptr;
+  explicit Buf(size_t n) { ck(cudaMalloc(&p, n ? n : 1), "bench buffer"); }
+  ~Buf() { cudaFree(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+// Median of `reps` replays of a graph of `launches` calls of fn(i); microseconds per call.
+template <typename Fn>
+double time_calls(cudaStream_t s, int launches, int reps, Fn fn) {
+  fn(0);  // outside capture: one-time set-up (tables, shared-memory opt-in)
+  ck(cudaStreamSynchronize(s), "warm-up");
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t ge = nullptr;
+  ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "capture");
+  for (int i = 0; i < launches; ++i) fn(i);
+  ck(cudaStreamEndCapture(s, &g), "capture");
+  ck(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+  cudaEvent_t e0, e1;
+  ck(cudaEventCreate(&e0), "event");
+  ck(cudaEventCreate(&e1), "event");
+  ck(cudaGraphLaunch(ge, s), "graph warm-up");
+  std::vector<float> ms;
+  for (int r = 0; r < reps; ++r) {
+    ck(cudaEventRecord(e0, s), "event");
+    ck(cudaGraphLaunch(ge, s), "graph");
+    ck(cudaEventRecord(e1, s), "event");
+    ck(cudaEventSynchronize(e1), "graph run");
+    float t = 0;
+    ck(cudaEventElapsedTime(&t, e0, e1), "event time");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  std::sort(ms.begin(), ms.end());
+  return double(ms[ms.size() / 2]) * 1e3 / launches;
+}
+
+Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
+  const int64_t rb = row_bytes(c.type, c.cols);
+  const int64_t mats = c.experts > 0 ? c.experts : 1;
+  const int64_t tensor_bytes = mats * c.rows * rb;
+  const int64_t read_bytes = (c.experts > 0 ? c.slots : 1) * c.rows * rb;
+  // Dense: enough copies that the rotation spans >= 512 MiB (L2 is 50 MB on an H100).
+  const int64_t copies = c.experts > 0 ? 1 : std::clamp<int64_t>((512ll << 20) / tensor_bytes + 1, 2, 64);
+  const size_t stride = size_t((tensor_bytes + 255) / 256 * 256);
+  Buf w(stride * size_t(copies));
+  for (int64_t k = 0; k < copies; ++k)
+    cuda::fill_random(c.type, static_cast<uint8_t*>(w.p) + k * stride, mats * c.rows * c.cols, {uint64_t(k + 1)}, s);
+
+  cuda::MatvecArgs a;
+  a.type = c.type;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  a.xf32 = c.xf32;
+  a.n_slots = c.slots;
+  a.x_stride = c.per_slot_x ? c.cols : 0;
+  const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
+  const int64_t nx = (c.per_slot_x ? c.slots : 1) * c.cols;
+  Buf xf(size_t(nx) * 4), xq(size_t(cuda::act_bytes(fmt, nx))), y(size_t(c.slots) * size_t(c.rows) * 4);
+  cuda::fill_random(DType::F32, xf.p, nx, {99, 1.0f}, s);
+  cuda::quantize_activations(fmt, static_cast<const float*>(xf.p), nx, xq.p, s);
+
+  const int launches = quick ? 20 : 100;
+  // Expert selections: distinct random ids per call, one set per launch.
+  std::vector<int32_t> ids;
+  std::mt19937 rng(7);
+  if (c.experts > 0) {
+    std::vector<int32_t> all(size_t(c.experts));
+    for (int64_t e = 0; e < c.experts; ++e) all[size_t(e)] = int32_t(e);
+    for (int l = 0; l < launches; ++l) {
+      std::shuffle(all.begin(), all.end(), rng);
+      ids.insert(ids.end(), all.begin(), all.begin() + c.slots);
+    }
+  }
+  Buf dids(ids.size() * 4);
+  if (!ids.empty()) ck(cudaMemcpy(dids.p, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice), "ids");
+  ck(cudaStreamSynchronize(s), "bench set-up");
+
+  a.x = xq.p;
+  a.y = static_cast<float*>(y.p);
+  if (c.experts > 0) a.n_experts = int32_t(c.experts);
+  const double us = time_calls(s, launches, quick ? 3 : 7, [&](int i) {
+    cuda::MatvecArgs b = a;
+    b.w = static_cast<uint8_t*>(w.p) + (i % copies) * stride;
+    if (c.experts > 0) b.ids = static_cast<const int32_t*>(dids.p) + size_t(i) * size_t(c.slots);
+    cuda::matvec(b, s);
+  });
+  const double bytes = double(read_bytes) + double(cuda::act_bytes(fmt, nx)) + double(c.slots * c.rows * 4);
+  return {cuda::matvec_kernel_id(c.type, c.experts > 0, c.xf32), c.name, c.type, c.rows, c.cols, c.experts, c.slots,
+          bytes, us, bytes / (us * 1e-6) / 1e9};
+}
+
+// The prefill baseline: TFLOP/s of dequantise + cuBLAS for n_tok tokens.
+Row bench_gemm(DType t, int64_t rows, int64_t cols, int64_t n_tok, cudaStream_t s) {
+  const int64_t rb = row_bytes(t, cols);
+  Buf w(size_t(rows * rb)), x(size_t(n_tok * cols) * 4), y(size_t(n_tok * rows) * 4);
+  cuda::fill_random(t, w.p, rows * cols, {3}, s);
+  cuda::fill_random(DType::F32, x.p, n_tok * cols, {4, 1.0f}, s);
+  const int64_t tile = std::min<int64_t>(rows, 16384);
+  const int64_t wsb = cuda::CublasGemm::workspace_bytes(cols, n_tok, tile);
+  Buf ws{size_t(wsb)};
+  cuda::CublasGemm g(s);
+  const double us = time_calls(s, 5, 5, [&](int) {
+    g.run(t, w.p, rows, cols, static_cast<const float*>(x.p), n_tok, static_cast<float*>(y.p), ws.p, wsb, tile);
+  });
+  const double flops = 2.0 * double(rows) * double(cols) * double(n_tok);
+  return {cuda::kGemmDequantCublasF16, str("prefill n_tok=", n_tok), t, rows, cols, 0, int32_t(n_tok),
+          flops, us, flops / (us * 1e-6) / 1e12};
+}
+
+std::vector<Case> ds4_cases(bool quick) {
+  std::vector<Case> v = {
+      {"attn_q_a 4096->1024", DType::Q8_0, 1024, 4096},
+      {"attn_q_b 1024->32768", DType::Q8_0, 32768, 1024},
+      {"attn_out_b 8192->4096", DType::Q8_0, 4096, 8192},
+      {"output head 4096->129280", DType::Q8_0, 129280, 4096},
+      {"expert gate x6 4096->2048", DType::IQ2_XXS, 2048, 4096, 256, 6},
+      {"expert gate dense 4096->2048", DType::IQ2_XXS, 2048, 4096},
+      {"expert down x6 2048->4096", DType::Q2_K, 4096, 2048, 256, 6, true},
+      {"expert down dense 2048->4096", DType::Q2_K, 4096, 2048},
+      {"Q4_K x6 4096->2048", DType::Q4_K, 2048, 4096, 256, 6},
+      {"Q4_K dense 2048->4096", DType::Q4_K, 4096, 2048},
+      {"Q4_K dense 4096->14336", DType::Q4_K, 14336, 4096},
+      {"F16 1024->8192", DType::F16, 8192, 1024},
+      {"F16 4096->1024", DType::F16, 1024, 4096},
+      {"F32 4096->4096", DType::F32, 4096, 4096},
+      {"shared expert Q8_0 4096->2048", DType::Q8_0, 2048, 4096},
+  };
+  if (!quick) {
+    v.push_back({"output head xf32", DType::Q8_0, 129280, 4096, 0, 1, false, true});
+    v.push_back({"expert gate x6 xf32", DType::IQ2_XXS, 2048, 4096, 256, 6, false, true});
+    v.push_back({"expert down x6 xf32", DType::Q2_K, 4096, 2048, 256, 6, true, true});
+  }
+  return v;
+}
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  char b[16];
+  std::strftime(b, sizeof b, "%Y-%m-%d", std::gmtime(&t));
+  return b;
+}
+
+int run(const std::string& csv, bool quick) {
+  int dev = 0;
+  ck(cudaGetDevice(&dev), "device");
+  cudaDeviceProp prop{};
+  ck(cudaGetDeviceProperties(&prop, dev), "device properties");
+  cuda::quant_cuda_init();
+  cudaStream_t s;
+  ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+  const cuda::Bandwidth bw = cuda::measure_bandwidth();
+  std::printf("# %s, %d SMs, %.1f GiB, L2 %d MiB; copy %.0f GB/s (read+write), read %.0f GB/s\n", prop.name,
+              prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30), prop.l2CacheSize >> 20,
+              bw.copy_gbps, bw.read_gbps);
+  std::vector<Row> rows;
+  for (const Case& c : ds4_cases(quick)) {
+    rows.push_back(bench_matvec(c, s, quick));
+    const Row& r = rows.back();
+    std::printf("%-28s %-30s %9.0f KB %9.2f us %7.0f GB/s %5.1f%% copy %5.1f%% read\n", r.kernel.c_str(), r.name.c_str(),
+                r.bytes / 1e3, r.us, r.gbps, 100 * r.gbps / bw.copy_gbps, 100 * r.gbps / bw.read_gbps);
+    std::fflush(stdout);
+  }
+  for (int64_t n_tok : {int64_t(512), int64_t(2048)}) {
+    rows.push_back(bench_gemm(DType::Q8_0, 4096, 4096, n_tok, s));
+    const Row& r = rows.back();
+    std::printf("%-28s %-30s Q8_0 4096x4096 %9.1f us %7.1f TFLOP/s (dequant + f16 GEMM)\n", r.kernel.c_str(),
+                r.name.c_str(), r.us, r.gbps);
+  }
+  ck(cudaStreamDestroy(s), "stream");
+  if (!csv.empty()) {
+    std::ofstream out(csv);
+    if (!out) fail("cannot write ", csv);
+    out << "# flashplan bench-kernels, " << FLASHPLAN_GIT_COMMIT << ", " << today() << ", " << prop.name << " ("
+        << prop.multiProcessorCount << " SMs)\n";
+    out << "# copy_gbps=" << bw.copy_gbps << " read_gbps=" << bw.read_gbps
+        << " (copy counts bytes read + written; matvec rows: bytes = weights read + activations + outputs;"
+           " gemm rows: bytes column = FLOPs, gbps column = TFLOP/s)\n";
+    out << "kernel,case,type,rows,cols,experts,slots,bytes,us,gbps,pct_copy,pct_read\n";
+    for (const Row& r : rows) {
+      const bool gemm = r.kernel == cuda::kGemmDequantCublasF16;
+      out << r.kernel << ",\"" << r.name << "\"," << dtype_name(r.type) << "," << r.rows << "," << r.cols << ","
+          << r.experts << "," << r.slots << "," << r.bytes << "," << r.us << "," << r.gbps << ","
+          << (gemm ? 0.0 : 100 * r.gbps / bw.copy_gbps) << "," << (gemm ? 0.0 : 100 * r.gbps / bw.read_gbps) << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fp::cli::bench_kernels
+
+FP_COMMAND("bench-kernels", "Microbenchmark the CUDA decode matvecs at DS4 sizes against the measured copy ceiling",
+           [](CLI::App& app) {
+             auto csv = std::make_shared<std::string>();
+             auto quick = std::make_shared<bool>(false);
+             app.add_option("--csv", *csv, "Write the results as CSV (with GPU, date and commit in the header)");
+             app.add_flag("--quick", *quick, "Fewer launches and repetitions, no .xf32 variants");
+             return [csv, quick]() { return fp::cli::bench_kernels::run(*csv, *quick); };
+           });
