@@ -32,7 +32,7 @@ KernelInfo attention_decode() {
     p.rate = r.fp32;
     p.bw_eff = 0.6;
     p.flop_eff = 0.5;
-    p.parallel = cost::parallel_fraction(splits * s.tokens * std::max<int64_t>(1, s.heads / 8), r);
+    p.parallel = cost::parallel_fraction(splits * s.tokens * std::max<int64_t>(1, s.heads), r);  // a block per (split, token, head)
     KernelCost c{cost::us(p, r) + r.launch_us, static_cast<uint64_t>(splits * s.tokens * s.heads * (s.head_dim + 2) * 4.0),
                  {}};  // + the split combine launch
     c.launch = {{static_cast<uint32_t>(splits), static_cast<uint32_t>(std::max<int64_t>(1, s.heads / 8)), s.tokens},

@@ -30,7 +30,7 @@ KernelInfo topk_decode() {
     p.flops = s.flops;
     p.rate = r.fp32;
     p.flop_eff = 0.5;
-    p.parallel = cost::parallel_fraction(std::ceil(s.rows / 128.0) * s.tokens, r);
+    p.parallel = cost::parallel_fraction(std::ceil(s.rows / 32.0) * s.tokens, r);  // 32 rows per block
     const double scores = static_cast<double>(s.tokens) * s.rows * 4.0;
     return KernelCost{cost::us(p, r) + r.launch_us, static_cast<uint64_t>(scores), {}};
   };

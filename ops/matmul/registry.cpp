@@ -112,7 +112,7 @@ KernelInfo dequant_cublas(OpKind op) {
     gemm.flops = s.flops;
     gemm.rate = r.fp16;
     gemm.flop_eff = 0.7;
-    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), r);
+    gemm.parallel = cost::gemm_parallel(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), s.k, r);
     double us = cost::us(convert, r) + cost::us(dequant, r) + cost::us(gemm, r);
     us += (tiles - 1) * 2 * r.launch_us;
     const double tile_bytes = std::min<double>(rows, kDequantTileRows) * s.k * 2.0;
@@ -145,7 +145,7 @@ KernelInfo int8_tc(OpKind op) {
     gemm.flops = s.flops;
     gemm.rate = r.int8;
     gemm.flop_eff = 0.45;
-    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * token_tiles, r);
+    gemm.parallel = cost::gemm_parallel(std::ceil(rows / 128.0) * token_tiles, s.k, r);
     KernelCost c{cost::us(quant, r) + cost::us(gemm, r), static_cast<uint64_t>(q8_act), {}};
     c.launch = {{ceil_div(static_cast<int64_t>(rows), 128), static_cast<uint32_t>(token_tiles), 1}, {128, 1, 1},
                 48 * 1024};
@@ -174,7 +174,7 @@ KernelInfo cublas_float(OpKind op) {
     gemm.flops = s.flops;
     gemm.rate = s.wtypes.empty() || s.wtypes[0] == DType::F16 ? r.fp16 : r.bf16;
     gemm.flop_eff = 0.7;
-    gemm.parallel = cost::parallel_fraction(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), r);
+    gemm.parallel = cost::gemm_parallel(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), s.k, r);
     return KernelCost{cost::us(convert, r) + cost::us(gemm, r),
                       static_cast<uint64_t>(static_cast<double>(s.tokens) * s.k * s.groups * 2.0), {}};
   };

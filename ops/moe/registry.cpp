@@ -89,7 +89,7 @@ KernelInfo moe_grouped_int8() {
     gemm.flops = s.flops;
     gemm.rate = r.int8;
     gemm.flop_eff = 0.3;  // unpacking K-quant / IQ blocks costs ALU time
-    gemm.parallel = cost::parallel_fraction(touched * std::ceil(s.m / 128.0) * rereads, r);
+    gemm.parallel = cost::gemm_parallel(touched * std::ceil(s.m / 128.0) * rereads, s.k, r);
     const double us = cost::us(sort, r) + cost::us(gemm, r) + r.launch_us;  // gate/up, then down
     return KernelCost{us, static_cast<uint64_t>(q8 + s.tokens * s.groups * 8.0), {}};
   };
@@ -120,7 +120,7 @@ KernelInfo moe_grouped_cublas() {
     gemm.flops = s.flops;
     gemm.rate = r.fp16;
     gemm.flop_eff = 0.5;
-    gemm.parallel = cost::parallel_fraction(touched * std::ceil(s.m / 128.0), r);
+    gemm.parallel = cost::gemm_parallel(touched * std::ceil(s.m / 128.0), s.k, r);
     // 3 dequant + 3 GEMM launches per touched expert, plus the host round trip (~20 us).
     const double us = cost::us(dequant, r) + cost::us(gemm, r) + touched * 6 * r.launch_us + 20.0;
     return KernelCost{us, static_cast<uint64_t>(f16_expert + s.tokens * (s.k + 2.0 * s.m) * 2.0 * s.groups), {}};

@@ -42,6 +42,13 @@ inline double parallel_fraction(double blocks, const DeviceRates& r) {
   return std::clamp(blocks / slots, 1e-3, 1.0);
 }
 
+// GEMM-like kernels split K when the output tiles alone cannot fill the device.
+inline double gemm_parallel(double tiles, double k, const DeviceRates& r) {
+  const double slots = 2.0 * std::max<uint32_t>(r.sm_count, 1);
+  const double splits = std::clamp(slots / std::max(tiles, 1.0), 1.0, std::max(1.0, k / 256.0));
+  return parallel_fraction(tiles * splits, r);
+}
+
 inline uint32_t ceil_div(int64_t a, int64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
 }  // namespace fp::cost

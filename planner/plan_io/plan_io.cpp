@@ -50,7 +50,7 @@ void check_references(const plan::Plan& p, const std::string& name) {
   if (!p.device() || !p.device()->name()) bad("no device section");
   if (!p.memory()) bad("no memory section");
   if (!p.weights() || !p.chunks() || !p.buffers() || !p.phases() || !p.kernels() || !p.notes() || !p.kv())
-    bad("a table is missing");
+    bad("a table is missing (weights, chunks, buffers, phases, kernels, notes or kv)");
   const size_t n_weights = p.weights()->size(), n_chunks = p.chunks()->size(), n_buffers = p.buffers()->size();
   const size_t n_kernels = p.kernels()->size(), n_notes = p.notes()->size();
   const auto* overrides = p.provenance()->options()->overrides();
@@ -66,21 +66,24 @@ void check_references(const plan::Plan& p, const std::string& name) {
   for (size_t i = 0; i < n_buffers; ++i)
     if (p.buffers()->Get(i)->id() != i || !p.buffers()->Get(i)->name()) bad("buffer ", i, " has id ", p.buffers()->Get(i)->id());
   for (const auto* ph : *p.phases()) {
-    if (!ph->name() || !ph->nodes() || !ph->segments()) bad("a phase without name, nodes or segments");
+    if (!ph->name() || !ph->nodes() || !ph->segments() || ph->nodes()->size() == 0) bad("a phase without name, nodes or segments");
     const std::string pn = ph->name()->str();
     const size_t n_nodes = ph->nodes()->size();
     for (size_t i = 0; i < n_nodes; ++i) {
       const auto* n = ph->nodes()->Get(i);
-      if (!n->name() || !n->dims() || !n->launch() || !n->weights() || !n->inputs() || !n->outputs() || !n->candidates())
-        bad(pn, " node ", i, " lacks a field");
+      // Empty lists are stored as absent fields (FlatBuffers object API); read them as empty.
+      if (!n->name() || !n->dims() || !n->launch()) bad(pn, " node ", i, " lacks its name, dims or launch");
       if (n->kernel() >= n_kernels) bad(pn, " node ", n->name()->str(), ": kernel ", n->kernel(), " of ", n_kernels);
-      for (uint32_t w : *n->weights())
-        if (w >= n_weights) bad(pn, " node ", n->name()->str(), ": weight ", w, " of ", n_weights);
+      if (n->weights())
+        for (uint32_t w : *n->weights())
+          if (w >= n_weights) bad(pn, " node ", n->name()->str(), ": weight ", w, " of ", n_weights);
       for (const auto* list : {n->inputs(), n->outputs()})
-        for (uint32_t b : *list)
+        if (list)
+          for (uint32_t b : *list)
           if (b >= n_buffers) bad(pn, " node ", n->name()->str(), ": buffer ", b, " of ", n_buffers);
-      for (const auto* c : *n->candidates())
-        if (c->kernel() >= n_kernels || c->note() >= n_notes) bad(pn, " node ", n->name()->str(), ": bad candidate");
+      if (n->candidates())
+        for (const auto* c : *n->candidates())
+          if (c->kernel() >= n_kernels || c->note() >= n_notes) bad(pn, " node ", n->name()->str(), ": bad candidate");
       if (n->override_index() < -1 || n->override_index() >= static_cast<int>(n_overrides))
         bad(pn, " node ", n->name()->str(), ": override ", n->override_index(), " of ", n_overrides);
     }

@@ -153,10 +153,20 @@ void read_gpu(Section s, DeviceProfile& p) {
 }
 
 void read_measured(Section s, DeviceProfile& p) {
-  s.allow({"bandwidth_gbps", "pcie_gbps", "launch_us", "kernels"});
+  s.allow({"bandwidth_gbps", "pcie_gbps", "launch_us", "fp32_tflops", "tensor_tflops", "kernels"});
   p.measured_bandwidth_gbps = s.num_or("bandwidth_gbps", 0, 0.001, 1e6, "GB/s > 0");
   p.measured_pcie_gbps = s.num_or("pcie_gbps", 0, 0.001, 1e5, "GB/s > 0");
   p.measured_launch_us = s.num_or("launch_us", 0, 0.001, 1e4, "microseconds > 0");
+  p.measured_fp32_tflops = s.num_or("fp32_tflops", 0, 0.001, 1e5, "TFLOPS > 0");
+  if (s.has("tensor_tflops")) {
+    Section t = s.section("tensor_tflops");
+    t.allow({"fp16", "bf16", "fp8", "int8"});
+    p.measured_fp16_tflops = t.num_or("fp16", 0, 0.001, 1e6, "dense TFLOPS > 0");
+    p.measured_bf16_tflops = t.num_or("bf16", 0, 0.001, 1e6, "dense TFLOPS > 0");
+    p.measured_fp8_tflops = t.num_or("fp8", 0, 0.001, 1e6, "dense TFLOPS > 0");
+    p.measured_int8_tops = t.num_or("int8", 0, 0.001, 1e6, "dense TOPS > 0");
+    t.finish();
+  }
   if (s.has("kernels")) {
     YAML::Node list = s.sequence("kernels");
     for (size_t i = 0; i < list.size(); ++i) {
@@ -189,11 +199,12 @@ DeviceRates DeviceProfile::rates() const {
     r.sm_count = sm_count;
     const double link = measured_pcie_gbps > 0 ? measured_pcie_gbps : pcie_gbps;
     r.host_link = link * 1e9;
-    r.fp32 = fp32_tflops * 1e12;
-    r.fp16 = fp16_tflops * 1e12;
-    r.bf16 = bf16_tflops * 1e12;
-    r.fp8 = fp8_tflops * 1e12;
-    r.int8 = int8_tops * 1e12;
+    auto pick = [](double measured, double datasheet) { return (measured > 0 ? measured : datasheet) * 1e12; };
+    r.fp32 = pick(measured_fp32_tflops, fp32_tflops);
+    r.fp16 = pick(measured_fp16_tflops, fp16_tflops);
+    r.bf16 = pick(measured_bf16_tflops, bf16_tflops);
+    r.fp8 = pick(measured_fp8_tflops, fp8_tflops);
+    r.int8 = pick(measured_int8_tops, int8_tops);
     r.launch_us = measured_launch_us > 0 ? measured_launch_us : kDefaultCudaLaunchUs;
   } else {
     r.sm_count = cpu_threads;
