@@ -20,6 +20,7 @@ CpuEngine::CpuEngine(Model model, const CpuOptions& o) : model_(std::move(model)
   if (opts_.max_context <= 0) fail("cpu engine: max context ", opts_.max_context, ", expected > 0");
   if (opts_.max_step <= 0) fail("cpu engine: prefill chunk ", opts_.max_step, ", expected > 0");
   if (opts_.mtp_draft < 0) fail("cpu engine: MTP draft ", opts_.mtp_draft, ", expected >= 0");
+  if (opts_.min_rollback < 0) fail("cpu engine: rollback ", opts_.min_rollback, ", expected >= 0");
   if (opts_.mtp_draft > 0 && !weights_.mtp)
     fail(model_.file().path(), ": --mtp-draft ", opts_.mtp_draft, " needs an MTP block: ", model_.mtp_notice());
   // A verification step holds the decided token and its drafts.
@@ -52,8 +53,20 @@ StateSizing sizing(const CpuOptions& o) {
   StateSizing s;
   s.max_context = o.max_context;
   s.max_step = o.max_step;
-  s.max_rollback = o.mtp_draft;
+  s.max_rollback = std::max<int64_t>(o.mtp_draft, o.min_rollback);
   return s;
+}
+
+// Bytes of one layer's state that hold positions [0, pos): the raw ring's live rows,
+// the compressor rings' live entries (kv and score) and the rows emitted so far.
+uint64_t layer_bytes_at(const LayerState& l, int64_t pos) {
+  uint64_t b = uint64_t(std::min(pos, l.raw_cap) * l.head_dim);
+  for (const CompressorCache* c : {&l.attn, &l.index}) {
+    if (!c->active()) continue;
+    b += uint64_t(2 * std::min(pos, c->cap) * c->shape.width());
+    b += uint64_t(std::min(pos / c->shape.ratio, c->max_rows) * c->shape.dim);
+  }
+  return b * sizeof(float);
 }
 
 int32_t argmax(const float* x, int64_t n) {
@@ -76,6 +89,13 @@ CpuSession::CpuSession(const CpuEngine& e, const CpuOptions& o)
     hidden_.assign(size_t(o.max_step) * e.config().hc_count * e.config().n_embd, 0.0f);
     mtp_logits_.assign(size_t(vocab_), 0.0f);
   }
+}
+
+uint64_t CpuSession::kv_bytes() const {
+  uint64_t b = 0;
+  for (const LayerState& l : st_.layers) b += layer_bytes_at(l, pos_);
+  if (st_.has_mtp) b += layer_bytes_at(st_.mtp, pos_);
+  return b;
 }
 
 void CpuSession::reset() {

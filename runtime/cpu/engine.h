@@ -28,6 +28,8 @@ struct CpuOptions {
   int64_t max_context = 4096;  // clamped to the model's context_length
   int64_t max_step = 256;      // prefill chunk (tokens per forward step)
   int mtp_draft = 0;           // max MTP draft per step; 0 = MTP off
+  int64_t min_rollback = 0;    // positions truncate() can go back besides MTP drafts
+                               // (bench rewinds each frontier's generation this way)
 };
 
 class CpuEngine : public Engine {
@@ -63,6 +65,7 @@ class CpuSession : public Session {
   void reset() override;
   uint64_t position() const override { return uint64_t(pos_); }
   uint64_t max_context() const override { return uint64_t(st_.sizing.max_context); }
+  uint64_t kv_bytes() const override;
   void truncate(uint64_t n) override;
   uint64_t max_rollback() const override { return uint64_t(st_.sizing.max_rollback); }
   int mtp_max_draft() const override { return mtp_k_; }

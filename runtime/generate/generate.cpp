@@ -70,7 +70,9 @@ GenerateStats generate(Session& s, std::span<const int32_t> prompt, const Genera
       }
       break;
     }
-    if (more) s.truncate(base + used);
+    // Keep the decided token and the accepted drafts; when generation ends inside the
+    // step, also drop whatever follows the last emitted token.
+    s.truncate(base + used);
   }
   st.decode_s = now() - t1;
   return st;

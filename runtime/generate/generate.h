@@ -41,8 +41,8 @@ struct GenerateStats {
 using TokenCallback = std::function<bool(int32_t)>;
 
 // Appends `prompt` to `s` (which may already hold earlier turns) and generates. The
-// generated tokens are appended to `out`. The session ends positioned after the last
-// token it was fed (the final sampled token is not appended).
+// generated tokens are appended to `out`. The session ends holding the prompt and
+// every generated token but the last (which was sampled, not yet fed).
 GenerateStats generate(Session& s, std::span<const int32_t> prompt, const GenerateOptions& o, Sampler& sampler,
                        std::vector<int32_t>& out, const TokenCallback& on_token = {});
 
