@@ -96,10 +96,12 @@ TEST_CASE("cuda engine: greedy tokens identical to the CPU and transformers, gra
         CHECK(tc == want);
         CHECK(tg == tc);
         const double d = max_abs(lg, lc);
-        MESSAGE(p["name"].get<std::string>(), " chunk ", chunk, graphs ? " graphs" : " eager",
+        MESSAGE(p["name"].get<std::string>(), " chunk ", chunk, std::string(graphs ? " graphs" : " eager"),
                 ": greedy step logits max |cuda - cpu| = ", d, ", graph launches ", ex->graph_launches());
         CHECK(d <= 1e-4);
-        if (graphs) CHECK(ex->graph_launches() == n - 2);  // prefill and the first decode step run eagerly
+        // The first one-token step with logits runs eagerly (it may be the prompt's last
+        // chunk); every later decode step replays the graph.
+        if (graphs) CHECK((ex->graph_launches() >= n - 2 && ex->graph_launches() <= n - 1));
         if (!graphs) CHECK(ex->graph_launches() == 0);
       }
     }
@@ -145,7 +147,7 @@ TEST_CASE("cuda engine: official numerics stay close to the CPU") {
   const auto tg = greedy(*gpu, ids, 8, &lg);
   const double d = max_abs(lg, lc);
   MESSAGE("official numerics: step logits max |cuda - cpu| = ", d, ", greedy tokens ",
-          tc == tg ? "identical" : "differ");
+          std::string(tc == tg ? "identical" : "differ"));
   CHECK(d <= 2e-2);
 }
 

@@ -14,6 +14,7 @@
 #include "ops/attention/attention_cuda.h"
 #include "ops/compressor/compressor.h"
 #include "ops/compressor/compressor_cuda.h"
+#include "ops/norm/norm.h"
 #include "ops/numerics/numerics.h"
 #include "ops/rope/rope.h"
 #include "ops/rope/rope_cuda.h"
@@ -162,7 +163,7 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   if (kind == Kind::csa_sel) {
     for (int64_t t = 0; t < n; ++t) {
       const int64_t N = (pos0 + t + 1) / ratio;
-      std::vector<int32_t> rows(size_t(N));
+      std::vector<int32_t> rows(static_cast<size_t>(N));
       for (int64_t i = 0; i < N; ++i) rows[size_t(i)] = int32_t(i);
       std::shuffle(rows.begin(), rows.end(), rng);
       rows.resize(size_t(topk));

@@ -127,7 +127,7 @@ TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
       auto w = randn(size_t(n * IH), rng);
       std::vector<float> qr = q, wr = w;
       const float wscale = float(1.0 / std::sqrt(double(ID) * double(IH)));
-      std::vector<std::vector<int32_t>> want(size_t(n));
+      std::vector<std::vector<int32_t>> want(static_cast<size_t>(n));
       for (int64_t t = 0; t < n; ++t) {
         float* qt = qr.data() + t * IH * ID;
         rope.apply(qt, IH, ID, pos0 + t);
@@ -136,7 +136,7 @@ TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
         for (int64_t h = 0; h < IH; ++h) wr[size_t(t * IH + h)] *= wscale;
         const int64_t N = (pos0 + t + 1) / ratio;
         if (N <= topk) continue;
-        std::vector<double> sc(size_t(N));
+        std::vector<double> sc(static_cast<size_t>(N));
         ref::indexer_scores(qt, wr.data() + t * IH, IH, ID, keys.data(), N, sc.data());
         want[size_t(t)].resize(size_t(topk));
         ref::topk_rows(sc.data(), N, topk, want[size_t(t)].data());
@@ -188,8 +188,8 @@ TEST_CASE("gpu ops: router top-k and hash routing match the CPU; robust ids on a
     CAPTURE(hash);
     std::vector<float> sc = logits;
     ref::router_scores(sc.data(), n, NE);
-    std::vector<int32_t> ids(size_t(n * K));
-    std::vector<float> wts(size_t(n * K));
+    std::vector<int32_t> ids(static_cast<size_t>(n * K));
+    std::vector<float> wts(static_cast<size_t>(n * K));
     if (hash) {
       ref::route_hash(tid2eid.data(), vocab, tokens.data(), n, NE, K, ids.data());
     } else {
@@ -222,7 +222,7 @@ TEST_CASE("gpu ops: router top-k and hash routing match the CPU; robust ids on a
   }
 
   // Robustness: NaN, infinities and ties in the logits; bad tid2eid entries and tokens.
-  std::vector<float> bad(size_t(4 * NE));
+  std::vector<float> bad(static_cast<size_t>(4 * NE));
   for (int64_t e = 0; e < NE; ++e) {
     bad[size_t(e)] = std::nanf("");                                     // all NaN
     bad[size_t(NE + e)] = 1.0f;                                         // all tied
@@ -321,13 +321,13 @@ TEST_CASE("gpu ops: linear, grouped and expert products against ref::matmul") {
         auto wv = randn(size_t(rows * cols), rng, 0.05f);
         const auto wb = weights_of(t, wv);
         auto x = randn(size_t(n * groups * cols), rng);
-        std::vector<int32_t> iota(size_t(n * groups));
+        std::vector<int32_t> iota(static_cast<size_t>(n * groups));
         for (size_t i = 0; i < iota.size(); ++i) iota[i] = int32_t(i % groups);
         DevBuf dw(wb), dx(x), dq(size_t(n * groups * cols * 2 + 4096)), diota(iota);
         const auto ws = workspace(dq, diota, groups, int64_t(iota.size()), exact);
         const ref::Weight hw = host_weight(wb, t, rows, cols), w = dev_weight(dw, t, rows, cols);
 
-        std::vector<float> ref(size_t(n * rows));
+        std::vector<float> ref(static_cast<size_t>(n * rows));
         ref::matmul(hw, x.data(), n, ref.data());
         DevBuf dy(ref.size() * 4);
         cuda::linear(w, dx.as<float>(), n, dy.as<float>(), ws, nullptr);
@@ -335,7 +335,7 @@ TEST_CASE("gpu ops: linear, grouped and expert products against ref::matmul") {
 
         // grouped: W rows split into groups, group g reads x[t][g*cols ..).
         const ref::Weight hg = host_weight(wb, t, rows, cols);
-        std::vector<float> gref(size_t(n * rows));
+        std::vector<float> gref(static_cast<size_t>(n * rows));
         ref::grouped_matmul(hg, groups, x.data(), n, gref.data());
         DevBuf dg(gref.size() * 4);
         cuda::grouped_linear(w, groups, dx.as<float>(), n, dg.as<float>(), ws, nullptr);
@@ -359,11 +359,11 @@ TEST_CASE("gpu ops: moe (routed experts) against ref::moe_experts, decode and pr
         const auto ub = weights_of(t, randn(size_t(NE * ff * dim), rng, 0.05f));
         const auto db = weights_of(t, randn(size_t(NE * dim * ff), rng, 0.05f));
         auto u = randn(size_t(n * dim), rng);
-        std::vector<int32_t> ids(size_t(n * K));
+        std::vector<int32_t> ids(static_cast<size_t>(n * K));
         for (int64_t tk = 0; tk < n; ++tk)
           for (int64_t i = 0; i < K; ++i) ids[size_t(tk * K + i)] = int32_t((tk * 3 + i * 5) % NE);
         auto w = randn(size_t(n * K), rng, 0.3f, 0.5f);
-        std::vector<float> ref(size_t(n * dim));
+        std::vector<float> ref(static_cast<size_t>(n * dim));
         ref::moe_experts(u.data(), n, ids.data(), w.data(), K, host_weight(gb, t, ff, dim, NE),
                          host_weight(ub, t, ff, dim, NE), host_weight(db, t, dim, ff, NE), 7.0f, ref.data());
         DevBuf dgb(gb), dub(ub), ddb(db), du(u), dids(ids), dwt(w), dout(ref.size() * 4),
@@ -396,7 +396,7 @@ TEST_CASE("gpu ops: argmax on the device, ties to the lower id, NaN never wins")
   logits[size_t(V + 90000)] = 100.0f;  // tie: 5 wins
   for (int64_t v = 0; v < V; v += 3) logits[size_t(2 * V + v)] = std::nanf("");
   logits[size_t(2 * V)] = std::nanf("");
-  std::vector<int32_t> want(size_t(n));
+  std::vector<int32_t> want(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) {
     int64_t best = -1;
     for (int64_t v = 0; v < V; ++v) {

@@ -1,0 +1,155 @@
+// CUDA kernels of the attention family (see attention_cuda.h).
+//
+// attention: one block of 4 warps per (token, head). Lane l holds elements l, l+32, ...
+// of q and of its accumulator (head_dim/32 registers each), so key rows are read
+// coalesced. Each warp walks keys warp, warp+4, ... with an online softmax; the four
+// partial (max, sum, acc) merge with the sink in shared memory. The key list is the
+// CPU reference's: compressed rows in row order, then raw positions in order.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "ops/attention/attention_cuda.h"
+#include "ops/numerics/numerics.cuh"
+#include "ops/quant/cuda_common.cuh"
+#include "ops/rope/rope.cuh"
+
+namespace fp::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+
+// ---- kernels ------------------------------------------------------------------------
+
+__global__ void kv_store_kernel(KvStoreArgs a) {
+  const int64_t t = blockIdx.x, pos = *a.pos0 + t;
+  const int D = int(a.head_dim), nr = int(a.tab.n_rot);
+  float* k = a.kv + t * D;
+  dev::rope_heads_block(k, 1, D, nr, a.tab.inv_freq, pos, false);
+  __syncthreads();
+  if (a.official) {
+    dev::fp8_kv_round_trip_row(k, D - nr);
+    __syncthreads();
+    dev::f16_round_row(k, D);
+    __syncthreads();
+  }
+  float* dst = a.raw + (pos % a.raw_cap) * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) dst[i] = k[i];
+}
+
+template <int PL>  // head_dim / 32
+__global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttentionArgs a) {
+  constexpr int D = 32 * PL;
+  __shared__ float sm_m[kWarps], sm_l[kWarps];
+  __shared__ float sm_acc[kWarps][D];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
+  const int64_t p = *a.pos0 + t;
+
+  // The token's keys: n_comp compressed rows, then raw positions lo..p.
+  int64_t n_comp = 0;
+  const int32_t* sel = nullptr;
+  if (a.comp && a.ratio > 0) {
+    const int64_t visible = min((p + 1) / a.ratio, a.max_rows);
+    n_comp = visible;
+    if (a.sel && a.nsel[t] >= 0) {
+      n_comp = min(int64_t(a.nsel[t]), a.topk);
+      sel = a.sel + t * a.topk;
+    }
+  }
+  const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+  const int64_t n_keys = n_comp + (p - lo + 1);
+  const int64_t visible = a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
+
+  const float* qh = a.q + (t * a.heads + h) * D;
+  float q[PL], acc[PL];
+#pragma unroll
+  for (int i = 0; i < PL; ++i) {
+    q[i] = qh[lane + 32 * i];
+    acc[i] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = warp; j < n_keys; j += kWarps) {
+    const float* k;
+    if (j < n_comp) {
+      const int64_t r = sel ? int64_t(sel[j]) : j;
+      if (r < 0 || r >= visible) continue;  // a bad index reads nothing
+      k = a.comp + r * D;
+    } else {
+      k = a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
+    }
+    float kv[PL], dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PL; ++i) {
+      kv[i] = k[lane + 32 * i];
+      dot += q[i] * kv[i];
+    }
+    const float s = dev::warp_sum(dot) * a.scale;
+    const float m_new = fmaxf(m, s);
+    const float corr = m == -INFINITY ? 0.0f : expf(m - m_new);
+    const float e = isnan(s) ? s : expf(s - m_new);
+    l = l * corr + e;
+#pragma unroll
+    for (int i = 0; i < PL; ++i) acc[i] = acc[i] * corr + e * kv[i];
+    m = m_new;
+  }
+  if (lane == 0) {
+    sm_m[warp] = m;
+    sm_l[warp] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < PL; ++i) sm_acc[warp][lane + 32 * i] = acc[i];
+  __syncthreads();
+  const float sink = a.sinks[h];
+  float M = sink;
+  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w]);
+  float den = expf(sink - M), f[kWarps];
+  for (int w = 0; w < kWarps; ++w) {
+    f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
+    den += sm_l[w] * f[w];
+  }
+  float* out = a.out + (t * a.heads + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float num = 0.0f;
+    for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * f[w];
+    out[d] = num / den;
+  }
+}
+
+template <int PL>
+void launch(const AttentionArgs& a, Stream s) {
+  attention_kernel<PL><<<unsigned(a.n * a.heads), 32 * kWarps, 0, s>>>(a);
+}
+
+}  // namespace
+
+// ---- launchers ----------------------------------------------------------------------
+
+void kv_rope_store(const KvStoreArgs& a, Stream s) {
+  if (!a.kv || !a.raw || !a.pos0 || !a.tab.inv_freq) fail("cuda kv_rope_store: null buffer");
+  if (a.n <= 0 || a.head_dim <= 0 || a.raw_cap <= 0) fail("cuda kv_rope_store: bad sizes");
+  if (a.tab.n_rot > a.head_dim || a.tab.n_rot % 2) fail("cuda kv_rope_store: n_rot ", a.tab.n_rot);
+  kv_store_kernel<<<unsigned(a.n), 128, 0, s>>>(a);
+  check_launch("kv_rope_store");
+}
+
+bool attention_supported(int64_t head_dim) {
+  return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
+}
+
+void attention(const AttentionArgs& a, Stream s) {
+  if (!a.q || !a.out || !a.raw || !a.sinks || !a.pos0) fail("cuda attention: null buffer");
+  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention: bad sizes");
+  if (a.comp && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention: compressed rows without a ratio");
+  if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention: indexer selection without counts");
+  switch (a.head_dim) {
+    case 64: launch<2>(a, s); break;
+    case 128: launch<4>(a, s); break;
+    case 256: launch<8>(a, s); break;
+    case 512: launch<16>(a, s); break;
+    default: fail("cuda attention: head_dim ", a.head_dim, ", expected 64, 128, 256 or 512");
+  }
+  check_launch("attention");
+}
+
+}  // namespace fp::cuda

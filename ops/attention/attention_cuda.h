@@ -1,0 +1,49 @@
+// Host entry of the attention family's CUDA kernels (attention.cu):
+//   kv_rope_store  RoPE on each kv row's tail at its position; in official numerics the
+//                  FP8 round trip of the non-RoPE part and F16 rounding of the row (as
+//                  the CPU does); the row goes to the raw ring slot pos mod raw_cap
+//   attention      attention with sinks for n query tokens (decode: n = 1, prefill: a
+//                  chunk) over each token's compressed rows (all visible rows, or the
+//                  indexer's selection) then its raw window, one block per (token, head),
+//                  online softmax in f32 per warp, warps merged with the sink
+// Positions and the number of visible compressed rows are read from device memory, so
+// a captured decode graph serves every position. Rows the indexer names outside
+// [0, visible) are skipped, never read. CUDA-free header.
+#pragma once
+#include <cstdint>
+
+#include "ops/rope/rope_cuda.h"
+
+namespace fp::cuda {
+
+// kv [n][head_dim] rotated in place and stored.
+struct KvStoreArgs {
+  float* kv = nullptr;
+  int64_t n = 0, head_dim = 0;
+  float* raw = nullptr;  // ring [raw_cap][head_dim]
+  int64_t raw_cap = 0;
+  RopeTab tab;
+  const int64_t* pos0 = nullptr;
+  bool official = false;
+};
+void kv_rope_store(const KvStoreArgs& a, Stream s);
+
+struct AttentionArgs {
+  const float* q = nullptr;  // [n][heads][head_dim]
+  float* out = nullptr;      // [n][heads][head_dim]
+  int64_t n = 0, heads = 0, head_dim = 0;
+  const float* raw = nullptr;  // ring [raw_cap][head_dim]
+  int64_t raw_cap = 0, window = 0;
+  const float* comp = nullptr;  // compressed rows [max_rows][head_dim]; nullptr: none (SWA)
+  int64_t ratio = 0, max_rows = 0;
+  const int32_t* sel = nullptr;   // CSA: [n][topk] rows chosen by the indexer
+  const int32_t* nsel = nullptr;  // CSA: [n] count chosen, -1 = every visible row
+  int64_t topk = 0;
+  const float* sinks = nullptr;   // [heads]
+  float scale = 1.0f;
+  const int64_t* pos0 = nullptr;
+};
+bool attention_supported(int64_t head_dim);  // multiples of 32 up to 512
+void attention(const AttentionArgs& a, Stream s);
+
+}  // namespace fp::cuda

@@ -1,0 +1,97 @@
+// The linear family's CUDA dispatch (see linear_cuda.h): picks a quant-family kernel per
+// call and quantises its activations. No kernels of its own.
+#include "ops/core/error.h"
+#include "ops/linear/linear_cuda.h"
+#include "ops/quant/quant_cuda.h"
+
+namespace fp::cuda {
+namespace {
+
+// The activation format a call uses: the type's fast format when the rows split into
+// whole 256-element groups, else f32 through the generic kernel.
+ActFormat act_format(DType t, int64_t cols, bool exact) {
+  if (exact || t == DType::F32 || t == DType::F16) return ActFormat::f32;
+  if (!matvec_supported(t, false)) return ActFormat::f32;
+  const ActFormat f = matvec_act_format(t);
+  if (f != ActFormat::f32 && cols % 256 != 0) return ActFormat::f32;
+  return f;
+}
+
+void check_weight(const ref::Weight& w, const char* what) {
+  if (w.empty()) fail(what, ": weight ", w.name, " is not bound");
+  if (!matvec_supported(w.type, true) && !matvec_supported(w.type, false))
+    fail(w.name, ": dtype ", dtype_name(w.type), " has no CUDA matvec");
+}
+
+// One matvec launch over `slots` slots with x already laid out slot by slot.
+void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t slots, const float* x,
+         int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s) {
+  const ActFormat f = act_format(w.type, w.cols, ws.exact);
+  MatvecArgs a;
+  a.type = w.type;
+  a.w = w.data;
+  a.rows = w.rows;
+  a.cols = w.cols;
+  a.y = y;
+  a.ids = ids;
+  a.n_experts = n_experts;
+  a.n_slots = int32_t(slots);
+  a.xf32 = f == ActFormat::f32 && w.type != DType::F32 && w.type != DType::F16;
+  if (f == ActFormat::f32) {
+    a.x = x;
+    a.x_stride = x_stride;
+  } else {
+    // Quantise every slot's row (x_stride 0: the one shared row).
+    const int64_t rows_q = x_stride ? slots : 1;
+    if (x_stride != 0 && x_stride != w.cols) fail(w.name, ": quantised activations need x_stride = cols");
+    const int64_t need = act_bytes(f, rows_q * w.cols);
+    if (need > ws.qact_bytes) fail(w.name, ": activation workspace of ", ws.qact_bytes, " bytes, needs ", need);
+    quantize_activations(f, x, rows_q * w.cols, ws.qact, s);
+    a.x = ws.qact;
+    a.x_stride = x_stride;
+  }
+  matvec(a, s);
+}
+
+}  // namespace
+
+int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots) {
+  const ActFormat f = act_format(t, cols, false);
+  return f == ActFormat::f32 ? 0 : act_bytes(f, slots * cols);
+}
+
+int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows) {
+  return CublasGemm::workspace_bytes(cols, n_tok, tile_rows);
+}
+
+void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s) {
+  check_weight(w, "cuda linear");
+  if (n <= 0) fail(w.name, ": ", n, " tokens");
+  if (ws.gemm && n >= ws.gemm_min_tokens && w.type != DType::F32 && !ws.exact && dequant_supported(w.type) &&
+      linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes) {
+    ws.gemm->run(w.type, w.data, w.rows, w.cols, x, n, y, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
+    return;
+  }
+  run(w, nullptr, 0, n, x, w.cols, y, ws, s);
+}
+
+void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
+                    const LinearWorkspace& ws, Stream s) {
+  check_weight(w, "cuda grouped_linear");
+  if (groups <= 0 || w.rows % groups != 0) fail(w.name, ": ", w.rows, " rows do not split into ", groups, " groups");
+  if (ws.iota_groups != groups || ws.iota_n < n * groups)
+    fail(w.name, ": group table for ", ws.iota_groups, " groups x ", ws.iota_n, " slots, needs ", groups, " x ", n * groups);
+  ref::Weight g = w;
+  g.rows = w.rows / groups;
+  g.experts = groups;
+  run(g, ws.iota, int32_t(groups), n * groups, x, w.cols, y, ws, s);
+}
+
+void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
+                   float* y, const LinearWorkspace& ws, Stream s) {
+  check_weight(w, "cuda expert_linear");
+  if (!ids) fail(w.name, ": expert-indexed product without ids");
+  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s);
+}
+
+}  // namespace fp::cuda

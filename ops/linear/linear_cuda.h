@@ -1,0 +1,60 @@
+// Host entry of the linear family on CUDA (linear.cu): y = W·x for the executor's
+// matmul, grouped_matmul and expert-indexed products, over weights in device memory
+// (ref::Weight whose data points to the device). The kernels themselves are the quant
+// family's (ops/quant/quant_cuda.h); this file only picks one per call and prepares its
+// activations:
+//   - cuda.matvec.<type> with the activation format it reads (q8_0 / q8_k quantised
+//     here into the caller's workspace) when the row length allows it, else the
+//     generic f32-activation kernel (.xf32); `exact` forces .xf32 (plain f32 math, the
+//     CPU reference's arithmetic up to summation order);
+//   - several tokens are several slots of one launch (each re-reads the weight);
+//   - dense products of at least gemm_min_tokens tokens over non-F32 weights go to
+//     cuda.gemm.dequant_cublas_f16 when the workspace has a CublasGemm.
+// Nothing here allocates, so every call can be captured in a CUDA graph.
+// CUDA-free header.
+#pragma once
+#include <cstdint>
+
+#include "ops/linear/linear.h"
+
+struct CUstream_st;
+
+namespace fp::cuda {
+
+using Stream = CUstream_st*;
+class CublasGemm;
+
+struct LinearWorkspace {
+  void* qact = nullptr;           // quantised activations
+  int64_t qact_bytes = 0;
+  const int32_t* iota = nullptr;  // device [i % groups] table for grouped products
+  int64_t iota_n = 0;             // entries (>= tokens * groups)
+  int64_t iota_groups = 0;
+  CublasGemm* gemm = nullptr;     // optional prefill GEMM
+  void* gemm_ws = nullptr;
+  int64_t gemm_ws_bytes = 0;
+  int64_t gemm_tile_rows = 4096;
+  int64_t gemm_min_tokens = 32;
+  bool exact = false;             // f32 activations everywhere
+};
+
+// Bytes of quantised activations a call over `slots` rows of `cols` values needs.
+int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots);
+// Bytes of GEMM workspace for n_tok tokens of `cols` inputs.
+int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows);
+
+// y[t*w.rows + r] = W[r]·x[t*w.cols ..] for t < n.
+void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s);
+
+// attn_output_a: W holds `groups` blocks of rows; group g of token t reads
+// x[t][g*cols ..) and writes y[t][g*rg ..) (rg = rows / groups).
+void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
+                    const LinearWorkspace& ws, Stream s);
+
+// Expert-indexed: slot q < slots reads x + q*x_stride (x_stride 0: all the same x) and
+// matrix ids[q] of W[experts][rows][cols]; y[q*rows + r]. ids in device memory; an
+// out-of-range id yields NaN outputs for its slot (never a read outside W).
+void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
+                   float* y, const LinearWorkspace& ws, Stream s);
+
+}  // namespace fp::cuda

@@ -1,0 +1,173 @@
+// CUDA kernels of the MoE family (see moe_cuda.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ops/core/select.cuh"
+#include "ops/hc/hc_cuda.h"
+#include "ops/moe/moe_cuda.h"
+#include "ops/quant/cuda_common.cuh"
+
+namespace fp::cuda {
+namespace {
+
+constexpr int kRouterThreads = 256;
+
+// ---- kernels ------------------------------------------------------------------------
+
+// One block per token. Shared: chosen flags [n_expert].
+__global__ void router_kernel(RouterArgs a) {
+  extern __shared__ uint8_t chosen[];
+  __shared__ uint32_t best_key[kRouterThreads];
+  __shared__ int32_t best_id[kRouterThreads];
+  const int64_t t = blockIdx.x, NE = a.n_expert, K = a.k;
+  float* s = a.logits + t * NE;
+  for (int64_t e = threadIdx.x; e < NE; e += blockDim.x) {
+    const double z = s[e];
+    const double sp = z > 20 ? z : (z < -20 ? exp(z) : log1p(exp(z)));
+    s[e] = float(sqrt(sp));
+    chosen[e] = 0;
+  }
+  __syncthreads();
+  int32_t* ids = a.ids + t * K;
+  if (a.tid2eid) {
+    if (threadIdx.x == 0) {
+      int64_t tok = a.tokens[t];
+      if (tok < 0 || tok >= a.n_vocab) {
+        if (a.err) atomicOr(a.err, kErrTokenRange);
+        tok = 0;
+      }
+      for (int64_t i = 0; i < K; ++i) {
+        const int32_t e = a.tid2eid[tok * K + i];
+        ids[i] = e < 0 ? 0 : (e >= NE ? int32_t(NE - 1) : e);
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < K; ++i) {
+      // Best unchosen (key desc, id asc) of this thread's experts, then over the block.
+      uint32_t bk = 0;
+      int32_t bi = -1;
+      for (int64_t e = threadIdx.x; e < NE; e += blockDim.x) {
+        if (chosen[e]) continue;
+        const uint32_t key = dev::order_key(s[e] + (a.bias ? a.bias[e] : 0.0f));
+        if (bi < 0 || key > bk) {
+          bk = key;
+          bi = int32_t(e);
+        }
+      }
+      best_key[threadIdx.x] = bk;
+      best_id[threadIdx.x] = bi;
+      __syncthreads();
+      for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) {
+          const uint32_t ok = best_key[threadIdx.x + w];
+          const int32_t oi = best_id[threadIdx.x + w];
+          const int32_t mi = best_id[threadIdx.x];
+          if (oi >= 0 && (mi < 0 || ok > best_key[threadIdx.x] || (ok == best_key[threadIdx.x] && oi < mi))) {
+            best_key[threadIdx.x] = ok;
+            best_id[threadIdx.x] = oi;
+          }
+        }
+        __syncthreads();
+      }
+      if (threadIdx.x == 0) {
+        ids[i] = best_id[0];
+        chosen[best_id[0]] = 1;
+      }
+      __syncthreads();
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float sum = 0;
+    for (int64_t i = 0; i < K; ++i) sum += s[ids[i]];
+    const float div = a.normalise ? (sum < ref::kRouteWeightSumFloor ? ref::kRouteWeightSumFloor : sum) : 1.0f;
+    for (int64_t i = 0; i < K; ++i) a.weights[t * K + i] = s[ids[i]] / div * a.scale;
+  }
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, float limit, float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float g = gate[i], u = up[i];
+    if (limit > 0) {  // std::min / std::clamp semantics: a NaN stays NaN
+      g = limit < g ? limit : g;
+      u = u < -limit ? -limit : (limit < u ? limit : u);
+    }
+    out[i] = float(double(g) / (1.0 + exp(-double(g)))) * u;
+  }
+}
+
+// xs[q] = u[q / k] for every (token, slot) q.
+__global__ void gather_kernel(const float* u, int64_t k, int64_t dim, float* xs) {
+  const int64_t q = blockIdx.x;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) xs[q * dim + d] = u[(q / k) * dim + d];
+}
+
+// out[t][d] = Σ_i w[t][i]·ys[t*k + i][d], slots in order.
+__global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64_t dim, float* out) {
+  const int64_t t = blockIdx.x;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+    float o = 0.0f;
+    for (int64_t i = 0; i < k; ++i) o += w[t * k + i] * ys[(t * k + i) * dim + d];
+    out[t * dim + d] = o;
+  }
+}
+
+unsigned grid_1d(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 4096)); }
+
+}  // namespace
+
+// ---- launchers ----------------------------------------------------------------------
+
+void router(const RouterArgs& a, Stream s) {
+  const char* what = "cuda router";
+  if (!a.logits || !a.ids || !a.weights) fail(what, ": null buffer");
+  if (a.n <= 0 || a.n_expert <= 0 || a.k <= 0 || a.k > a.n_expert)
+    fail(what, ": ", a.k, " of ", a.n_expert, " experts for ", a.n, " tokens");
+  if (a.tid2eid && (!a.tokens || a.n_vocab <= 0)) fail(what, ": hash routing without tokens");
+  if (a.n_expert > 48 * 1024) fail(what, ": ", a.n_expert, " experts, at most 49152 supported");
+  router_kernel<<<unsigned(a.n), kRouterThreads, size_t(a.n_expert), s>>>(a);
+  check_launch("router");
+}
+
+void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out, Stream s) {
+  if (n <= 0) return;
+  swiglu_kernel<<<grid_1d(n), 256, 0, s>>>(gate, up, n, limit, out);
+  check_launch("swiglu");
+}
+
+int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff) {
+  const int64_t q = n * k;
+  return q * dim /*xs*/ + 3 * q * ff /*g, up, mid*/ + q * dim /*ys*/;
+}
+
+void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
+  const int64_t dim = a.gate.cols, ff = a.gate.rows, q = a.n * a.k;
+  if (a.up.rows != ff || a.up.cols != dim || a.down.rows != dim || a.down.cols != ff)
+    fail(a.down.name, ": expert shapes do not agree with ", a.gate.name);
+  if (a.gate.experts != a.up.experts || a.gate.experts != a.down.experts)
+    fail(a.gate.name, ": expert counts differ between gate, up and down");
+  if (!a.u || !a.ids || !a.weights || !a.out || !a.work || q <= 0) fail("cuda moe: null buffer or no tokens");
+  float* xs = a.work;
+  float* g = xs + q * dim;
+  float* up = g + q * ff;
+  float* mid = up + q * ff;
+  float* ys = mid + q * ff;
+  const float* x = a.u;
+  int64_t stride = 0;
+  if (a.n > 1) {
+    gather_kernel<<<unsigned(q), 256, 0, s>>>(a.u, a.k, dim, xs);
+    check_launch("moe gather");
+    x = xs;
+    stride = dim;
+  }
+  expert_linear(a.gate, a.ids, q, x, stride, g, ws, s);
+  expert_linear(a.up, a.ids, q, x, stride, up, ws, s);
+  swiglu(g, up, q * ff, a.limit, mid, s);
+  expert_linear(a.down, a.ids, q, mid, ff, ys, ws, s);
+  combine_kernel<<<unsigned(a.n), 256, 0, s>>>(ys, a.weights, a.k, dim, a.out);
+  check_launch("moe combine");
+}
+
+}  // namespace fp::cuda

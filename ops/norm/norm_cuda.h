@@ -1,0 +1,21 @@
+// Host entry of the norm family's CUDA kernels (norm.cu): RMSNorm over rows (weighted,
+// or unweighted with w = nullptr) and the elementwise add of the FFN (f = moe + shared).
+// Same arithmetic as the CPU reference: sum of squares in double, scale in f32,
+// y = x·scale·w; results differ from it only by the order of the double sum.
+// CUDA-free header.
+#pragma once
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace fp::cuda {
+
+using Stream = CUstream_st*;
+
+// n rows of dim values (row stride dim); x and y may alias.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Stream s);
+
+// y[i] = a[i] + b[i] for i < n (y may alias a or b).
+void add(const float* a, const float* b, float* y, int64_t n, Stream s);
+
+}  // namespace fp::cuda
