@@ -25,6 +25,11 @@ CpuEngine::CpuEngine(Model model, const CpuOptions& o) : model_(std::move(model)
     fail(model_.file().path(), ": --mtp-draft ", opts_.mtp_draft, " needs an MTP block: ", model_.mtp_notice());
   // A verification step holds the decided token and its drafts.
   opts_.max_step = std::max<int64_t>(opts_.max_step, opts_.mtp_draft + 1);
+  GraphOptions g;
+  g.max_context = uint64_t(opts_.max_context);
+  g.cost_context = g.max_context;
+  g.mtp_depth = uint32_t(std::max(1, opts_.mtp_draft));
+  graph_ = build_op_graph(model_, g);
 }
 
 std::unique_ptr<CpuEngine> CpuEngine::open(const std::string& path, const CpuOptions& o, const ModelOpenOptions& mo) {
@@ -83,7 +88,7 @@ CpuSession::CpuSession(const CpuEngine& e, const CpuOptions& o)
       vocab_(e.config().n_vocab),
       mtp_k_(o.mtp_draft),
       st_(make_sequence_state(e.config(), sizing(o), o.mtp_draft > 0)),
-      exec_(e.config(), e.weights(), o.numerics, o.max_step) {
+      exec_(e.config(), e.weights(), e.graph(), o.numerics, o.max_step) {
   last_logits_.assign(size_t(vocab_), 0.0f);
   if (mtp_k_ > 0) {
     hidden_.assign(size_t(o.max_step) * e.config().hc_count * e.config().n_embd, 0.0f);

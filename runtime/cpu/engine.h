@@ -14,6 +14,7 @@
 #include <string>
 
 #include "ops/numerics/mode.h"
+#include "planner/graph/op_graph.h"
 #include "planner/model/model.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/weights.h"
@@ -46,12 +47,14 @@ class CpuEngine : public Engine {
 
   const Model& model() const { return model_; }
   const ModelW& weights() const { return weights_; }
+  const OpGraph& graph() const { return graph_; }  // the node lists the executor walks
   const CpuOptions& options() const { return opts_; }
 
  private:
   Model model_;
   ModelW weights_;
   CpuOptions opts_;
+  OpGraph graph_;
   mutable std::once_flag tok_once_;
   mutable std::optional<Tokenizer> tok_;
 };

@@ -1,21 +1,29 @@
-// The CPU reference executor: the DS4 forward pass as a sequence of op calls (one
-// method per op kind of planner/graph/op_kind.h) over explicit buffers of
-// [tokens][dims], for one step of n consecutive positions. A plan's node list maps
-// onto the same calls; layer() is the per-layer node order of HELPERS.md.
+// The CPU reference executor: runs the op graph of the DS4 forward pass
+// (planner/graph/op_graph.h, the node lists a plan records) node by node, each node one
+// call to its op kind's CPU reference in ops/<family>/, over named buffers of
+// [tokens][dims] for one step of n consecutive positions. The trunk walks the `decode`
+// phase's node list (every trunk phase has the same nodes; only their shapes differ),
+// the MTP block the `mtp_draft` list.
 //
-// Every op computes each token's values with a fixed order of arithmetic that does
-// not depend on how many tokens share the step or on the thread count. So prefill in
-// any chunking, cached decode and MTP verification give bit-identical results.
+// Every op computes each token's values with a fixed order of arithmetic that does not
+// depend on how many tokens share the step or on the thread count. So prefill in any
+// chunking, cached decode and MTP verification give bit-identical results.
 //
-// All buffers are sized at construction for max_step tokens; a step never allocates
-// beyond per-thread scratch.
+// Nodes are bound once, at construction: weights by tensor name, buffers by name,
+// workspace sized for max_step tokens. A step allocates nothing but per-thread scratch.
+// Node-by-node parity (the CUDA executor against this one) can read any buffer after
+// any node through the node hook.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "ops/numerics/mode.h"
 #include "ops/hc/hc.h"
+#include "ops/numerics/mode.h"
 #include "ops/rope/rope.h"
+#include "planner/graph/op_graph.h"
 #include "runtime/cpu/weights.h"
 #include "runtime/state/sequence_state.h"
 
@@ -43,9 +51,19 @@ struct StreamTrace {
   std::vector<float> final_hidden;
 };
 
+// A workspace buffer of the graph: rows of `width` floats (or int32s).
+struct Buffer {
+  std::string name;
+  std::vector<float> f;
+  std::vector<int32_t> i;
+  float* ext = nullptr;  // bound per step (logits: the caller's array)
+  int64_t width = 0;
+  float* data() { return ext ? ext : f.data(); }
+};
+
 class Executor {
  public:
-  Executor(const ModelConfig& c, const ModelW& w, Numerics numerics, int64_t max_step);
+  Executor(const ModelConfig& c, const ModelW& w, const OpGraph& g, Numerics numerics, int64_t max_step);
 
   const ModelConfig& config() const { return c_; }
   Numerics numerics() const { return numerics_; }
@@ -53,49 +71,58 @@ class Executor {
 
   // Trunk over tokens[0..n) at positions pos0.. (n <= max_step). Updates st's caches.
   // Writes logits of rows [logit_from, n) to logits ([n - logit_from][n_vocab]) when
-  // logits != nullptr. Afterwards hidden() holds the final HC state of every row.
+  // logits != nullptr (else the head is skipped). Afterwards hidden() holds the final
+  // HC state of every row.
   void forward(SequenceState& st, const int32_t* tokens, int64_t n, int64_t pos0, int64_t logit_from,
                float* logits);
-  const float* hidden() const { return X_.data(); }  // [n][hc*n_embd] of the last step
 
   // MTP block over n rows at positions pos0..: row i combines the HC state H[i] with
-  // tokens[i] (the token after H's position). Updates st.mtp. Writes logits [n][n_vocab];
-  // afterwards hidden() holds the block's output HC states (the next draft's input).
+  // tokens[i] (the token after H's position). Updates st.mtp. Writes logits [n][n_vocab]
+  // when logits != nullptr; afterwards hidden() holds the block's output HC states.
   void mtp_forward(SequenceState& st, const int32_t* tokens, const float* H, int64_t n, int64_t pos0,
                    float* logits);
+
+  const float* hidden() const { return hidden_; }  // [n][hc*n_embd] of the last step
+
+  // Called after every node with the node and the executor (read buffers by name).
+  std::function<void(const GraphNode&, Executor&)> node_hook;
+  Buffer& buffer(const std::string& name);
 
   IndexerTrace indexer_trace;
   RouterTrace router_trace;
   StreamTrace stream_trace;
 
  private:
-  // ---- one method per op kind ------------------------------------------------
-  void embed(const ref::Weight& table, const int32_t* tokens, int64_t n);
-  void hc_pre(const ref::Weight& fn, const float* scale, const float* base, int64_t n);
-  void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim);
-  void matmul(const ref::Weight& w, const float* x, int64_t n, float* y);
-  void q_head_norm_rope(const ref::Rope& rope, int64_t n, int64_t pos0);
-  void kv_rope_store(LayerState& S, const ref::Rope& rope, int64_t n, int64_t pos0);
-  void compressor(CompressorCache& cc, const ref::Weight& kv_w, const ref::Weight& gate_w,
-                  const ref::Weight& ape, const float* norm, const ref::Rope& rope, bool index_keys, int64_t n,
-                  int64_t pos0);
-  void indexer_topk(const LayerW& L, LayerState& S, const ref::Rope& rope, int64_t n, int64_t pos0);
-  void attention(const LayerW& L, LayerState& S, int64_t n, int64_t pos0);
-  void out_inv_rope(const ref::Rope& rope, int64_t n, int64_t pos0);
-  void grouped_matmul(const ref::Weight& w, int64_t n);
-  void hc_post(const float* a, int64_t n);
-  void router(const LayerW& L, const int32_t* tokens, int64_t n);
-  void moe(const LayerW& L, int64_t n);
-  void swiglu(float limit, int64_t n);
-  void add(int64_t n);
-  void output_hc_head(const ref::Weight& fn, const float* scale, const float* base, int64_t row0, int64_t n);
-  void mtp_embed_proj(const MtpW& m, const int32_t* tokens, const float* H, int64_t n);
-
-  // ---- the per-layer node order ----------------------------------------------
-  void layer(const LayerW& L, LayerState& S, const int32_t* tokens, int64_t n, int64_t pos0);
-  void head(const ref::Weight& fn, const float* scale, const float* base, const float* norm,
-            const ref::Weight& out, int64_t row0, int64_t n, float* logits);
+  // A graph node bound to this executor's weights and buffers.
+  struct Node {
+    const GraphNode* g = nullptr;
+    OpKind op = OpKind::matmul;
+    int32_t layer = -1;
+    const LayerW* L = nullptr;
+    std::vector<const ref::Weight*> w;
+    std::vector<Buffer*> in, out;
+    bool head = false;         // part of the output head (runs on the logit rows)
+    bool layer_end = false;    // last node of a layer (stream trace point)
+    bool index_keys = false;   // compressor: the indexer's keys
+  };
+  std::vector<Node> bind(const PhaseGraph& phase);
+  void run(const std::vector<Node>& program, SequenceState& st, LayerState* mtp_state);
+  void run_node(const Node& n, SequenceState& st, LayerState* mtp_state);
+  const ref::Weight& weight(const std::string& name) const;
+  LayerState& layer_state(const Node& n, SequenceState& st, LayerState* mtp_state) const;
   const ref::Rope& rope_for(const LayerW& L) const { return L.ratio == 0 ? rope_main_ : rope_comp_; }
+
+  // ---- the op kinds' calls ----------------------------------------------------
+  void embed(const ref::Weight& table, const int32_t* tokens, int64_t n, float* hc);
+  void q_head_norm_rope(float* q, const ref::Rope& rope, int64_t n, int64_t pos0);
+  void kv_rope_store(LayerState& S, float* kv, const ref::Rope& rope, int64_t n, int64_t pos0);
+  void compressor(CompressorCache& cc, const float* kv, float* gate, const ref::Weight& ape, const float* norm,
+                  const ref::Rope& rope, bool index_keys, int64_t n, int64_t pos0);
+  void indexer_topk(const LayerW& L, LayerState& S, float* iq, float* iw, const ref::Rope& rope, int64_t n,
+                    int64_t pos0);
+  void attention(const LayerW& L, LayerState& S, const float* q, float* o, int64_t n, int64_t pos0);
+  void router(const LayerW& L, float* logits, const int32_t* tokens, int64_t n, int32_t* ids, float* w);
+  void mtp_embed_proj(const Node& node, const int32_t* tokens, const float* H, int64_t n, float* out);
 
   const ModelConfig& c_;
   const ModelW& w_;
@@ -103,18 +130,20 @@ class Executor {
   int64_t max_step_;
   ref::HcShape hcs_;
   ref::Rope rope_main_, rope_comp_;
-  int64_t E_, D_, H_, QL_, ID_, IH_, K_;
+  int64_t E_, D_, H_, ID_, IH_, K_;
 
-  // Activations, [max_step][...] each.
-  std::vector<float> X_, X2_, x_in_, post_, comb_, hc_scratch_;
-  std::vector<float> h_, qa_, q_, kv_, attn_, low_, a_;
-  std::vector<float> ckv_, cgate_, ape_row_;
-  std::vector<float> iq_, iw_;
+  std::unordered_map<std::string, ref::Weight> weights_;  // every tensor, by GGUF name
+  std::unordered_map<std::string, Buffer> bufs_;
+  const OpGraph* buffers_of_graph_ = nullptr;
+  std::vector<Node> trunk_, mtp_;
+
+  // The current step.
+  int64_t n_ = 0, pos0_ = 0, head_from_ = 0;
+  const float* mtp_h_ = nullptr;
+  const float* hidden_ = nullptr;
+  std::vector<float> hc_tmp_, hc_scratch_, mtp_cat_;
   std::vector<std::vector<int32_t>> isel_;  // per token: selected compressed rows
   std::vector<uint8_t> iall_;               // per token: 1 = every visible row
-  std::vector<float> u_, rlog_, wts_, moe_, sg_, su_, smid_, sh_, f_, z_;
-  std::vector<int32_t> ids_;
-  std::vector<float> mtp_e_;
 };
 
 }  // namespace fp::cpu

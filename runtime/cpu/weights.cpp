@@ -91,6 +91,10 @@ ModelW bind_weights(const Model& m) {
   w.output_hc_scale = F(g.output_hc_scale);
   w.output_norm = F(g.output_norm);
   for (uint32_t l = 0; l < c.n_layer; ++l) w.layers.push_back(bind_layer(c, m.layer(l), l));
+  for (const gguf::File* f : {&m.file(), m.mtp_file()}) {
+    if (!f) continue;
+    for (const auto& t : f->tensors()) w.by_name[t.name] = W(TensorRef{f, &t});
+  }
   if (m.mtp_available()) {
     const MtpTensors& t = m.mtp();
     MtpW x;

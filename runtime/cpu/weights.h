@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ops/linear/linear.h"
@@ -64,6 +66,8 @@ struct ModelW {
   const float* output_norm = nullptr;
   std::vector<LayerW> layers;
   std::optional<MtpW> mtp;
+  // Every tensor of the model (and MTP) file by GGUF name, for binding op-graph nodes.
+  std::unordered_map<std::string, ref::Weight> by_name;
 };
 
 ModelW bind_weights(const Model& m);
