@@ -1,6 +1,6 @@
-// matmul / grouped_matmul CPU references (see linear.h). Rows are processed in small
-// blocks: a block is dequantised once into a per-thread buffer, then dotted with every
-// token, so prefill reuses each dequantised row across the chunk.
+// matmul / grouped_matmul CPU references (see linear.h) over ops/quant's matmul, whose
+// dot products use the one fixed summation order of ops/quant/lanes.h (double lanes,
+// the same bits with or without AVX2, on any machine, for any thread count).
 #include "ops/linear/linear.h"
 
 #include <algorithm>
@@ -10,15 +10,9 @@
 #include "ops/core/error.h"
 #include "ops/core/parallel.h"
 #include "ops/quant/dequant.h"
+#include "ops/quant/dot.h"
 
 namespace fp::ref {
-namespace {
-
-constexpr int64_t kRowBlock = 8;
-constexpr int64_t kMinWorkPerThread = 1 << 15;  // multiply-adds worth a thread
-
-}  // namespace
-
 Weight Weight::expert(int64_t e) const {
   if (e < 0 || e >= experts) fail(name, ": expert ", e, " out of range, expected < ", experts);
   Weight w = *this;
@@ -59,32 +53,17 @@ void matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, i
   if (w.empty()) fail("matmul: weight ", w.name, " is not bound");
   if (w.type != DType::F32 && !can_dequantize(w.type))
     fail(w.name, ": dtype ", dtype_name(w.type), " cannot be dequantised");
-  const int64_t blocks = (w.rows + kRowBlock - 1) / kRowBlock;
-  const int64_t work_per_block = kRowBlock * w.cols * std::max<int64_t>(n, 1);
-  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(work_per_block, 1));
-  parallel_for(blocks, grain, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<float> buf;
-    const bool direct = w.type == DType::F32;
-    if (!direct) buf.resize(size_t(kRowBlock * w.cols));
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t r0 = b * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
-      const float* rows[kRowBlock];
-      for (int64_t r = r0; r < r1; ++r) {
-        if (direct) {
-          rows[r - r0] = reinterpret_cast<const float*>(w.row(r));
-        } else {
-          float* dst = buf.data() + (r - r0) * w.cols;
-          dequantize_row(w.type, w.row(r), dst, w.cols);
-          rows[r - r0] = dst;
-        }
-      }
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x + t * ldx;
-        float* yt = y + t * ldy;
-        for (int64_t r = r0; r < r1; ++r) yt[r] = dot_f32(rows[r - r0], xt, w.cols);
-      }
-    }
-  });
+  if (ldx == w.cols && ldy == w.rows) {
+    fp::matmul(w.type, w.data, w.rows, w.cols, x, n, y);
+    return;
+  }
+  // Strided operands (a group's slice of a wider row): gather, multiply, scatter.
+  thread_local std::vector<float> xs, ys;
+  xs.resize(size_t(n * w.cols));
+  ys.resize(size_t(n * w.rows));
+  for (int64_t t = 0; t < n; ++t) std::memcpy(xs.data() + t * w.cols, x + t * ldx, size_t(w.cols) * sizeof(float));
+  fp::matmul(w.type, w.data, w.rows, w.cols, xs.data(), n, ys.data());
+  for (int64_t t = 0; t < n; ++t) std::memcpy(y + t * ldy, ys.data() + t * w.rows, size_t(w.rows) * sizeof(float));
 }
 
 void grouped_matmul(const Weight& w, int64_t groups, const float* x, int64_t n, float* y) {

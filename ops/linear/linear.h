@@ -1,9 +1,10 @@
 // The matmul op's CPU reference: y = W·x for weight matrices of any dtype flashplan can
 // dequantise (F32, F16, BF16, Q8_0, K-quants, IQ2...), and the grouped variant used by
 // attn_output_a. "Plain" math: each weight row is dequantised to f32 and dotted with the
-// f32 activation in a fixed order, so y[t][r] depends only on row r and token t — never
-// on how many tokens share the call or how rows are split over threads. That is what
-// makes chunked prefill, cached decode and MTP verification agree bit for bit.
+// f32 activation in ops/quant's fixed order (double lanes), so y[t][r] depends only on
+// row r and token t — never on how many tokens share the call or how rows are split
+// over threads. That is what makes chunked prefill, cached decode and MTP
+// verification agree bit for bit.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,15 +28,15 @@ struct Weight {
   Weight rows_slice(int64_t r0, int64_t n) const;  // rows [r0, r0+n)
 };
 
-// Dot product of two f32 vectors with a fixed summation order (16 partial sums, then a
-// fixed pairwise reduction); the one order every CPU op uses.
+// Dot product of two f32 vectors with a fixed summation order (16 f32 partial sums,
+// then a fixed pairwise reduction): the attention scores' order.
 float dot_f32(const float* a, const float* b, int64_t n);
 
 // Row r of w as f32 into dst (cols floats).
 void weight_row_f32(const Weight& w, int64_t r, float* dst);
 
-// y[t*ldy + r] = Σ_c W[r][c] · x[t*ldx + c] for t < n, r < rows. Multithreaded over
-// rows with fp::parallel_for; deterministic for any thread count.
+// y[t*ldy + r] = Σ_c W[r][c] · x[t*ldx + c] for t < n, r < rows, through
+// fp::matmul (ops/quant/dot.h). Multithreaded over rows; deterministic.
 void matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
 inline void matmul(const Weight& w, const float* x, int64_t n, float* y) {
   matmul(w, x, w.cols, n, y, w.rows);
