@@ -37,6 +37,7 @@ struct Case {
   int32_t slots = 1;    // selected experts per call
   bool per_slot_x = false;
   bool xf32 = false;
+  bool paired = false;  // a second tensor in the same launch (an expert's gate and up)
 };
 
 struct Row {
@@ -91,12 +92,13 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   const int64_t rb = row_bytes(c.type, c.cols);
   const int64_t mats = c.experts > 0 ? c.experts : 1;
   const int64_t tensor_bytes = mats * c.rows * rb;
-  const int64_t read_bytes = (c.experts > 0 ? c.slots : 1) * c.rows * rb;
+  const int64_t read_bytes = (c.experts > 0 ? c.slots : 1) * c.rows * rb * (c.paired ? 2 : 1);
   // Dense: enough copies that the rotation spans >= 512 MiB (L2 is 50 MB on an H100).
   const int64_t copies = c.experts > 0 ? 1 : std::clamp<int64_t>((512ll << 20) / tensor_bytes + 1, 2, 64);
   const size_t stride = size_t((tensor_bytes + 255) / 256 * 256);
-  Buf w(stride * size_t(copies));
-  for (int64_t k = 0; k < copies; ++k)
+  const int64_t tensors = copies * (c.paired ? 2 : 1);
+  Buf w(stride * size_t(tensors));
+  for (int64_t k = 0; k < tensors; ++k)
     cuda::fill_random(c.type, static_cast<uint8_t*>(w.p) + k * stride, mats * c.rows * c.cols, {uint64_t(k + 1)}, s);
 
   cuda::MatvecArgs a;
@@ -108,7 +110,8 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   a.x_stride = c.per_slot_x ? c.cols : 0;
   const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
   const int64_t nx = (c.per_slot_x ? c.slots : 1) * c.cols;
-  Buf xf(size_t(nx) * 4), xq(size_t(cuda::act_bytes(fmt, nx))), y(size_t(c.slots) * size_t(c.rows) * 4);
+  Buf xf(size_t(nx) * 4), xq(size_t(cuda::act_bytes(fmt, nx))), y(size_t(c.slots) * size_t(c.rows) * 4),
+      y2(size_t(c.slots) * size_t(c.rows) * 4);
   cuda::fill_random(DType::F32, xf.p, nx, {99, 1.0f}, s);
   cuda::quantize_activations(fmt, static_cast<const float*>(xf.p), nx, xq.p, s);
 
@@ -134,11 +137,16 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   const double us = time_calls(s, launches, quick ? 3 : 7, [&](int i) {
     cuda::MatvecArgs b = a;
     b.w = static_cast<uint8_t*>(w.p) + (i % copies) * stride;
+    if (c.paired) {
+      b.w2 = static_cast<uint8_t*>(w.p) + (copies + i % copies) * stride;
+      b.y2 = static_cast<float*>(y2.p);
+    }
     if (c.experts > 0) b.ids = static_cast<const int32_t*>(dids.p) + size_t(i) * size_t(c.slots);
     cuda::matvec(b, s);
   });
-  const double bytes = double(read_bytes) + double(cuda::act_bytes(fmt, nx)) + double(c.slots * c.rows * 4);
-  return {cuda::matvec_kernel_id(c.type, c.experts > 0, c.xf32), c.name, c.type, c.rows, c.cols, c.experts, c.slots,
+  const double bytes =
+      double(read_bytes) + double(cuda::act_bytes(fmt, nx)) + double(c.slots * c.rows * 4 * (c.paired ? 2 : 1));
+  return {cuda::matvec_kernel_id(c.type, c.experts > 0, c.xf32) + (c.paired ? "+pair" : ""), c.name, c.type, c.rows, c.cols, c.experts, c.slots,
           bytes, us, bytes / (us * 1e-6) / 1e9};
 }
 
@@ -167,16 +175,19 @@ std::vector<Case> ds4_cases(bool quick) {
       {"attn_out_b 8192->4096", DType::Q8_0, 4096, 8192},
       {"output head 4096->129280", DType::Q8_0, 129280, 4096},
       {"expert gate x6 4096->2048", DType::IQ2_XXS, 2048, 4096, 256, 6},
+      {"expert gate+up x6 4096->2048", DType::IQ2_XXS, 2048, 4096, 256, 6, false, false, true},
       {"expert gate dense 4096->2048", DType::IQ2_XXS, 2048, 4096},
       {"expert down x6 2048->4096", DType::Q2_K, 4096, 2048, 256, 6, true},
       {"expert down dense 2048->4096", DType::Q2_K, 4096, 2048},
       {"Q4_K x6 4096->2048", DType::Q4_K, 2048, 4096, 256, 6},
+      {"Q4_K gate+up x6 4096->2048", DType::Q4_K, 2048, 4096, 256, 6, false, false, true},
       {"Q4_K dense 2048->4096", DType::Q4_K, 4096, 2048},
       {"Q4_K dense 4096->14336", DType::Q4_K, 14336, 4096},
       {"F16 1024->8192", DType::F16, 8192, 1024},
       {"F16 4096->1024", DType::F16, 1024, 4096},
       {"F32 4096->4096", DType::F32, 4096, 4096},
       {"shared expert Q8_0 4096->2048", DType::Q8_0, 2048, 4096},
+      {"shared gate+up Q8_0 4096->2048", DType::Q8_0, 2048, 4096, 0, 1, false, false, true},
   };
   if (!quick) {
     v.push_back({"output head xf32", DType::Q8_0, 129280, 4096, 0, 1, false, true});

@@ -21,6 +21,7 @@
 // F16 / F32: a warp per row, 16-byte loads, f32 FMAs with f32 activations.
 // Generic (.xf32): any dequantisable type; each lane decodes 32-element runs with the exact
 // decoders of decode.cuh and uses f32 FMAs. Correct everywhere, tuned nowhere.
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -74,21 +75,46 @@ __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) { return __dp
 constexpr float kNaN = __builtin_nanf("");
 
 struct Params {
-  const uint8_t* w;
+  const uint8_t *w, *w2;  // w2: an optional second tensor of the same shape (gate + up)
   int64_t rows, row_bytes, matrix_bytes;
-  int nb, chunks;  // blocks per row, chunks per row
+  int nb, chunks;          // blocks per row, chunks per row
+  int rows_per_item;       // consecutive rows a warp streams as one chunk (short rows)
+  int64_t groups;          // ceil(rows / rows_per_item)
   const int32_t* ids;
   int n_experts, n_slots;
   const uint8_t* x;
   int64_t x_stride;  // activations between slots
-  float* y;
+  float *y, *y2;
 };
 
-// The matrix a slot reads, or -1 when its expert id is out of range.
-__device__ __forceinline__ int64_t slot_matrix(const Params& p, int64_t slot) {
-  if (!p.ids) return 0;
-  const int id = p.ids[slot];
-  return id >= 0 && id < p.n_experts ? id : -1;
+__device__ __forceinline__ int64_t item_count(const Params& p) {
+  return int64_t(p.n_slots) * p.groups * (p.w2 ? 2 : 1);
+}
+
+// A work item: rows [row0, row0 + nrows) of one slot's matrix (of w or w2).
+struct Item {
+  const uint8_t* w;  // the slot's matrix; nullptr when its expert id is out of range
+  float* y;          // the slot's outputs
+  int64_t slot, row0;
+  int nrows;
+};
+
+__device__ __forceinline__ Item decode_item(const Params& p, int64_t item) {
+  const int64_t per = int64_t(p.n_slots) * p.groups;
+  const bool second = item >= per;
+  if (second) item -= per;
+  Item it;
+  it.slot = item / p.groups;
+  it.row0 = (item - it.slot * p.groups) * p.rows_per_item;
+  it.nrows = int(min(int64_t(p.rows_per_item), p.rows - it.row0));
+  int64_t mat = 0;
+  if (p.ids) {
+    const int id = p.ids[it.slot];
+    mat = id >= 0 && id < p.n_experts ? id : -1;
+  }
+  it.w = mat < 0 ? nullptr : (second ? p.w2 : p.w) + mat * p.matrix_bytes;
+  it.y = (second ? p.y2 : p.y) + it.slot * p.rows;
+  return it;
 }
 
 // ---- activations in registers -----------------------------------------------------
@@ -130,10 +156,13 @@ struct Shape {
   static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kU = 4;
   static constexpr int kChunkBlocks = 32 * kU / kRuns;
   static constexpr int kChunkElems = 32 * 32 * kU;
-  static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes;
+  // A chunk is up to 4096 weights of one row, or up to kRMax whole short rows, within
+  // kChunkBytes: ~4.5 KiB per warp in flight keeps ~70 KiB per SM in flight.
+  static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes > 4608 ? kChunkBlocks * kBlockBytes : 4608;
   static constexpr int K = (kChunkBytes / 16 + 31) / 32;
   static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
 };
+constexpr int kRMax = 8;
 
 struct OpQ8_0 : Shape<34, 1> {
   static constexpr int kTableBytes = 0;
@@ -152,17 +181,23 @@ struct OpQ8_0 : Shape<34, 1> {
 struct OpIq2xxs : Shape<66, 8> {
   // 16 copies of the grid and of the sign masks, entry i of copy c at [16 i + c].
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
-  __device__ static void init_tables(uint8_t* smem) {
+  // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
+  __device__ static void init_tables(uint8_t* smem, uint8_t* scratch) {
     uint2* grid = reinterpret_cast<uint2*>(smem);
     uint2* sign = grid + 256 * 16;
-    for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) {
-      const uint64_t g = g_iq2xxs_grid[i >> 4];
-      grid[i] = make_uint2(uint32_t(g), uint32_t(g >> 32));
+    uint2* src = reinterpret_cast<uint2*>(scratch);  // [256 grid][128 sign]
+    const int t = threadIdx.x;
+    const uint64_t g = g_iq2xxs_grid[t];
+    src[t] = make_uint2(uint32_t(g), uint32_t(g >> 32));
+    if (t < 128) {
+      const uint64_t m = g_sign_mask[t];
+      src[256 + t] = make_uint2(uint32_t(m), uint32_t(m >> 32));
     }
-    for (int i = threadIdx.x; i < 128 * 16; i += blockDim.x) {
-      const uint64_t m = g_sign_mask[i >> 4];
-      sign[i] = make_uint2(uint32_t(m), uint32_t(m >> 32));
-    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < 16; ++j) grid[t + 256 * j] = src[(t + 256 * j) >> 4];  // consecutive: no bank conflicts
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sign[t + 256 * j] = src[256 + ((t + 256 * j) >> 4)];
   }
   __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int g, const XRun& x, const uint8_t* smem, int lane) {
@@ -240,29 +275,35 @@ struct OpQ4K : Shape<144, 8> {
 
 // ---- the streaming kernel for quantised types -------------------------------------
 
-// One chunk of a row in flight: K 16-byte vectors per lane plus one 2-byte head/tail piece.
+// One chunk in flight: K 16-byte vectors per lane plus one 2-byte head/tail piece.
 template <int K>
 struct Chunk {
   uint4 v[K];
   uint32_t edge;
   uint32_t base_off, vec_off, tail_off;  // shared-buffer offsets (buffer mirrors src & 15)
-  int nvec, nhead, ntail, units;
+  int nvec, nhead, ntail, units, nrows;
   bool valid;
+  int64_t slot, row0;
+  float* y;
 };
 
 template <class Op>
 __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int64_t item, int chunk, int lane) {
-  const int64_t slot = item / p.rows, row = item - slot * p.rows;
-  const int64_t mat = slot_matrix(p, slot);
-  c.valid = mat >= 0;
+  const Item it = decode_item(p, item);
+  c.valid = it.w != nullptr;
+  c.slot = it.slot;
+  c.row0 = it.row0;
+  c.nrows = it.nrows;
+  c.y = it.y;
   c.nvec = c.nhead = c.ntail = c.units = 0;
   c.base_off = c.vec_off = c.tail_off = 0;
   if (!c.valid) return;
   const int blk0 = chunk * Op::kChunkBlocks;
   const int nblk = min(Op::kChunkBlocks, p.nb - blk0);
   c.units = nblk * Op::kRuns;
-  const uintptr_t src = reinterpret_cast<uintptr_t>(p.w + mat * p.matrix_bytes + row * p.row_bytes) + uintptr_t(blk0) * Op::kBlockBytes;
-  const uintptr_t end = src + uintptr_t(nblk) * Op::kBlockBytes;
+  // Whole rows are contiguous, so a chunk of several short rows is one span.
+  const uintptr_t src = reinterpret_cast<uintptr_t>(it.w + it.row0 * p.row_bytes) + uintptr_t(blk0) * Op::kBlockBytes;
+  const uintptr_t end = src + uintptr_t(it.nrows - 1) * uintptr_t(p.row_bytes) + uintptr_t(nblk) * Op::kBlockBytes;
   const uintptr_t floor16 = src & ~uintptr_t(15);
   uintptr_t a0 = (src + 15) & ~uintptr_t(15);
   if (a0 > end) a0 = end;
@@ -298,12 +339,12 @@ template <class Op>
 __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
   if constexpr (Op::kTableBytes > 0) {
-    Op::init_tables(smem);
+    Op::init_tables(smem, smem + Op::kTableBytes);
     __syncthreads();
   }
-  uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
-  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t items = item_count(p);
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   int64_t item = int64_t(blockIdx.x) * kWarps + warp;
   int chunk = 0;
@@ -311,26 +352,29 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   if (item < items) issue<Op>(c, p, item, 0, lane);
   XRun xr[Op::kU];
   int64_t xkey = -1;
-  float acc = 0.0f;
+  float acc[kRMax];
+#pragma unroll
+  for (int r = 0; r < kRMax; ++r) acc[r] = 0.0f;
+  const uint32_t row_bytes = uint32_t(p.row_bytes);  // rows of a multi-row chunk fit in it
   while (item < items) {
     __syncwarp();
     stage(c, buf, lane);
     __syncwarp();
-    const int64_t cur = item;
     const int cur_chunk = chunk;
     const bool valid = c.valid;
-    const int units = c.units;
+    const int units = c.units, nrows = c.nrows;
     const uint32_t base = c.base_off;
+    const int64_t slot = c.slot, row0 = c.row0;
+    float* const y = c.y;
     if (++chunk == p.chunks) {
       chunk = 0;
       item += nw;
     }
     if (item < items) issue<Op>(c, p, item, chunk, lane);  // next chunk in flight during compute
 
-    const int64_t slot = cur / p.rows;
     if (valid) {
       const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
-      if (key != xkey) {  // a row that is one chunk keeps its activations in registers
+      if (key != xkey) {  // the same columns for every row: activations stay in registers
         xkey = key;
         const int64_t e0 = slot * p.x_stride + int64_t(cur_chunk) * Op::kChunkElems;
 #pragma unroll
@@ -340,15 +384,25 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
         }
       }
 #pragma unroll
-      for (int k = 0; k < Op::kU; ++k) {
-        const int u = lane + 32 * k;
-        if (u < units) acc += Op::dot(buf, base + uint32_t(u / Op::kRuns) * Op::kBlockBytes, u % Op::kRuns, xr[k], smem, lane);
+      for (int r = 0; r < kRMax; ++r) {
+        if (r >= nrows) break;
+#pragma unroll
+        for (int k = 0; k < Op::kU; ++k) {
+          const int u = lane + 32 * k;
+          if (u < units)
+            acc[r] += Op::dot(buf, base + uint32_t(r) * row_bytes + uint32_t(u / Op::kRuns) * Op::kBlockBytes,
+                              u % Op::kRuns, xr[k], smem, lane);
+        }
       }
     }
     if (cur_chunk == p.chunks - 1) {
-      acc = warp_sum(acc);
-      if (lane == 0) p.y[cur] = valid ? acc : kNaN;
-      acc = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kRMax; ++r) {
+        if (r >= nrows) break;
+        const float v = warp_sum(acc[r]);
+        if (lane == 0) y[row0 + r] = valid ? v : kNaN;
+        acc[r] = 0.0f;
+      }
     }
   }
 }
@@ -358,24 +412,24 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
 template <DType T>
 __global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols, bool vec) {
   constexpr int kPer = T == DType::F16 ? 8 : 4;  // elements per 16-byte vector
+  constexpr int kUnroll = 8;                     // 4 KiB of a row in flight per warp
   const int lane = threadIdx.x & 31;
-  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t items = item_count(p);  // rows_per_item == 1
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
-    const int64_t slot = item / p.rows, row = item - slot * p.rows;
-    const int64_t mat = slot_matrix(p, slot);
+    const Item it = decode_item(p, item);
     float acc = 0.0f;
-    if (mat >= 0) {
-      const uint8_t* wr = p.w + mat * p.matrix_bytes + row * p.row_bytes;
-      const float* xs = reinterpret_cast<const float*>(p.x) + slot * p.x_stride;
+    if (it.w) {
+      const uint8_t* wr = it.w + it.row0 * p.row_bytes;
+      const float* xs = reinterpret_cast<const float*>(p.x) + it.slot * p.x_stride;
       const int64_t nv = vec ? cols / kPer : 0;
-      for (int64_t v0 = lane; v0 < nv; v0 += 32 * 4) {
-        uint4 w[4];
+      for (int64_t v0 = lane; v0 < nv; v0 += 32 * kUnroll) {
+        uint4 w[kUnroll];
 #pragma unroll
-        for (int u = 0; u < 4; ++u)
+        for (int u = 0; u < kUnroll; ++u)
           if (v0 + 32 * u < nv) w[u] = ldg_stream(wr + 16 * (v0 + 32 * u));
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kUnroll; ++u) {
           const int64_t v = v0 + 32 * u;
           if (v >= nv) break;
           const float4* xv = reinterpret_cast<const float4*>(xs + kPer * v);
@@ -397,7 +451,7 @@ __global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols,
       }
     }
     acc = warp_sum(acc);
-    if (lane == 0) p.y[item] = mat >= 0 ? acc : kNaN;
+    if (lane == 0) it.y[it.row0] = it.w ? acc : kNaN;
   }
 }
 
@@ -422,16 +476,15 @@ __device__ __forceinline__ void run32(const uint8_t* wr, int64_t r, float* y) {
 template <DType T>
 __global__ void __launch_bounds__(kThreads) matvec_generic(Params p, int64_t cols) {
   const int lane = threadIdx.x & 31;
-  const int64_t items = int64_t(p.n_slots) * p.rows;
+  const int64_t items = item_count(p);  // rows_per_item == 1
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   const int64_t runs = cols / 32;
   for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
-    const int64_t slot = item / p.rows, row = item - slot * p.rows;
-    const int64_t mat = slot_matrix(p, slot);
+    const Item it = decode_item(p, item);
     float acc = 0.0f;
-    if (mat >= 0) {
-      const uint8_t* wr = p.w + mat * p.matrix_bytes + row * p.row_bytes;
-      const float* xs = reinterpret_cast<const float*>(p.x) + slot * p.x_stride;
+    if (it.w) {
+      const uint8_t* wr = it.w + it.row0 * p.row_bytes;
+      const float* xs = reinterpret_cast<const float*>(p.x) + it.slot * p.x_stride;
       for (int64_t r = lane; r < runs; r += 32) {
         float y[32];
         run32<T>(wr, r, y);
@@ -444,7 +497,7 @@ __global__ void __launch_bounds__(kThreads) matvec_generic(Params p, int64_t col
       }
     }
     acc = warp_sum(acc);
-    if (lane == 0) p.y[item] = mat >= 0 ? acc : kNaN;
+    if (lane == 0) it.y[it.row0] = it.w ? acc : kNaN;
   }
 }
 
@@ -474,27 +527,34 @@ int grid_for(const void* fn, int smem, int64_t items) {
   return int(want < cap ? want : cap);
 }
 
+int64_t host_items(const Params& p) { return int64_t(p.n_slots) * p.groups * (p.w2 ? 2 : 1); }
+
 template <class Op>
 void launch_q(const Params& p, Stream s) {
   constexpr int smem = Op::kTableBytes + kWarps * Op::kBufBytes;
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
-  matvec_q<Op><<<grid_for(fn, smem, int64_t(p.n_slots) * p.rows), kThreads, smem, s>>>(q);
+  // Short rows: stream several whole rows per chunk (they are contiguous).
+  q.rows_per_item = 1;
+  if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, kRMax));
+  q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
+  matvec_q<Op><<<grid_for(fn, smem, host_items(q)), kThreads, smem, s>>>(q);
 }
 
 template <DType T>
 void launch_float(const Params& p, int64_t cols, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_float<T>);
   const int64_t per = T == DType::F16 ? 8 : 4;
-  const bool vec = cols % per == 0 && aligned(p.w, 16) && aligned(p.x, 16) && p.x_stride % 4 == 0;
-  matvec_float<T><<<grid_for(fn, 0, int64_t(p.n_slots) * p.rows), kThreads, 0, s>>>(p, cols, vec);
+  const bool vec = cols % per == 0 && aligned(p.w, 16) && (!p.w2 || aligned(p.w2, 16)) && aligned(p.x, 16) &&
+                   p.x_stride % 4 == 0;
+  matvec_float<T><<<grid_for(fn, 0, host_items(p)), kThreads, 0, s>>>(p, cols, vec);
 }
 
 template <DType T>
 void launch_generic(const Params& p, int64_t cols, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_generic<T>);
-  matvec_generic<T><<<grid_for(fn, 0, int64_t(p.n_slots) * p.rows), kThreads, 0, s>>>(p, cols);
+  matvec_generic<T><<<grid_for(fn, 0, host_items(p)), kThreads, 0, s>>>(p, cols);
 }
 
 }  // namespace
@@ -512,6 +572,8 @@ void matvec(const MatvecArgs& a, Stream s) {
   if (a.x_stride < 0) fail(what, ": negative activation stride");
   if (!aligned(a.w, 16) || !aligned(a.x, 16) || !aligned(a.y, 4))
     fail(what, ": weights and activations must be 16-byte aligned, outputs 4-byte aligned");
+  if (bool(a.w2) != bool(a.y2)) fail(what, ": a second weight tensor needs its own outputs, and the other way round");
+  if (a.w2 && (!aligned(a.w2, 16) || !aligned(a.y2, 4))) fail(what, ": second weight tensor misaligned");
   const ActFormat fmt = matvec_args_act_format(a);
   if (fmt == ActFormat::q8_k && a.cols % 256 != 0) fail(what, ": q8_k activations need a multiple of 256 columns, got ", a.cols);
   if (fmt != ActFormat::f32 && a.n_slots > 1 && a.x_stride % 256 != 0)
@@ -522,7 +584,10 @@ void matvec(const MatvecArgs& a, Stream s) {
 
   Params p{};
   p.w = static_cast<const uint8_t*>(a.w);
+  p.w2 = static_cast<const uint8_t*>(a.w2);
   p.rows = a.rows;
+  p.rows_per_item = 1;
+  p.groups = a.rows;
   p.row_bytes = row_bytes(a.type, a.cols);
   p.matrix_bytes = p.row_bytes * a.rows;
   p.nb = int(a.cols / block);
@@ -533,6 +598,7 @@ void matvec(const MatvecArgs& a, Stream s) {
   p.x = static_cast<const uint8_t*>(a.x);
   p.x_stride = a.n_slots > 1 ? a.x_stride : 0;
   p.y = a.y;
+  p.y2 = a.y2;
 
   const bool is_float = a.type == DType::F16 || a.type == DType::F32;
   const bool has_fast = is_float || a.type == DType::Q8_0 || a.type == DType::IQ2_XXS || a.type == DType::Q2_K ||

@@ -78,6 +78,10 @@ struct MatvecArgs {
   int32_t n_experts = 0;
   int32_t n_slots = 1;
   bool xf32 = false;        // run cuda.matvec.<type>.xf32 instead of the default kernel
+  // Optional second tensor of the same type and shape read with the same ids and
+  // activations in the same launch (an expert's gate and up): y2 = W2 x, laid out as y.
+  const void* w2 = nullptr;
+  float* y2 = nullptr;
 };
 void matvec(const MatvecArgs& a, Stream s);
 ActFormat matvec_args_act_format(const MatvecArgs& a);  // what a.x must hold

@@ -20,7 +20,8 @@ using namespace fp::test;
 TEST_CASE("gpu gemm dequant_cublas_f16 vs CPU, several tiles") {
   std::mt19937_64 rng(20261109);
   for (DType t : {DType::Q8_0, DType::Q2_K, DType::IQ2_XXS, DType::F16}) {
-    CAPTURE(dtype_name(t));
+    const std::string type = dtype_name(t);
+    CAPTURE(type);
     const int64_t rows = 200, cols = 1024, n_tok = 7, tile = 64;
     const std::vector<uint8_t> w = random_weights(t, rows * cols, rng);
     const std::vector<float> x = random_activations(n_tok * cols, rng);
@@ -44,7 +45,7 @@ TEST_CASE("gpu gemm dequant_cublas_f16 vs CPU, several tiles") {
     g.run(t, dw.p, rows, cols, dx.as<float>(), n_tok, dy.as<float>(), ws.p, int64_t(ws.bytes), tile);
     const std::vector<float> got = dy.get<float>(size_t(n_tok * rows));
     const double e16 = rel_l2(got, ref16), e32 = rel_l2(got, ref32);
-    MESSAGE(dtype_name(t), " gemm: rel L2 ", e16, " vs f16-rounded inputs, ", e32, " vs f32");
+    MESSAGE(type, " gemm: rel L2 ", e16, " vs f16-rounded inputs, ", e32, " vs f32");
     CHECK(e16 <= 1e-4);
     CHECK(e32 <= 2e-3);
   }
@@ -54,7 +55,8 @@ TEST_CASE("gpu fill_random: valid blocks of every type, finite and in range") {
   const DType types[] = {DType::Q8_0, DType::IQ2_XXS, DType::Q2_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
                          DType::IQ2_XS, DType::IQ3_XXS, DType::Q4_0, DType::F16, DType::BF16, DType::F32};
   for (DType t : types) {
-    CAPTURE(dtype_name(t));
+    const std::string type = dtype_name(t);
+    CAPTURE(type);
     const int64_t n = 256 * 301;
     DevBuf d(size_t(row_bytes(t, n)));
     const float scale = 0.05f;

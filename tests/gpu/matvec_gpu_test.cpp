@@ -29,6 +29,7 @@ struct Case {
   int64_t experts, rows, cols;
   std::vector<int32_t> ids;  // empty: dense
   bool per_slot_x = false;
+  bool paired = false;  // a second tensor (w2 -> y2) in the same launch, as gate and up
 };
 
 struct Result {
@@ -40,6 +41,7 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   const int64_t slots = c.ids.empty() ? 1 : int64_t(c.ids.size());
   const int64_t rb = row_bytes(t, c.cols);
   const std::vector<uint8_t> w = random_weights(t, c.experts * c.rows * c.cols, rng);
+  const std::vector<uint8_t> w2 = c.paired ? random_weights(t, c.experts * c.rows * c.cols, rng) : std::vector<uint8_t>{};
   const int64_t nx = (c.per_slot_x ? slots : 1) * c.cols;
   const std::vector<float> x = random_activations(nx, rng);
 
@@ -52,12 +54,17 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   a.x_stride = c.per_slot_x ? c.cols : 0;
   const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
   DevBuf dw(w), dxf(x), dxq(size_t(cuda::act_bytes(fmt, nx))), dy(size_t(slots * c.rows) * 4);
+  DevBuf dw2(c.paired ? w2 : w), dy2(size_t(slots * c.rows) * 4);
   cuda::quantize_activations(fmt, dxf.as<float>(), nx, dxq.p, nullptr);
   std::vector<int32_t> ids = c.ids;
   DevBuf dids(ids.empty() ? std::vector<int32_t>{0} : ids);
   a.w = dw.p;
   a.x = dxq.p;
   a.y = dy.as<float>();
+  if (c.paired) {
+    a.w2 = dw2.p;
+    a.y2 = dy2.as<float>();
+  }
   if (!c.ids.empty()) {
     a.ids = dids.as<int32_t>();
     a.n_experts = int32_t(c.experts);
@@ -65,26 +72,34 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   cuda::matvec(a, nullptr);
   GPU_CHECK(cudaGetLastError());
 
+  // Outputs of w then (paired) of w2, one after the other.
   Result r;
   r.gpu = dy.get<float>(size_t(slots * c.rows));
-  r.ref.assign(size_t(slots * c.rows), std::nan(""));
+  if (c.paired) {
+    const std::vector<float> g2 = dy2.get<float>(size_t(slots * c.rows));
+    r.gpu.insert(r.gpu.end(), g2.begin(), g2.end());
+  }
+  r.ref.assign(r.gpu.size(), std::nan(""));
   r.ref_f32 = r.ref;
   std::vector<float> y(size_t(c.rows));
-  for (int64_t s = 0; s < slots; ++s) {
-    const int32_t e = c.ids.empty() ? 0 : c.ids[size_t(s)];
-    if (e < 0 || e >= c.experts) continue;  // stays NaN: the kernel must write NaN there too
-    const uint8_t* we = w.data() + e * c.rows * rb;
-    const float* xs = x.data() + (c.per_slot_x ? s * c.cols : 0);
-    matvec(t, we, c.rows, c.cols, xs, y.data());
-    for (int64_t r0 = 0; r0 < c.rows; ++r0) r.ref_f32[size_t(s * c.rows + r0)] = y[size_t(r0)];
-    if (fmt != cuda::ActFormat::f32) matmul_q8(t, we, c.rows, c.cols, xs, 1, y.data());
-    for (int64_t r0 = 0; r0 < c.rows; ++r0) r.ref[size_t(s * c.rows + r0)] = y[size_t(r0)];
-  }
+  for (int pass = 0; pass < (c.paired ? 2 : 1); ++pass)
+    for (int64_t s = 0; s < slots; ++s) {
+      const int32_t e = c.ids.empty() ? 0 : c.ids[size_t(s)];
+      if (e < 0 || e >= c.experts) continue;  // stays NaN: the kernel must write NaN there too
+      const uint8_t* we = (pass ? w2 : w).data() + e * c.rows * rb;
+      const float* xs = x.data() + (c.per_slot_x ? s * c.cols : 0);
+      const size_t o = size_t((pass * slots + s) * c.rows);
+      matvec(t, we, c.rows, c.cols, xs, y.data());
+      for (int64_t r0 = 0; r0 < c.rows; ++r0) r.ref_f32[o + size_t(r0)] = y[size_t(r0)];
+      if (fmt != cuda::ActFormat::f32) matmul_q8(t, we, c.rows, c.cols, xs, 1, y.data());
+      for (int64_t r0 = 0; r0 < c.rows; ++r0) r.ref[o + size_t(r0)] = y[size_t(r0)];
+    }
   return r;
 }
 
 void check_case(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
-  CAPTURE(dtype_name(t));
+  const std::string type = dtype_name(t);
+  CAPTURE(type);
   CAPTURE(xf32);
   CAPTURE(c.rows);
   CAPTURE(c.cols);
@@ -93,10 +108,11 @@ void check_case(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   const Result r = run(t, xf32, c, rng);
   const double err = rel_l2(r.gpu, r.ref);
   CHECK(err <= kBound);
+  // The activation quantiser's error is a statistical statement: only over enough outputs.
   const double err_f32 = rel_l2(r.gpu, r.ref_f32);
-  CHECK(err_f32 <= kActQuantBound);
-  MESSAGE(dtype_name(t), xf32 ? " xf32" : "", " [", c.rows, "x", c.cols, "] slots ", c.ids.size(), ": rel L2 ", err,
-          " (vs f32 activations ", err_f32, ")");
+  if (r.gpu.size() >= 16) CHECK(err_f32 <= kActQuantBound);
+  MESSAGE(type, xf32 ? " xf32" : "", " [", c.rows, "x", c.cols, "] slots ", c.ids.size(), c.paired ? " paired" : "",
+          ": rel L2 ", err, " (vs f32 activations ", err_f32, ")");
 }
 
 const DType kFast[] = {DType::Q8_0, DType::IQ2_XXS, DType::Q2_K, DType::Q4_K, DType::F16, DType::F32};
@@ -133,14 +149,18 @@ TEST_CASE("gpu moe matvec: selected experts, shared and per-slot activations") {
     check_case(t, false, {9, 40, 2048, {3, 0, 8, 5, 1, 7}, false}, rng);
     check_case(t, false, {9, 40, 2048, {3, 0, 8, 5, 1, 7}, true}, rng);
     check_case(t, false, {4, 17, 4608, {2, 2}, true}, rng);  // a repeated id
+    check_case(t, false, {7, 24, 2048, {6, 1, 3}, false, true}, rng);  // gate + up in one launch
+    check_case(t, false, {3, 9, 4096, {2, 0}, true, true}, rng);
   }
+  check_case(DType::Q8_0, false, {1, 50, 1024, {}, false, true}, rng);  // dense pair
   for (DType t : {DType::Q6_K, DType::IQ3_XXS}) check_case(t, false, {5, 16, 1024, {4, 1, 0}, true}, rng);
 }
 
 TEST_CASE("gpu moe matvec: out-of-range ids read nothing and give NaN rows") {
   std::mt19937_64 rng(20261107);
   for (DType t : kFast) {
-    CAPTURE(dtype_name(t));
+    const std::string type = dtype_name(t);
+    CAPTURE(type);
     const Case c{6, 32, 1024, {2, -1, 6, 5, 1 << 30, 0}, true};
     const Result r = run(t, false, c, rng);
     // Valid slots match their reference; invalid slots are NaN in both (rel_l2 would fail on
@@ -162,7 +182,8 @@ TEST_CASE("gpu moe matvec: out-of-range ids read nothing and give NaN rows") {
 TEST_CASE("gpu matvec: NaN activations reach the output") {
   std::mt19937_64 rng(20261108);
   for (DType t : kFast) {
-    CAPTURE(dtype_name(t));
+    const std::string type = dtype_name(t);
+    CAPTURE(type);
     const int64_t rows = 8, cols = 1024;
     const std::vector<uint8_t> w = random_weights(t, rows * cols, rng);
     std::vector<float> x = random_activations(cols, rng);

@@ -36,7 +36,7 @@ void check_dequant(DType t, const std::vector<uint8_t>& blocks, int64_t n, const
     const uint16_t h = f32_to_f16(want[i]);
     if (got16[i] != h || std::isnan(f16_to_f32(got16[i]))) ++bad16;
   }
-  INFO(dtype_name(t), ": first mismatch at ", first, " of ", n);
+  INFO(std::string(dtype_name(t)), ": first mismatch at ", first, " of ", n);
   CHECK(bad == 0);
   CHECK(bad16 == 0);
 }
@@ -46,7 +46,8 @@ void check_dequant(DType t, const std::vector<uint8_t>& blocks, int64_t n, const
 TEST_CASE("gpu dequantize: random blocks == fp::dequantize_row, f32 and f16") {
   std::mt19937_64 rng(20261101);
   for (DType t : kTypes) {
-    CAPTURE(dtype_name(t));
+    const std::string type = dtype_name(t);
+    CAPTURE(type);
     const int64_t n = 256 * 97;  // odd block counts catch indexing slips
     const std::vector<uint8_t> w = random_weights(t, n, rng);
     std::vector<float> want(static_cast<size_t>(n));
