@@ -60,6 +60,8 @@ struct DeviceProfile {
   double measured_bandwidth_gbps = 0;
   double measured_pcie_gbps = 0;
   double measured_launch_us = 0;
+  double measured_fp32_tflops = 0;  // cuBLAS GEMM rates `flashplan probe` reached
+  double measured_fp16_tflops = 0, measured_bf16_tflops = 0, measured_fp8_tflops = 0, measured_int8_tops = 0;
   std::vector<MeasuredKernel> measured;
 
   uint32_t cc() const { return cc_major * 10 + cc_minor; }
