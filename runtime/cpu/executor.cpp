@@ -39,6 +39,10 @@ ref::RopeParams compress_rope(const ModelConfig& c) {
   return p;
 }
 
+// Multiply-adds (or comparable element operations) a thread's share of a parallel op
+// should reach before waking another thread pays off.
+constexpr int64_t kThreadWork = 1 << 15;
+
 bool is_state(BufferKind k) {
   return k == BufferKind::kv_raw || k == BufferKind::kv_compressed || k == BufferKind::index_keys ||
          k == BufferKind::compressor_state;
@@ -356,7 +360,7 @@ void Executor::embed(const ref::Weight& table, const int32_t* tokens, int64_t n,
 }
 
 void Executor::q_head_norm_rope(float* q, const ref::Rope& rope, int64_t n, int64_t pos0) {
-  parallel_for(n, 1, [&](int64_t b, int64_t e) {
+  parallel_for(n, std::max<int64_t>(1, kThreadWork / (H_ * D_ * 4)), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       float* qt = q + t * H_ * D_;
       for (int64_t h = 0; h < H_; ++h) ref::rms_norm_row(qt + h * D_, nullptr, qt + h * D_, D_, c_.rms_eps);
@@ -466,7 +470,11 @@ void Executor::attention(const LayerW& L, LayerState& S, const float* q, float* 
   }
   const float scale = float(1.0 / std::sqrt(double(D_)));
   const auto* kp = &keys;
-  parallel_for(n * H_, 1, [&](int64_t b, int64_t e) {
+  // Heads worth a thread: small models decode faster inline than with a wake-up.
+  int64_t work = 0;
+  for (int64_t t = 0; t < n; ++t) work += int64_t(keys[t].size()) * D_ * 2 * H_;
+  const int64_t grain = std::max<int64_t>(1, kThreadWork * n * H_ / std::max<int64_t>(work, 1));
+  parallel_for(n * H_, grain, [&](int64_t b, int64_t e) {
     thread_local std::vector<float> scratch;
     for (int64_t i = b; i < e; ++i) {
       const int64_t t = i / H_, h = i % H_;
