@@ -32,6 +32,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // A command with its own error status (diff, proof: 2) keeps it for bad flags too,
+    // with the one-line message its other errors get; --help and the rest go to CLI11.
+    for (size_t i = 0; i < runners.size(); ++i)
+      if (e.get_exit_code() != 0 && runners[i].first->parsed() && error_status[i] != 1) {
+        std::fprintf(stderr, "flashplan %s: error: %s\n", cmds[i].name.c_str(), e.what());
+        return error_status[i];
+      }
     return app.exit(e);
   }
   for (size_t i = 0; i < runners.size(); ++i) {
