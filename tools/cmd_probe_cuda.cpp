@@ -90,10 +90,10 @@ double h2d_gbps() {
 
 // Random operands: the rate of a GEMM depends on its data (power and clocks), so no zeros.
 void fill(DType t, void* p, int64_t n, uint64_t seed) {
-  RandomFill f;
+  cuda::RandomFill f;
   f.seed = seed;
   f.scale = 1.0f;
-  fill_random(t, p, n, f, nullptr);
+  cuda::fill_random(t, p, n, f, nullptr);
   ck(cudaGetLastError(), "operand fill");
 }
 
@@ -130,7 +130,7 @@ GemmRates gemm_rates(int n) {
   } halves[] = {{DType::F16, CUDA_R_16F, &r.fp16, "FP16 GEMM"}, {DType::BF16, CUDA_R_16BF, &r.bf16, "BF16 GEMM"}};
   for (const auto& hv : halves) {
     DevBuf a(nn * 2), b(nn * 2), c(nn * 2);
-    if (fill_supported(hv.t)) {
+    if (cuda::fill_supported(hv.t)) {
       fill(hv.t, a.p, int64_t(nn), 3);
       fill(hv.t, b.p, int64_t(nn), 4);
     } else {
