@@ -11,6 +11,7 @@
 //   cores (no dequantised copy); wins on fast-HBM cards for prefill.
 // - cuda.gemm.cublas: F16/BF16 weights straight into cuBLAS.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "ops/registry/entries.h"
@@ -183,11 +184,35 @@ KernelInfo cublas_float(OpKind op) {
 
 }  // namespace
 
+// Every other type fp can dequantise has a generic matvec (f32 activations through the
+// shared block decoder; ops/quant/quant_cuda.h): correct, untuned.
+std::vector<MatvecVariant> generic_matvecs() {
+  static const std::vector<std::pair<std::string, DType>> types = [] {
+    std::vector<std::pair<std::string, DType>> v;
+    for (uint32_t id = 0; id < 64; ++id) {
+      const auto t = type_traits(id);
+      if (!t || !t->dequant || t->type == DType::Q8_K) continue;  // Q8_K is an activation format
+      bool tuned = false;
+      for (const auto& m : kMatvec) tuned |= m.type == t->type;
+      if (tuned) continue;
+      std::string name = t->name;
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      v.emplace_back("cuda.matvec." + name, t->type);
+    }
+    return v;
+  }();
+  std::vector<MatvecVariant> out;
+  for (const auto& [id, type] : types) out.push_back({id.c_str(), type, 0.45, true});
+  return out;
+}
+
 void register_matmul_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cpu_reference(OpKind::matmul, "reference dot products over dequantised rows (ops/quant/dot.h)"));
   out.push_back(entries::cpu_reference(OpKind::grouped_matmul, "reference per-group matmul"));
+  const std::vector<MatvecVariant> generic = generic_matvecs();
   for (OpKind op : {OpKind::matmul, OpKind::grouped_matmul}) {
     for (const auto& v : kMatvec) out.push_back(matvec(v, op));
+    for (const auto& v : generic) out.push_back(matvec(v, op));
     out.push_back(dequant_cublas(op));
     out.push_back(int8_tc(op));
     out.push_back(cublas_float(op));

@@ -46,8 +46,8 @@ KernelInfo moe_matvec() {
   k.backend = Backend::Cuda;
   k.min_cc = 70;
   k.max_tokens = 8;
-  k.dtypes = kExpertTypes;
-  k.summary = "per (token, expert) warp-per-row matvecs: fused gate/up + clamp SwiGLU, then down";
+  k.any_dequant = true;  // cuda.moe_matvec.<type> exists for every dequantisable type
+  k.summary = "per (token, expert) warp-per-row matvecs (cuda.moe_matvec.<type> per tensor): gate/up, clamped SwiGLU, down";
   k.check = whole_blocks;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     cost::Pass p;

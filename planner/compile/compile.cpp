@@ -67,8 +67,7 @@ class Compiler {
         while (offloaded < units_.size() && freed < need) {
           const OffloadUnit& u = units_[offloaded++];
           for (size_t t : u.tensors)
-            host[t] = str("routed experts of layer ", u.layer,
-                          ": the device lacks memory, the last layers' experts go to host memory first");
+            host[t] = "routed experts: the device lacks memory; the last layers' experts go to host memory first";
           freed += u.bytes;
         }
         Attempt b = attempt(requested_, host);

@@ -212,11 +212,7 @@ std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   return s;
 }
 
-std::string signed_gib(double bytes) {
-  char b[48];
-  std::snprintf(b, sizeof b, "%+.2f GiB", bytes / (1024.0 * 1024 * 1024));
-  return b;
-}
+std::string signed_bytes(double bytes) { return (bytes >= 0 ? "+" : "") + format_bytes(bytes); }
 
 }  // namespace
 
@@ -255,7 +251,7 @@ std::string diff_to_text(const PlanDiff& d, const std::string& an, const std::st
   if (!d.placements.empty() || d.weights_only_a || d.weights_only_b) {
     o << "\nplacement\n";
     for (const auto& p : d.placements)
-      o << "  " << layers_text(p.layers, p.role) << " (" << format_gib(p.bytes) << "): " << p.from << " -> " << p.to << "\n";
+      o << "  " << layers_text(p.layers, p.role) << " (" << format_bytes(p.bytes) << "): " << p.from << " -> " << p.to << "\n";
     if (d.weights_only_a || d.weights_only_b)
       o << "  tensors only in A: " << d.weights_only_a << ", only in B: " << d.weights_only_b << "\n";
   }
@@ -268,7 +264,7 @@ std::string diff_to_text(const PlanDiff& d, const std::string& an, const std::st
   if (!d.memory.empty()) {
     o << "\nmemory\n";
     for (const auto& m : d.memory)
-      o << "  " << m.name << ": " << format_gib(m.a) << " -> " << format_gib(m.b) << " (" << signed_gib(m.b - m.a) << ")\n";
+      o << "  " << m.name << ": " << format_bytes(m.a) << " -> " << format_bytes(m.b) << " (" << signed_bytes(m.b - m.a) << ")\n";
   }
   if (!d.times.empty()) {
     o << "\npredicted time per step\n";

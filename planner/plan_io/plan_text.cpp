@@ -171,9 +171,12 @@ struct Row {
   bool host = false;
 };
 
+// 3 significant digits, without exponents for large values: 2.38, 41.1, 463, 5840.
 std::string round3(double us) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.3g", us);
+  if (us >= 1000) std::snprintf(b, sizeof b, "%.0f", std::round(us / std::pow(10.0, std::floor(std::log10(us)) - 2)) *
+                                                         std::pow(10.0, std::floor(std::log10(us)) - 2));
+  else std::snprintf(b, sizeof b, "%.3g", us);
   return b;
 }
 

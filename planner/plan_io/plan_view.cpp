@@ -2,6 +2,7 @@
 #include "planner/plan_io/plan_view.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace fp {
@@ -53,6 +54,16 @@ std::string format_layers(std::vector<int> v) {
 std::string format_gib(double bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.2f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return b;
+}
+
+std::string format_bytes(double bytes) {
+  char b[32];
+  const double a = std::abs(bytes);
+  if (a == 0) return "0";
+  if (a >= 1024.0 * 1024 * 1024 * 0.1) return format_gib(bytes);
+  if (a >= 1024.0 * 1024 * 0.1) std::snprintf(b, sizeof b, "%.1f MiB", bytes / (1024.0 * 1024));
+  else std::snprintf(b, sizeof b, "%.1f KiB", bytes / 1024.0);
   return b;
 }
 

@@ -18,7 +18,8 @@ int layer_of(std::string_view name);
 // Sorted unique layers as text: "3", "0-42", "2-42/2" (every 2nd), "0-1,3,38-42"; "-" if empty.
 std::string format_layers(std::vector<int> layers);
 
-std::string format_gib(double bytes);  // "80.76 GiB"
+std::string format_gib(double bytes);    // "80.76 GiB"
+std::string format_bytes(double bytes);  // GiB, MiB or KiB, whichever reads best: "80.76 GiB", "12.3 MiB"
 std::string format_us(double us);      // "812 us", "13.76 ms"
 
 }  // namespace fp

@@ -82,8 +82,15 @@ class Section {
       if (!seen_.count(k)) fail(file_, ": ", where(k), ": unknown key; expected one of ", allowed());
     }
   }
+  // Declares the keys this mapping may have and refuses any other at once, so that a
+  // typo is reported as the unknown key it is, not as the missing key it replaced.
   void allow(std::initializer_list<const char*> keys) {
     for (auto* k : keys) allowed_.push_back(k);
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (std::find(allowed_.begin(), allowed_.end(), k) == allowed_.end())
+        fail(file_, ": ", where(k), ": unknown key; expected one of ", allowed());
+    }
   }
   std::string where(const std::string& key) const {
     if (key.empty()) return path_.empty() ? "top level" : path_;

@@ -1,0 +1,232 @@
+// compile: the full DS4 Flash header fits an H200 entirely with >= 256k context; an H100
+// plan offloads routed experts of the last layers and says so; plans never promise more
+// memory than the device has; determinism; --fit-context; failures give the shortfall
+// and the largest context that fits; overrides and measured timings steer the choice.
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "plan_test_util.h"
+#include "planner/plan_io/plan_io.h"
+
+using namespace fp;
+using fp::test::error_of;
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024 * 1024;
+
+const plan::NodeT& node(const plan::PlanT& p, const std::string& phase, const std::string& name) {
+  for (const auto& ph : p.phases)
+    if (ph->name == phase)
+      for (const auto& n : ph->nodes)
+        if (n->name == name) return *n;
+  FAIL("no node " << name << " in " << phase);
+  throw 0;
+}
+
+std::string kernel(const plan::PlanT& p, const plan::NodeT& n) { return p.kernels.at(n.kernel)->id; }
+
+}  // namespace
+
+TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256k context") {
+  const auto p = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), {});
+  CHECK(p->provenance->options->max_context >= 262144u);
+  CHECK(p->memory->weights_host_bytes == 0u);
+  CHECK(p->memory->offloaded_tensors == 0u);
+  CHECK(p->memory->total_device_bytes <= p->memory->usable_bytes);
+  CHECK(p->memory->headroom_bytes >= 0);
+  // Weights round up to 2 MiB chunks: a little above the 80.76 GiB of payload.
+  CHECK(p->memory->weights_device_bytes / kGiB == doctest::Approx(81.1).epsilon(0.01));
+  for (const auto& w : p->weights) CHECK(w->placement != plan::Placement::host_mapped);
+  for (const auto& c : p->chunks) {
+    CHECK(c->bytes % (2u << 20) == 0);
+    CHECK(c->alignment >= (2u << 20));
+  }
+  // Decode is one CUDA graph; decode matmuls use the matvecs.
+  for (const auto& ph : p->phases)
+    if (ph->kind == plan::PhaseKind::decode) {
+      REQUIRE(ph->segments.size() == 1);
+      CHECK(ph->segments[0]->graph);
+    }
+  CHECK(kernel(*p, node(*p, "decode", "blk.7.attn_q_b")) == "cuda.matvec.q8_0");
+  CHECK(kernel(*p, node(*p, "decode", "blk.7.ffn_moe")) == "cuda.moe.matvec");
+  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_q_b")) == "cuda.gemm.int8_tc");
+  // Even the full 1M context fits.
+  CompileOptions o;
+  o.max_context = 1048576;
+  const auto big = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
+  CHECK(big->memory->offloaded_tensors == 0u);
+  CHECK(big->memory->kv_bytes / kGiB == doctest::Approx(13.45).epsilon(0.01));
+}
+
+TEST_CASE("compile: H100 offloads the routed experts of the last layers, and says so") {
+  const DeviceProfile h100 = test::shipped_profile("h100-sxm-80gb");
+  const auto p = compile_plan(test::full_model(), h100, {});
+  CHECK(p->memory->total_device_bytes <= h100.usable_bytes);
+  CHECK(p->memory->offloaded_tensors > 0u);
+  CHECK(p->memory->offloaded_tensors % 3 == 0);
+  CHECK(p->memory->note.find("pinned host memory") != std::string::npos);
+  const uint32_t n_off_layers = p->memory->offloaded_tensors / 3;
+  for (const auto& w : p->weights) {
+    const bool expert = w->name.find("_exps.weight") != std::string::npos;
+    const int layer = w->name.rfind("blk.", 0) == 0 ? std::stoi(w->name.substr(4)) : -1;
+    if (w->placement == plan::Placement::host_mapped) {
+      CAPTURE(w->name);
+      CHECK(expert);
+      CHECK(layer >= int(43 - n_off_layers));
+      CHECK(!w->reason.empty());
+    } else if (expert) {
+      CHECK(layer < int(43 - n_off_layers));
+    }
+  }
+  // The moe nodes of offloaded layers read host memory and cost more.
+  const auto& near = node(*p, "decode", "blk.3.ffn_moe");
+  const auto& far = node(*p, "decode", "blk.42.ffn_moe");
+  CHECK(near.host_bytes == 0);
+  CHECK(far.host_bytes > 0);
+  CHECK(far.predicted_us > 5 * near.predicted_us);
+}
+
+TEST_CASE("compile: deterministic bytes, and fast") {
+  const DeviceProfile h100 = test::shipped_profile("h100-sxm-80gb");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto a = test::compile_bytes(test::full_model(), h100);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto b = test::compile_bytes(test::full_model(), h100);
+  CHECK(a == b);
+  MESSAGE("compile of the full header for h100: " << s << " s");
+  CHECK(s < 5.0);  // the target is <= 1 s on one core; this only catches blow-ups on a busy CI box
+  CHECK(test::compile_bytes(test::full_model(), test::shipped_profile("h200-141gb")) != a);
+}
+
+TEST_CASE("compile: --fit-context lowers the context instead of offloading") {
+  const DeviceProfile h100 = test::shipped_profile("h100-sxm-80gb");
+  CompileOptions o;
+  o.fit_context = true;
+  o.max_context = 262144;
+  // The weights alone (80.76 GiB) exceed the H100, so no context fits without offload.
+  const std::string e = error_of([&] { compile_plan(test::full_model(), h100, o); });
+  CHECK(e.find("short by") != std::string::npos);
+  CHECK(e.find("no context fits") != std::string::npos);
+
+  // A device just large enough for 100k tokens of context: the planner lowers 262144.
+  DeviceProfile mid = test::shipped_profile("h200-141gb");
+  CompileOptions probe;
+  probe.max_context = 100000;
+  mid.usable_bytes = compile_plan(test::full_model(), mid, probe)->memory->total_device_bytes;
+  const auto p = compile_plan(test::full_model(), mid, o);
+  CHECK(p->provenance->options->max_context == 100000u);
+  CHECK(p->provenance->options->requested_context == 262144u);
+  CHECK(p->memory->note.find("lowered") != std::string::npos);
+  CHECK(p->memory->offloaded_tensors == 0u);
+}
+
+TEST_CASE("compile: when nothing works, the error gives the shortfall and the largest context") {
+  CompileOptions o;
+  o.allow_offload = false;
+  std::string e = error_of([&] { compile_plan(test::full_model(), test::shipped_profile("h100-sxm-80gb"), o); });
+  CHECK(e.find("does not fit h100-sxm-80gb") != std::string::npos);
+  CHECK(e.find("short by") != std::string::npos);
+  CHECK(e.find("GiB") != std::string::npos);
+
+  // Offloading cannot save a 24 GB card at 1M context, but a shorter context fits.
+  o.allow_offload = true;
+  o.max_context = 1048576;
+  e = error_of([&] { compile_plan(test::full_model(), test::shipped_profile("rtx-4090"), o); });
+  CHECK(e.find("with every routed expert in host memory") != std::string::npos);
+  CHECK(e.find("short by") != std::string::npos);
+  const auto at = e.find("the largest context that fits is ");
+  REQUIRE(at != std::string::npos);
+  const uint64_t fits = std::stoull(e.substr(at + 33));
+  CHECK(fits > 0);
+  CHECK(fits < 1048576);
+  o.max_context = fits;
+  CHECK_NOTHROW(compile_plan(test::full_model(), test::shipped_profile("rtx-4090"), o));
+  o.max_context = fits + 1;
+  CHECK_THROWS_AS(compile_plan(test::full_model(), test::shipped_profile("rtx-4090"), o), Error);
+
+  // CPU profile with 12 GiB: no context fits at all.
+  e = error_of([&] { compile_plan(test::full_model(), test::shipped_profile("cpu"), {}); });
+  CHECK(e.find("no context fits") != std::string::npos);
+
+  CompileOptions too_long;
+  too_long.max_context = 4u << 20;
+  CHECK(error_of([&] { compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), too_long); })
+            .find("larger than the model's context length") != std::string::npos);
+}
+
+TEST_CASE("compile: cpu profile gives the CPU reference kernels, one per op") {
+  const auto p = compile_plan(test::tiny_model(), test::shipped_profile("cpu"), {});
+  for (const auto& ph : p->phases) {
+    REQUIRE(ph->segments.size() == 1);
+    CHECK(!ph->segments[0]->graph);
+    for (const auto& n : ph->nodes)
+      CHECK(kernel(*p, *n) == std::string("cpu.") + plan::EnumNameOpKind(n->op));
+  }
+  CHECK(p->device->backend == plan::Backend::cpu);
+}
+
+TEST_CASE("compile: overrides are applied and recorded; bad ones are refused") {
+  const DeviceProfile h200 = test::shipped_profile("h200-141gb");
+  CompileOptions o;
+  o.overrides = {parse_override("blk.*.ffn_moe=cuda.moe.grouped_int8_tc"),
+                 parse_override("blk.7.attn_q_b=cuda.gemm.dequant_cublas_f16")};
+  const auto p = compile_plan(test::full_model(), h200, o);
+  REQUIRE(p->provenance->options->overrides.size() == 2);
+  CHECK(p->provenance->options->overrides[0]->pattern == "blk.*.ffn_moe");
+  const auto& q = node(*p, "decode", "blk.7.attn_q_b");
+  CHECK(kernel(*p, q) == "cuda.gemm.dequant_cublas_f16");
+  CHECK(q.choice == plan::Choice::forced);
+  CHECK(q.override_index == 1);
+  CHECK(kernel(*p, node(*p, "decode", "blk.8.attn_q_b")) == "cuda.matvec.q8_0");
+  // grouped_int8_tc runs 2+ tokens: forced on prefill, decode keeps its own choice.
+  CHECK(kernel(*p, node(*p, "prefill.1-16", "blk.9.ffn_moe")) == "cuda.moe.grouped_int8_tc");
+  CHECK(kernel(*p, node(*p, "decode", "blk.9.ffn_moe")) == "cuda.moe.matvec");
+
+  CHECK(error_of([] { parse_override("blk.*.ffn_moe"); }).find("PATTERN=KERNEL") != std::string::npos);
+  CHECK(error_of([] { parse_override("blk.*.ffn_moe=cuda.nope"); }).find("not registered") != std::string::npos);
+  o.overrides = {parse_override("blk.*.typo=cuda.matvec.q8_0")};
+  CHECK(error_of([&] { compile_plan(test::full_model(), h200, o); }).find("matches no node") != std::string::npos);
+  o.overrides = {parse_override("blk.*.ffn_moe=cuda.matvec.q8_0")};
+  CHECK(error_of([&] { compile_plan(test::full_model(), h200, o); }).find("serves matmul") != std::string::npos);
+  o.overrides = {parse_override("blk.*.attn_q_b=cuda.matvec.q4_k")};
+  CHECK(error_of([&] { compile_plan(test::full_model(), h200, o); }).find("can run none") != std::string::npos);
+
+  CHECK(glob_match("blk.*.ffn_moe", "blk.12.ffn_moe"));
+  CHECK(!glob_match("blk.*.ffn_moe", "blk.12.ffn_moe_x"));
+  CHECK(glob_match("*", "output"));
+  CHECK(glob_match("blk.?.attn_q_b", "blk.7.attn_q_b"));
+  CHECK(!glob_match("blk.?.attn_q_b", "blk.17.attn_q_b"));
+}
+
+TEST_CASE("compile: a measured timing overrides the cost model") {
+  DeviceProfile h200 = test::shipped_profile("h200-141gb");
+  const auto base = compile_plan(test::full_model(), h200, {});
+  const auto& n = node(*base, "decode", "blk.7.attn_q_b");
+  REQUIRE(kernel(*base, n) == "cuda.matvec.q8_0");
+  // Claim the dequant + cuBLAS path measured faster for this exact shape.
+  const std::string shape = "matmul t=1 m=32768 k=1024 w=Q8_0";
+  h200.measured.push_back({"cuda.gemm.dequant_cublas_f16", shape, 0.5});
+  const auto p = compile_plan(test::full_model(), h200, {});
+  const auto& m = node(*p, "decode", "blk.7.attn_q_b");
+  CHECK(kernel(*p, m) == "cuda.gemm.dequant_cublas_f16");
+  CHECK(m.choice == plan::Choice::measured);
+  CHECK(m.predicted_us == doctest::Approx(0.5));
+  REQUIRE(p->device->measured.size() == 1);
+  CHECK(p->device->measured[0]->shape == shape);
+}
+
+TEST_CASE("compile: numerics, KV dtype and prefill buckets are recorded") {
+  CompileOptions o;
+  o.numerics = Numerics::plain;
+  o.kv_dtype = DType::F16;
+  o.prefill_buckets = {64, 512};
+  const auto p = compile_plan(test::tiny_model(), test::shipped_profile("h100-sxm-80gb"), o);
+  CHECK(p->numerics == plan::Numerics::plain);
+  CHECK(p->provenance->options->kv_dtype == plan::DType::F16);
+  std::vector<std::string> names;
+  for (const auto& ph : p->phases) names.push_back(ph->name);
+  CHECK(names == std::vector<std::string>{"prefill.1-64", "prefill.65-512", "decode", "mtp_draft", "mtp_verify"});
+  CHECK(p->model->config->mtp == plan::MtpLayout::in_file);
+}

@@ -1,0 +1,109 @@
+"""flashplan compile / inspect / diff / kernels from the command line: outputs, exit
+statuses (diff: 0 equal, 1 different, 2 trouble), refusals of bad input with one-line
+messages, JSON that parses and carries every section, and a header-only GGUF as input.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+BIN = os.environ["FLASHPLAN_BIN"]
+failures = []
+
+
+def run(*args):
+    p = subprocess.run([BIN, *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    tiny = os.path.join(tmp, "tiny.gguf")
+    rc, _, err = run("synth", "--preset", "tiny", "--header-only", "--no-progress", "-o", tiny)
+    check(rc == 0, f"synth tiny: {rc} {err}")
+
+    a = os.path.join(tmp, "a.fplan")
+    rc, out, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a)
+    check(rc == 0 and "wrote" in out and "predicted decode step" in out, f"compile: {rc} {out} {err}")
+
+    # Same inputs, same bytes.
+    a2 = os.path.join(tmp, "a2.fplan")
+    run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a2, "-q")
+    check(open(a, "rb").read() == open(a2, "rb").read(), "compile is not deterministic")
+
+    rc, out, _ = run("diff", a, a2)
+    check(rc == 0 and "equal in meaning" in out, f"diff of equal plans: rc {rc}: {out}")
+
+    b = os.path.join(tmp, "b.fplan")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h200-141gb.yaml", "-o", b, "-q",
+                     "--numerics", "plain", "--override", "blk.*.attn_q_b=cuda.gemm.dequant_cublas_f16")
+    check(rc == 0, f"compile with override: {rc} {err}")
+    rc, out, _ = run("diff", a, b)
+    check(rc == 1, f"diff of different plans exited {rc}")
+    check("name: h100-sxm-80gb -> h200-141gb" in out, "diff misses the device name")
+    check("numerics: official -> plain" in out, "diff misses numerics")
+    check("attn_q_b: cuda.matvec.q8_0 -> cuda.gemm.dequant_cublas_f16" in out, f"diff misses the kernel change:\n{out}")
+    rc, out, _ = run("diff", "--json", a, b)
+    d = json.loads(out)
+    check(rc == 1 and d["equal"] is False and d["kernels"], "diff --json")
+
+    rc, _, err = run("diff", a, os.path.join(tmp, "missing.fplan"))
+    check(rc == 2 and "missing.fplan" in err, f"diff with a missing file exited {rc}: {err}")
+
+    # inspect: text and JSON of a plan
+    rc, out, _ = run("inspect", a)
+    for s in ("memory (device)", "placement", "phase decode", "phase mtp_draft", "alternatives"):
+        check(s in out, f"inspect text lacks {s!r}")
+    rc, out, _ = run("inspect", "--json", a)
+    j = json.loads(out)
+    for key in ("provenance", "model", "device", "weights", "chunks", "buffers", "kv", "phases", "memory", "kernels"):
+        check(key in j, f"inspect --json lacks {key}")
+    check(j["device"]["name"] == "h100-sxm-80gb", "inspect --json device name")
+    check({p["name"] for p in j["phases"]} >= {"decode", "mtp_draft", "mtp_verify"}, "inspect --json phases")
+    node = j["phases"][0]["nodes"][3]
+    for key in ("op", "kernel", "candidates", "predicted_us", "dims", "launch", "choice"):
+        check(key in node, f"node JSON lacks {key}")
+
+    # Hostile plans are refused by inspect with one line, exit 1.
+    bad = os.path.join(tmp, "bad.fplan")
+    data = bytearray(open(a, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(bad, "wb").write(bytes(data))
+    rc, _, err = run("inspect", bad)
+    check(rc == 1 and "corrupt plan" in err and err.count("\n") == 1, f"inspect of a damaged plan: {rc} {err}")
+    open(bad, "wb").write(bytes(data[: len(data) // 3]))
+    rc, _, err = run("diff", a, bad)
+    check(rc == 2 and "bad.fplan" in err, f"diff with a truncated plan: {rc} {err}")
+
+    # compile refusals
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--numerics", "fast")
+    check(rc == 1 and "official or plain" in err, f"bad --numerics: {err}")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--override", "x")
+    check(rc == 1 and "PATTERN=KERNEL" in err, f"bad --override: {err}")
+    prof = os.path.join(tmp, "typo.yaml")
+    text = open("plans/devices/h100-sxm-80gb.yaml").read().replace("sm_count:", "sm_cuont:")
+    open(prof, "w").write(text)
+    rc, _, err = run("compile", tiny, "--profile", prof, "-o", a)
+    check(rc == 1 and "gpu.sm_cuont" in err and "unknown key" in err and "typo.yaml" in err, f"typo profile: {err}")
+
+    # A plan for the CPU reference executor.
+    c = os.path.join(tmp, "c.fplan")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/cpu.yaml", "-o", c, "-q")
+    check(rc == 0, f"cpu compile: {err}")
+    j = json.loads(run("inspect", "--json", c)[1])
+    check(all(k["id"].startswith("cpu.") for k in j["kernels"]), "cpu plan lists non-cpu kernels")
+
+    rc, out, _ = run("kernels")
+    check(rc == 0 and "cuda.matvec.q8_0" in out and "cpu.attention" in out, "kernels listing")
+    rc, out, _ = run("kernels", "--json")
+    check(rc == 0 and any(k["id"] == "cuda.gemm.int8_tc" for k in json.loads(out)), "kernels --json")
+
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+print("plan CLI: ok")
