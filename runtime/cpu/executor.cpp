@@ -19,26 +19,6 @@
 namespace fp::cpu {
 namespace {
 
-ref::RopeParams main_rope(const ModelConfig& c) {
-  ref::RopeParams p;
-  p.n_rot = c.rope_dim;
-  p.base = c.rope_freq_base;
-  return p;
-}
-
-// Compressed layers, their compressors and the indexer: compress base with YaRN.
-ref::RopeParams compress_rope(const ModelConfig& c) {
-  ref::RopeParams p;
-  p.n_rot = c.rope_dim;
-  p.base = c.compress_rope_freq_base;
-  p.yarn = c.rope_scaling_factor != 1.0f && c.rope_orig_ctx > 0;
-  p.factor = c.rope_scaling_factor;
-  p.orig_ctx = c.rope_orig_ctx;
-  p.beta_fast = c.yarn_beta_fast;
-  p.beta_slow = c.yarn_beta_slow;
-  return p;
-}
-
 // Multiply-adds (or comparable element operations) a thread's share of a parallel op
 // should reach before waking another thread pays off.
 constexpr int64_t kThreadWork = 1 << 15;
@@ -49,6 +29,22 @@ bool is_state(BufferKind k) {
 }
 
 }  // namespace
+
+ref::RopeParams rope_params(const ModelConfig& c, bool compressed) {
+  ref::RopeParams p;
+  p.n_rot = c.rope_dim;
+  if (!compressed) {
+    p.base = c.rope_freq_base;
+    return p;
+  }
+  p.base = c.compress_rope_freq_base;
+  p.yarn = c.rope_scaling_factor != 1.0f && c.rope_orig_ctx > 0;
+  p.factor = c.rope_scaling_factor;
+  p.orig_ctx = c.rope_orig_ctx;
+  p.beta_fast = c.yarn_beta_fast;
+  p.beta_slow = c.yarn_beta_slow;
+  return p;
+}
 
 // =============================================================================
 // Construction: workspace and node binding
@@ -63,8 +59,8 @@ Executor::Executor(const ModelConfig& c, const ModelW& w, const OpGraph& g, Nume
   hcs_.norm_eps = c.rms_eps;
   hcs_.hc_eps = c.hc_eps;
   hcs_.sinkhorn_iters = c.hc_sinkhorn_iters;
-  rope_main_ = ref::Rope(main_rope(c));
-  rope_comp_ = ref::Rope(compress_rope(c));
+  rope_main_ = ref::Rope(rope_params(c, false));
+  rope_comp_ = ref::Rope(rope_params(c, true));
   E_ = c.n_embd;
   D_ = c.head_dim;
   H_ = c.n_head;

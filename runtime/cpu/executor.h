@@ -29,6 +29,11 @@
 
 namespace fp::cpu {
 
+// RoPE of a layer kind (MODEL.md §5.6): sliding-window layers and the MTP block use
+// rope.freq_base unscaled; compressed layers, their compressors and the indexer use
+// compress_rope_freq_base with YaRN.
+ref::RopeParams rope_params(const ModelConfig& c, bool compressed);
+
 // Indexer decisions of the last step, for tests and debugging: per token and CSA
 // layer, the selected compressed rows (empty when every visible row was used).
 struct IndexerTrace {

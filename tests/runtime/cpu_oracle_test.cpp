@@ -154,6 +154,46 @@ int64_t near_tie_start(size_t prompt_index, const Decisions& ours) {
 
 }  // namespace
 
+TEST_CASE("cpu oracle: RoPE inverse frequencies (with YaRN) match transformers' buffers") {
+  auto e = make_engine(8);
+  for (const char* which : {"main", "compress"}) {
+    CAPTURE(which);
+    const fp::ref::Rope rope(fp::cpu::rope_params(e->config(), std::string(which) == "compress"));
+    const auto hf = oracle()["hf_rope_inv_freq"][which].get<std::vector<double>>();
+    REQUIRE(rope.inv_freq().size() == hf.size());
+    for (size_t k = 0; k < hf.size(); ++k) {
+      CAPTURE(k);
+      CHECK(std::fabs(rope.inv_freq()[k] - hf[k]) <= 1e-6 * hf[k]);  // hf holds float32 values
+    }
+  }
+}
+
+// Walking the op graph: every node of the decode list runs once per step, in order.
+TEST_CASE("cpu: the executor walks the op graph's node list") {
+  auto e = make_engine(8);
+  auto s = e->new_session();
+  std::vector<std::string> seen;
+  cpu(*s).executor().node_hook = [&](const fp::GraphNode& n, fp::cpu::Executor& ex) {
+    seen.push_back(n.name);
+    if (n.op == fp::OpKind::output_hc_head) CHECK(ex.buffer("z").width == int64_t(e->config().n_embd));
+  };
+  const std::vector<int32_t> ids = {0, 20, 30};
+  s->append(ids);
+  const fp::PhaseGraph* decode = nullptr;
+  for (const auto& p : e->graph().phases)
+    if (p.kind == fp::PhaseKind::decode) decode = &p;
+  REQUIRE(decode != nullptr);
+  std::vector<std::string> expect;
+  for (const auto& n : decode->nodes) expect.push_back(n.name);
+  CHECK(seen == expect);
+  // Without logits (an earlier prefill chunk) the head nodes are skipped.
+  seen.clear();
+  fp::SequenceState st = fp::make_sequence_state(e->config(), {64, 8, 0}, false);
+  cpu(*s).executor().forward(st, ids.data(), 3, 0, 3, nullptr);
+  CHECK(seen.size() < expect.size());
+  CHECK(std::find(seen.begin(), seen.end(), "output") == seen.end());
+}
+
 TEST_CASE("cpu oracle: experts per token and indexer picks match transformers") {
   const json& prompts = oracle()["prompts"];
   for (size_t i = 0; i < prompts.size(); ++i) {
