@@ -71,6 +71,13 @@ __device__ __forceinline__ uint32_t lds_u16(const uint8_t* buf, uint32_t off) {
 }
 
 __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) { return __dp4a(int(a), int(b), c); }
+// Unsigned bytes of a times signed bytes of b: masked, unshifted quant fields (values
+// q * 4^k) keep their sign bit out of the way; the sum is shifted back once.
+__device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
+  int r;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
 
 constexpr float kNaN = __builtin_nanf("");
 
@@ -149,22 +156,24 @@ __device__ __forceinline__ void load_x_q8_k(const uint8_t* x, int64_t e, XRun& r
 
 // ---- per-type block dot products (one 32-weight run against its activations) --------
 
-// Common shape: runs of 32 weights, kU runs per lane per chunk -> 32*kU runs = 4096
-// weights per chunk; K 16-byte vectors per lane hold one chunk in flight.
-template <int kBlockBytes_, int kRuns_>
+// Common shape: a lane owns units of kUnitElems weights (kRuns units per block), kU
+// units per lane per chunk -> 32*kU units = 4096 weights per chunk of a row; K 16-byte
+// vectors per lane hold one chunk in flight.
+template <int kBlockBytes_, int kRuns_, int kUnitElems_ = 32, int kU_ = 4>
 struct Shape {
-  static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kU = 4;
+  static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kUnitElems = kUnitElems_, kU = kU_;
   static constexpr int kChunkBlocks = 32 * kU / kRuns;
-  static constexpr int kChunkElems = 32 * 32 * kU;
+  static constexpr int kChunkElems = 32 * kU * kUnitElems;
   // A chunk is up to 4096 weights of one row, or up to kRMax whole short rows, within
   // kChunkBytes: ~4.5 KiB per warp in flight keeps ~70 KiB per SM in flight.
   static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes > 4608 ? kChunkBlocks * kBlockBytes : 4608;
   static constexpr int K = (kChunkBytes / 16 + 31) / 32;
   static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
 };
-constexpr int kRMax = 8;
+constexpr int kRMax = 4;
 
 struct OpQ8_0 : Shape<34, 1> {
+  using X = XRun;
   static constexpr int kTableBytes = 0;
   __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_0(x, e, r); }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int, const XRun& x, const uint8_t*, int) {
@@ -179,6 +188,7 @@ struct OpQ8_0 : Shape<34, 1> {
 };
 
 struct OpIq2xxs : Shape<66, 8> {
+  using X = XRun;
   // 16 copies of the grid and of the sign masks, entry i of copy c at [16 i + c].
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
   // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
@@ -223,40 +233,68 @@ struct OpIq2xxs : Shape<66, 8> {
   }
 };
 
-struct OpQ2K : Shape<84, 8> {
+// q8_k activations of n consecutive runs: q words, the block scale and 2n bsums.
+template <int kRunsN>
+struct XRunsK {
+  uint32_t q[8 * kRunsN];
+  float d;
+  uint32_t bs[kRunsN];  // bsums of each run's two 16-element halves (int16 each)
+};
+
+template <int kRunsN>
+__device__ __forceinline__ void load_x_q8_k_runs(const uint8_t* x, int64_t e, XRunsK<kRunsN>& r) {
+  const uint8_t* b = x + (e >> 8) * 292;
+  const int w = int(e & 255);
+  r.d = __ldg(reinterpret_cast<const float*>(b));
+  const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + w);
+#pragma unroll
+  for (int i = 0; i < 8 * kRunsN; ++i) r.q[i] = __ldg(q + i);
+#pragma unroll
+  for (int i = 0; i < kRunsN; ++i) r.bs[i] = __ldg(reinterpret_cast<const uint32_t*>(b + 260) + (w >> 5) + i);
+}
+
+__device__ __forceinline__ int lo16(uint32_t v) { return int(int16_t(v & 0xffff)); }
+__device__ __forceinline__ int hi16(uint32_t v) { return int(int16_t(v >> 16)); }
+
+// Q2_K: a unit is half a block (128 weights): the 32 qs bytes qs[32h .. 32h+31] feed
+// four runs of 32 (bit pairs g = 0..3), so each lane loads them once for 128 weights.
+struct OpQ2K : Shape<84, 2, 128, 1> {
+  using X = XRunsK<4>;
   static constexpr int kTableBytes = 0;
-  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
-  // Run u = elements 32u..32u+31: qs[32*(u/4) + l] bits 2*(u%4), sub-blocks 2u and 2u+1.
-  __device__ static float dot(const uint8_t* buf, uint32_t off, int u, const XRun& x, const uint8_t*, int) {
-    const int half = u >> 2, g = u & 3;
-    uint32_t q[8], dm[1];
-    lds_words<8>(buf, off + 16 + 32 * half, q);
+  __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<4>(x, e, r); }
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int h, const X& x, const uint8_t*, int) {
+    uint32_t q[8], sc[2], dm[1];
+    lds_words<8>(buf, off + 16 + 32 * h, q);
+    lds_words<2>(buf, off + 8 * h, sc);  // scales of sub-blocks 8h .. 8h+7
     lds_words<1>(buf, off + 80, dm);
-    const uint32_t sc = lds_u16(buf, off + 2 * u);
-    int i0 = 0, i1 = 0;
+    int s1 = 0, s2 = 0;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) i0 = dp4a((q[k] >> (2 * g)) & 0x03030303u, x.q[k], i0);
+    for (int g = 0; g < 4; ++g) {
+      const uint32_t mask = 0x03030303u << (2 * g);
+      int i0 = 0, i1 = 0;
 #pragma unroll
-    for (int k = 4; k < 8; ++k) i1 = dp4a((q[k] >> (2 * g)) & 0x03030303u, x.q[k], i1);
-    const int s1 = int(sc & 15) * i0 + int((sc >> 8) & 15) * i1;
-    const int s2 = int((sc >> 4) & 15) * int(int16_t(x.bs & 0xffff)) + int((sc >> 12) & 15) * int(int16_t(x.bs >> 16));
+      for (int k = 0; k < 4; ++k) i0 = dp4a_us(q[k] & mask, x.q[8 * g + k], i0);
+#pragma unroll
+      for (int k = 4; k < 8; ++k) i1 = dp4a_us(q[k] & mask, x.q[8 * g + k], i1);
+      const uint32_t sw = sc[g >> 1] >> (16 * (g & 1));  // scales[8h + 2g], scales[8h + 2g + 1]
+      s1 += int(sw & 15) * (i0 >> (2 * g)) + int((sw >> 8) & 15) * (i1 >> (2 * g));
+      s2 += int((sw >> 4) & 15) * lo16(x.bs[g]) + int((sw >> 12) & 15) * hi16(x.bs[g]);
+    }
     return x.d * (h2f(dm[0]) * float(s1) - h2f(dm[0] >> 16) * float(s2));
   }
 };
 
-struct OpQ4K : Shape<144, 8> {
+// Q4_K: a unit is 64 weights, sub-blocks 2c and 2c+1, which share the 32 qs bytes
+// qs[32c .. 32c+31] (low and high nibbles).
+struct OpQ4K : Shape<144, 4, 64, 2> {
+  using X = XRunsK<2>;
   static constexpr int kTableBytes = 0;
-  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
+  __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<2>(x, e, r); }
   __device__ static uint32_t byte_of(const uint32_t (&h)[4], int i) {  // scales[i], i < 12
     const uint32_t w = i < 4 ? h[1] : (i < 8 ? h[2] : h[3]);
     return (w >> (8 * (i & 3))) & 255;
   }
-  // Run j = sub-block j: nibble (j & 1) of qs[32*(j/2) + l].
-  __device__ static float dot(const uint8_t* buf, uint32_t off, int j, const XRun& x, const uint8_t*, int) {
-    uint32_t h[4], q[8];
-    lds_words<4>(buf, off, h);
-    lds_words<8>(buf, off + 16 + 32 * (j >> 1), q);
-    int sc, m;
+  __device__ static void scale_min(const uint32_t (&h)[4], int j, int& sc, int& m) {
     if (j < 4) {
       sc = int(byte_of(h, j) & 63);
       m = int(byte_of(h, j + 4) & 63);
@@ -264,12 +302,23 @@ struct OpQ4K : Shape<144, 8> {
       sc = int((byte_of(h, j + 4) & 15) | ((byte_of(h, j - 4) >> 6) << 4));
       m = int((byte_of(h, j + 4) >> 4) | ((byte_of(h, j) >> 6) << 4));
     }
-    const int sh = (j & 1) * 4;
-    int isum = 0;
+  }
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int c, const X& x, const uint8_t*, int) {
+    uint32_t h[4], q[8];
+    lds_words<4>(buf, off, h);
+    lds_words<8>(buf, off + 16 + 32 * c, q);
+    int sc0, m0, sc1, m1;
+    scale_min(h, 2 * c, sc0, m0);
+    scale_min(h, 2 * c + 1, sc1, m1);
+    int lo = 0, hi = 0;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) isum = dp4a((q[k] >> sh) & 0x0f0f0f0fu, x.q[k], isum);
-    const int xs = int(int16_t(x.bs & 0xffff)) + int(int16_t(x.bs >> 16));
-    return x.d * (h2f(h[0]) * float(sc * isum) - h2f(h[0] >> 16) * float(m * xs));
+    for (int k = 0; k < 8; ++k) {
+      lo = dp4a(q[k] & 0x0f0f0f0fu, x.q[k], lo);
+      hi = dp4a_us(q[k] & 0xf0f0f0f0u, x.q[8 + k], hi);
+    }
+    const int s1 = sc0 * lo + sc1 * (hi >> 4);
+    const int s2 = m0 * (lo16(x.bs[0]) + hi16(x.bs[0])) + m1 * (lo16(x.bs[1]) + hi16(x.bs[1]));
+    return x.d * (h2f(h[0]) * float(s1) - h2f(h[0] >> 16) * float(s2));
   }
 };
 
@@ -350,7 +399,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   int chunk = 0;
   Chunk<Op::K> c;
   if (item < items) issue<Op>(c, p, item, 0, lane);
-  XRun xr[Op::kU];
+  typename Op::X xr[Op::kU];
   int64_t xkey = -1;
   float acc[kRMax];
 #pragma unroll
@@ -380,7 +429,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
 #pragma unroll
         for (int k = 0; k < Op::kU; ++k) {
           const int u = lane + 32 * k;
-          if (u < units) Op::load_x(p.x, e0 + 32 * u, xr[k]);
+          if (u < units) Op::load_x(p.x, e0 + int64_t(Op::kUnitElems) * u, xr[k]);
         }
       }
 #pragma unroll
@@ -535,9 +584,13 @@ void launch_q(const Params& p, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
-  // Short rows: stream several whole rows per chunk (they are contiguous).
+  // Short rows: stream several whole rows per chunk (they are contiguous), but only while
+  // there are still about two work items per resident warp to spread the compute.
   q.rows_per_item = 1;
   if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, kRMax));
+  const int64_t warps = int64_t(resident_ctas(fn, smem)) * sm_count() * kWarps;
+  auto items_for = [&](int r) { return int64_t(q.n_slots) * ((q.rows + r - 1) / r) * (q.w2 ? 2 : 1); };
+  while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
   q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
   matvec_q<Op><<<grid_for(fn, smem, host_items(q)), kThreads, smem, s>>>(q);
 }
