@@ -6,7 +6,7 @@ with the CSV; restoring a frontier by rollback gives the same greedy tokens as
 re-prefilling it, and as a fresh single-frontier sweep; bad flags exit non-zero with
 one line.
 proof: threads 1 vs 2, chunk sizes and MTP drafting are identical (exit 0); sampling
-seeds and numerics modes diverge (exit 1) with the report's fields filled in; bad flags
+seeds and other weights diverge (exit 1) with the report's fields filled in; bad flags
 exit 2 with one line on stderr.
 
 Exit 77 ("not run") when FLASHPLAN_BIN is not set.
@@ -169,9 +169,14 @@ def test_proof():
             check(len(top) == 2 and top[0]["logit"] >= top[1]["logit"], f"top-2 of {side}: {top}")
             check(isinstance(d[side]["text"], str), "token text")
 
-    res = proof("--a", "--numerics plain", "--b", "--numerics official")
-    check(res.returncode == 1 and "DIVERGES at generated token" in res.stdout and "top-2:" in res.stdout,
-          f"plain vs official: exit {res.returncode}: {res.stdout}")
+    # Another model (the tiny preset with other weights) as side B's positional MODEL.
+    with tempfile.TemporaryDirectory() as tmp:
+        other = os.path.join(tmp, "seed2.gguf")
+        syn = run("synth", "--preset", "tiny", "--seed", "2", "-o", other, "--no-progress")
+        check(syn.returncode == 0, f"synth: {syn.stderr}")
+        res = proof("--a", "", "--b", other)
+        check(res.returncode == 1 and "DIVERGES at generated token" in res.stdout and "top-2:" in res.stdout
+              and "identical before it:" in res.stdout, f"other weights: exit {res.returncode}: {res.stdout}")
 
     for args, what in ((["--a", "--threads abc", "--b", "--threads 1"], "non-numeric threads"),
                        (["--a", "--bogus", "--b", "--threads 1"], "unknown side flag"),
