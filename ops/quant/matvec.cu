@@ -389,16 +389,16 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
-  if constexpr (Op::kTableBytes > 0) {
-    Op::init_tables(smem, smem + Op::kTableBytes);
-    __syncthreads();
-  }
   const int64_t items = item_count(p);
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   int64_t item = int64_t(blockIdx.x) * kWarps + warp;
   int chunk = 0;
   Chunk<Op::K> c;
-  if (item < items) issue<Op>(c, p, item, 0, lane);
+  if (item < items) issue<Op>(c, p, item, 0, lane);  // in flight while the tables fill
+  if constexpr (Op::kTableBytes > 0) {
+    Op::init_tables(smem, smem + Op::kTableBytes);
+    __syncthreads();
+  }
   typename Op::X xr[Op::kU];
   int64_t xkey = -1;
   float acc[kRMax];
@@ -406,15 +406,26 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   for (int r = 0; r < kRMax; ++r) acc[r] = 0.0f;
   const uint32_t row_bytes = uint32_t(p.row_bytes);  // rows of a multi-row chunk fit in it
   while (item < items) {
-    __syncwarp();
-    stage(c, buf, lane);
-    __syncwarp();
     const int cur_chunk = chunk;
     const bool valid = c.valid;
     const int units = c.units, nrows = c.nrows;
     const uint32_t base = c.base_off;
     const int64_t slot = c.slot, row0 = c.row0;
     float* const y = c.y;
+    // Activations first, so that their (L2) loads overlap the chunk's (HBM) loads.
+    const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
+    if (valid && key != xkey) {  // the same columns for every row: they stay in registers
+      xkey = key;
+      const int64_t e0 = slot * p.x_stride + int64_t(cur_chunk) * Op::kChunkElems;
+#pragma unroll
+      for (int k = 0; k < Op::kU; ++k) {
+        const int u = lane + 32 * k;
+        if (u < units) Op::load_x(p.x, e0 + int64_t(Op::kUnitElems) * u, xr[k]);
+      }
+    }
+    __syncwarp();
+    stage(c, buf, lane);
+    __syncwarp();
     if (++chunk == p.chunks) {
       chunk = 0;
       item += nw;
@@ -422,16 +433,6 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
     if (item < items) issue<Op>(c, p, item, chunk, lane);  // next chunk in flight during compute
 
     if (valid) {
-      const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
-      if (key != xkey) {  // the same columns for every row: activations stay in registers
-        xkey = key;
-        const int64_t e0 = slot * p.x_stride + int64_t(cur_chunk) * Op::kChunkElems;
-#pragma unroll
-        for (int k = 0; k < Op::kU; ++k) {
-          const int u = lane + 32 * k;
-          if (u < units) Op::load_x(p.x, e0 + int64_t(Op::kUnitElems) * u, xr[k]);
-        }
-      }
 #pragma unroll
       for (int r = 0; r < kRMax; ++r) {
         if (r >= nrows) break;
