@@ -178,15 +178,16 @@ SynthConfig synth_preset(std::string_view name) {
     m.mtp = MtpLayout::InFile;
     set_layer_pattern(m, 6, 2, 16);
     // Only formats whose dequantised values are exact in f32 and simple to check:
-    // F32, F16, Q8_0, in a mix so each path runs.
+    // F32, F16, Q8_0, in a mix so each path runs. Matrices used in matvecs (attention,
+    // experts, head) are Q8_0, which every backend's quantised kernels read; the small
+    // F16/F32 ones take the float paths.
     DTypePlan& d = s.dtypes;
     d.matrix = DType::F16;
     for (const char* r : {"output", "attn_q_a", "attn_q_b", "attn_kv", "attn_output_a", "attn_output_b",
-                          "ffn_gate_exps", "ffn_up_exps", "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp",
-                          "e_proj", "h_proj", "nextn.eh_proj"})
+                          "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_shexp", "ffn_up_shexp",
+                          "ffn_down_shexp", "e_proj", "h_proj", "nextn.eh_proj"})
       d.roles[r] = DType::Q8_0;
     for (const char* r : {"hc_attn_fn", "hc_ffn_fn", "ffn_gate_inp"}) d.roles[r] = DType::F32;
-    for (const char* r : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) d.roles[str("mtp.", r)] = DType::F32;
   } else {
     fail("synth: preset \"", name, "\", expected tiny or full");
   }

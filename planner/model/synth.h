@@ -29,7 +29,7 @@ namespace fp {
 
 // Bumped whenever the bytes synth writes for a given (preset, seed) change, so that
 // cached built-in models regenerate.
-inline constexpr uint32_t kSynthVersion = 1;
+inline constexpr uint32_t kSynthVersion = 2;  // 2: tiny routed experts all Q8_0
 
 // Dtype per tensor role. Vectors are always F32 and tid2eid I32; matrices take
 // roles["mtp.<role>"] in the MTP block, else roles[role], else `matrix`.
