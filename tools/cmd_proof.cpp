@@ -202,7 +202,9 @@ FP_COMMAND("proof", "Run the same prompts under two configurations: identical to
       return diverged ? 1 : 0;
     }
 
-    std::printf("A: %s  [%s]\nB: %s  [%s]\n", o->a.c_str(), side_desc(a).c_str(), o->b.c_str(), side_desc(b).c_str());
+    auto flags = [](const std::string& f) { return f.empty() ? std::string("(defaults)") : f; };
+    std::printf("A: %s  [%s]\nB: %s  [%s]\n", flags(o->a).c_str(), side_desc(a).c_str(), flags(o->b).c_str(),
+                side_desc(b).c_str());
     for (size_t i = 0; i < prompts.size(); ++i) {
       const auto& pa = a.prompts[i];
       const auto& pb = b.prompts[i];
