@@ -11,10 +11,12 @@ status=0
 step() { echo; echo "==== $*"; }
 
 step "sanitizer build (ASan + UBSan, CPU)"
-if cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHPLAN_SANITIZE=ON \
-      -DFLASHPLAN_CUDA=OFF >/dev/null && cmake --build build-asan -j "$jobs"; then
+# -O1 keeps the sanitizer build quick to compile; only the doctest suites run here (the
+# Python suites drive the same code through the binary and run in the main build).
+if cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" \
+      -DFLASHPLAN_SANITIZE=ON -DFLASHPLAN_CUDA=OFF >/dev/null && cmake --build build-asan -j "$jobs"; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow || status=1
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(planner|ops|runtime|tools)$' || status=1
 else
   status=1
 fi
