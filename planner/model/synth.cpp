@@ -332,6 +332,8 @@ SynthResult write_synth(const SynthConfig& s, const SynthWriteOptions& o) {
   std::unique_ptr<gguf::File> mtp;
   if (separate) mtp = std::make_unique<gguf::File>(gguf::File::open(r.mtp_path, oo));
   const ModelConfig back = read_model_config(main, mtp.get());
+  if (back.n_layer != s.model.n_layer || back.mtp != s.model.mtp || back.compress_ratios != s.model.compress_ratios)
+    fail("internal: synth wrote ", o.path, " but it reads back as ", back.n_layer, " layers, MTP ", mtp_layout_name(back.mtp));
   const Validation v = check_model(main, back, mtp.get());
   if (!v.ok()) fail("internal: synth wrote ", o.path, " but validation refuses it: ", v.errors[0]);
   return r;

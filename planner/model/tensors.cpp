@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "ops/core/error.h"
+#include "ops/quant/dequant.h"
 
 namespace fp {
 namespace {
@@ -172,7 +173,7 @@ bool dtype_allowed(TensorClass cls, DType t, int64_t ne0, std::string* why) {
       return t == DType::I32 || no("I32");
     case TensorClass::Matrix: {
       const TypeTraits& tr = traits(t);
-      if (!tr.dequant) return no("a dtype flashplan can dequantise");
+      if (!can_dequantize(t)) return no("a dtype flashplan can dequantise");
       if (ne0 % tr.block != 0) return no(str("a dtype whose block (", tr.block, " for ", tr.name, ") divides the row length ", ne0));
       return true;
     }
