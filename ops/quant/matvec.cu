@@ -87,6 +87,8 @@ struct Params {
   int nb, chunks;          // blocks per row, chunks per row
   int rows_per_item;       // consecutive rows a warp streams as one chunk (short rows)
   int64_t groups;          // ceil(rows / rows_per_item)
+  int pack;                // rows a warp computes side by side (rows of fewer than 32 units)
+  int upr;                 // lanes per row: units per row when pack > 1, else 32
   const int32_t* ids;
   int n_experts, n_slots;
   const uint8_t* x;
@@ -413,13 +415,16 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
     const int64_t slot = c.slot, row0 = c.row0;
     float* const y = c.y;
     // Activations first, so that their (L2) loads overlap the chunk's (HBM) loads.
+    // Packed rows (pack > 1): a row has units < 32 units; lane = (row in pass) * units + unit.
+    const int upr = p.upr;
+    const int my_unit = lane & (upr - 1), my_row = lane / upr;
     const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
     if (valid && key != xkey) {  // the same columns for every row: they stay in registers
       xkey = key;
       const int64_t e0 = slot * p.x_stride + int64_t(cur_chunk) * Op::kChunkElems;
 #pragma unroll
       for (int k = 0; k < Op::kU; ++k) {
-        const int u = lane + 32 * k;
+        const int u = my_unit + 32 * k;
         if (u < units) Op::load_x(p.x, e0 + int64_t(Op::kUnitElems) * u, xr[k]);
       }
     }
@@ -434,24 +439,29 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
 
     if (valid) {
 #pragma unroll
-      for (int r = 0; r < kRMax; ++r) {
-        if (r >= nrows) break;
+      for (int j = 0; j < kRMax; ++j) {
+        const int r = my_row + p.pack * j;
+        if (p.pack * j >= nrows) break;
+        if (r < nrows) {
 #pragma unroll
-        for (int k = 0; k < Op::kU; ++k) {
-          const int u = lane + 32 * k;
-          if (u < units)
-            acc[r] += Op::dot(buf, base + uint32_t(r) * row_bytes + uint32_t(u / Op::kRuns) * Op::kBlockBytes,
-                              u % Op::kRuns, xr[k], smem, lane);
+          for (int k = 0; k < Op::kU; ++k) {
+            const int u = my_unit + 32 * k;
+            if (u < units)
+              acc[j] += Op::dot(buf, base + uint32_t(r) * row_bytes + uint32_t(u / Op::kRuns) * Op::kBlockBytes,
+                                u % Op::kRuns, xr[k], smem, lane);
+          }
         }
       }
     }
     if (cur_chunk == p.chunks - 1) {
 #pragma unroll
-      for (int r = 0; r < kRMax; ++r) {
-        if (r >= nrows) break;
-        const float v = warp_sum(acc[r]);
-        if (lane == 0) y[row0 + r] = valid ? v : kNaN;
-        acc[r] = 0.0f;
+      for (int j = 0; j < kRMax; ++j) {
+        if (p.pack * j >= nrows) break;
+        float v = acc[j];
+        for (int o = upr >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const int r = my_row + p.pack * j;
+        if (my_unit == 0 && r < nrows) y[row0 + r] = valid ? v : kNaN;
+        acc[j] = 0.0f;
       }
     }
   }
@@ -588,7 +598,11 @@ void launch_q(const Params& p, Stream s) {
   // Short rows: stream several whole rows per chunk (they are contiguous), but only while
   // there are still about two work items per resident warp to spread the compute.
   q.rows_per_item = 1;
-  if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, kRMax));
+  q.pack = 1;
+  const int64_t upr = int64_t(p.nb) * Op::kRuns;  // units per row
+  if (q.chunks == 1 && upr < 32 && 32 % upr == 0) q.pack = int(32 / upr);
+  q.upr = q.pack > 1 ? int(upr) : 32;
+  if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, q.pack * kRMax));
   const int64_t warps = int64_t(resident_ctas(fn, smem)) * sm_count() * kWarps;
   auto items_for = [&](int r) { return int64_t(q.n_slots) * ((q.rows + r - 1) / r) * (q.w2 ? 2 : 1); };
   while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
@@ -642,6 +656,8 @@ void matvec(const MatvecArgs& a, Stream s) {
   p.rows = a.rows;
   p.rows_per_item = 1;
   p.groups = a.rows;
+  p.pack = 1;
+  p.upr = 32;
   p.row_bytes = row_bytes(a.type, a.cols);
   p.matrix_bytes = p.row_bytes * a.rows;
   p.nb = int(a.cols / block);

@@ -126,7 +126,7 @@ TEST_CASE("gpu matvec: default kernels vs CPU, shapes from one block to several 
   // cols: one block; one chunk; 17 blocks of 256 (rows not 16-aligned for 66/84-byte
   // blocks); several chunks with a partial last one; DS4 sizes.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {1, 256}, {37, 1280}, {64, 4352}, {5, 12544}, {130, 1024}, {33, 4096}, {24, 2048}};
+      {1, 256}, {37, 1280}, {64, 4352}, {5, 12544}, {130, 1024}, {33, 4096}, {24, 2048}, {45, 512}, {200, 768}};
   for (DType t : kFast)
     for (const auto& [rows, cols] : shapes) check_case(t, false, {1, rows, cols, {}, false}, rng);
   // Q8_0 rows of 129 blocks: 4386 bytes, not 16-aligned; F16/F32 rows that are not whole vectors.
