@@ -24,7 +24,7 @@ struct Args {
       window, indexer_heads, indexer_dim, indexer_top_k, rope_dim, experts, experts_used, shared_experts, expert_ff,
       hash_layers, hc, sinkhorn_iters;
   std::optional<uint64_t> context;
-  std::optional<float> swiglu_clamp;
+  std::optional<float> swiglu_clamp, rope_base, compress_rope_base, yarn_factor, expert_scale;
   std::vector<uint32_t> ratios;
   std::vector<std::string> types;
 };
@@ -57,6 +57,10 @@ int run(const Args& a) {
   set(a.hc, m.hc_count);
   set(a.sinkhorn_iters, m.hc_sinkhorn_iters);
   set(a.context, m.context_length);
+  set(a.rope_base, m.rope_freq_base);
+  set(a.compress_rope_base, m.compress_rope_freq_base);
+  set(a.yarn_factor, m.rope_scaling_factor);
+  set(a.expert_scale, m.expert_weights_scale);
   if (a.swiglu_clamp) {
     m.swiglu_clamp_exp.assign(m.n_layer, *a.swiglu_clamp);
     m.swiglu_clamp_shexp.assign(m.n_layer, *a.swiglu_clamp);
@@ -137,5 +141,9 @@ FP_COMMAND("synth", "Write a DS4-layout GGUF with random but valid weights (tiny
              app.add_option("--sinkhorn-iters", a->sinkhorn_iters, "Sinkhorn iterations");
              app.add_option("--context", a->context, "context_length written to the metadata");
              app.add_option("--swiglu-clamp", a->swiglu_clamp, "SwiGLU clamp (routed and shared experts)");
+             app.add_option("--rope-base", a->rope_base, "RoPE base of SWA layers and MTP");
+             app.add_option("--compress-rope-base", a->compress_rope_base, "RoPE base of compressed layers");
+             app.add_option("--yarn-factor", a->yarn_factor, "YaRN scaling factor of compressed layers");
+             app.add_option("--expert-scale", a->expert_scale, "routed expert weight scale");
              return [a] { return run(*a); };
            });
