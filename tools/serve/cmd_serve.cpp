@@ -54,6 +54,11 @@ int serve(ServeArgs& a) {
     waiter.join();
   };
   try {
+    const int port = server.bind();
+    std::printf("flashplan serve: model '%s' (%s backend), context %llu, %u slot(s)\n", server.model_id().c_str(),
+                engine->backend_name().c_str(), (unsigned long long)server.max_context(), server.slots());
+    std::printf("flashplan serve: listening on http://%s:%d\n", a.server.host.c_str(), port);
+    std::fflush(stdout);
     server.run();
   } catch (...) {
     release_waiter();

@@ -2,6 +2,8 @@
 // spec it is; openapi_document() patches in the per-server values.
 #include "tools/serve/openapi.h"
 
+#include <algorithm>
+
 namespace fp::serve {
 
 namespace {
@@ -241,7 +243,7 @@ constexpr const char* kDocument = R"json({
       "AssistantMessage": {
         "type": "object",
         "required": ["role"],
-        "description": "needs content, or tool_calls, or both",
+        "description": "content, tool_calls, both, or neither (an empty turn)",
         "properties": {
           "role": {"type": "string", "enum": ["assistant"]},
           "content": {"nullable": true, "oneOf": [
@@ -494,6 +496,24 @@ constexpr const char* kDocument = R"json({
   }
 })json";
 
+// The server reads a JSON null as "not given" for every optional request field (as
+// OpenAI's clients send them), so the document says so: optional properties of the
+// request schemas are nullable. Properties given by $ref keep their own schema.
+void nullable_optionals(nlohmann::json& schema) {
+  if (!schema.is_object()) return;
+  if (auto props = schema.find("properties"); props != schema.end()) {
+    const auto required = schema.value("required", nlohmann::json::array());
+    for (auto& [name, prop] : props->items()) {
+      if (prop.contains("$ref")) continue;
+      if (std::find(required.begin(), required.end(), name) == required.end()) prop["nullable"] = true;
+      nullable_optionals(prop);
+    }
+  }
+  if (auto items = schema.find("items"); items != schema.end()) nullable_optionals(*items);
+  if (auto one_of = schema.find("oneOf"); one_of != schema.end())
+    for (auto& alt : *one_of) nullable_optionals(alt);
+}
+
 }  // namespace
 
 nlohmann::json openapi_document(uint64_t max_context, uint32_t n_vocab, bool requires_api_key,
@@ -501,6 +521,10 @@ nlohmann::json openapi_document(uint64_t max_context, uint32_t n_vocab, bool req
   nlohmann::json doc = nlohmann::json::parse(kDocument);
   doc["info"]["version"] = version;
   auto& schemas = doc["components"]["schemas"];
+  for (const char* name : {"ChatCompletionRequest", "CompletionRequest", "TokenizeRequest", "DetokenizeRequest",
+                           "SystemMessage", "UserMessage", "AssistantMessage", "ToolMessage", "TextPart", "ToolCall",
+                           "Tool"})
+    nullable_optionals(schemas[name]);
   // The context bounds what can be asked for: prompt + max_tokens must fit it.
   const uint64_t most = max_context > 1 ? max_context - 1 : 1;
   for (const char* req : {"ChatCompletionRequest", "CompletionRequest"}) {

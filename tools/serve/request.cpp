@@ -239,9 +239,7 @@ ChatMessage parse_message(const json& m, size_t i) {
       for (size_t k = 0; k < calls->size(); ++k)
         msg.tool_calls.push_back(parse_tool_call((*calls)[k], str(path, ".tool_calls[", k, "]")));
     }
-    if (!content && msg.tool_calls.empty())
-      bad_request(path + ".content", "an assistant message needs 'content' or 'tool_calls'",
-                  "missing_required_parameter");
+    // No content and no calls is an empty turn; vLLM takes it too.
   } else if (!content) {
     bad_request(path + ".content", str("a ", *role, " message needs 'content'"), "missing_required_parameter");
   }

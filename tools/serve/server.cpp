@@ -3,8 +3,11 @@
 #include "tools/serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -78,6 +81,18 @@ std::string endpoint_label(const std::string& path) {
   return "other";
 }
 
+// httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed when Debian
+// built the library): a burst of clients would overflow it and see connections fail.
+// Linux lets listen() be called again on a listening socket to raise it.
+class HttpServer : public httplib::Server {
+ public:
+  void raise_backlog(int backlog) {
+    if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, backlog);
+  }
+};
+
+constexpr int kListenBacklog = 1024;
+
 }  // namespace
 
 // ============================================================================
@@ -120,7 +135,10 @@ struct Server::Impl {
   std::vector<std::string> names;  // served model ids, first = default
   int64_t created = unix_now();
   std::string openapi;
-  httplib::Server http;
+  HttpServer http;
+  int bound_port = -1;
+  std::atomic<bool> stopping{false};
+  std::atomic<int> run_state{0};  // 0 not running, 1 listening (or about to), 2 returned
 };
 
 Server::Impl::Impl(Engine& e, ServerOptions o)
@@ -772,26 +790,42 @@ Server::Server(Engine& engine, ServerOptions options) : impl_(std::make_unique<I
 
 Server::~Server() { stop(); }
 
-void Server::run() {
+int Server::bind() {
   Impl& s = *impl_;
-  int port = s.opt.port;
-  if (port == 0) {
-    port = s.http.bind_to_any_port(s.opt.host);
-    if (port < 0) fail("serve: cannot bind ", s.opt.host, " to any port");
-  } else if (!s.http.bind_to_port(s.opt.host, port)) {
-    fail("serve: cannot bind ", s.opt.host, ":", port, " (in use, or not an address of this machine)");
+  if (s.bound_port > 0) return s.bound_port;
+  if (s.opt.port == 0) {
+    s.bound_port = s.http.bind_to_any_port(s.opt.host);
+    if (s.bound_port < 0) fail("serve: cannot bind ", s.opt.host, " to any port");
+  } else if (s.http.bind_to_port(s.opt.host, s.opt.port)) {
+    s.bound_port = s.opt.port;
+  } else {
+    fail("serve: cannot bind ", s.opt.host, ":", s.opt.port, " (in use, or not an address of this machine)");
   }
-  std::printf("flashplan serve: model '%s' (%s backend), context %llu, %u slot(s)\n", s.names.front().c_str(),
-              s.engine.backend_name().c_str(), (unsigned long long)s.scheduler.max_context(), s.scheduler.slots());
-  std::printf("flashplan serve: listening on http://%s:%d\n", s.opt.host.c_str(), port);
-  std::fflush(stdout);
-  s.http.listen_after_bind();
+  s.http.raise_backlog(kListenBacklog);
+  return s.bound_port;
 }
 
+// stop() may come at any moment, also before run() listens: run_state tells it
+// whether to wait for httplib to start (stopping earlier would be a no-op there).
+void Server::run() {
+  Impl& s = *impl_;
+  bind();
+  s.run_state.store(1);
+  if (!s.stopping.load()) s.http.listen_after_bind();
+  s.run_state.store(2);
+}
+
+const std::string& Server::model_id() const { return impl_->names.front(); }
+uint64_t Server::max_context() const { return impl_->scheduler.max_context(); }
+uint32_t Server::slots() const { return impl_->scheduler.slots(); }
+
 void Server::stop() {
+  Impl& s = *impl_;
+  s.stopping.store(true);
   // Jobs first: HTTP threads waiting on them must return before httplib joins them.
-  impl_->scheduler.shutdown();
-  impl_->http.stop();
+  s.scheduler.shutdown();
+  while (s.run_state.load() == 1 && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  s.http.stop();
 }
 
 }  // namespace fp::serve

@@ -34,10 +34,16 @@ class Server {
  public:
   Server(Engine& engine, ServerOptions options);
   ~Server();
-  // Binds, prints "listening on http://host:port", serves until stop(). Throws
-  // fp::Error when the address cannot be bound.
+  // Binds the listening socket and returns the port (the chosen one for port 0).
+  // Throws fp::Error when the address cannot be bound.
+  int bind();
+  // Serves until stop() (binds first if bind() was not called).
   void run();
   void stop();  // safe from any thread
+
+  const std::string& model_id() const;  // the default served model id
+  uint64_t max_context() const;         // tokens per sequence
+  uint32_t slots() const;
 
  private:
   struct Impl;
