@@ -176,6 +176,7 @@ constexpr int kRMax = 4;
 
 struct OpQ8_0 : Shape<34, 1> {
   using X = XRun;
+  static constexpr bool kPackable = true;
   static constexpr int kTableBytes = 0;
   __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_0(x, e, r); }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int, const XRun& x, const uint8_t*, int) {
@@ -191,6 +192,7 @@ struct OpQ8_0 : Shape<34, 1> {
 
 struct OpIq2xxs : Shape<66, 8> {
   using X = XRun;
+  static constexpr bool kPackable = false;
   // 16 copies of the grid and of the sign masks, entry i of copy c at [16 i + c].
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
   // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
@@ -262,6 +264,7 @@ __device__ __forceinline__ int hi16(uint32_t v) { return int(int16_t(v >> 16)); 
 // four runs of 32 (bit pairs g = 0..3), so each lane loads them once for 128 weights.
 struct OpQ2K : Shape<84, 2, 128, 1> {
   using X = XRunsK<4>;
+  static constexpr bool kPackable = true;
   static constexpr int kTableBytes = 0;
   __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<4>(x, e, r); }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int h, const X& x, const uint8_t*, int) {
@@ -290,6 +293,7 @@ struct OpQ2K : Shape<84, 2, 128, 1> {
 // qs[32c .. 32c+31] (low and high nibbles).
 struct OpQ4K : Shape<144, 4, 64, 2> {
   using X = XRunsK<2>;
+  static constexpr bool kPackable = false;
   static constexpr int kTableBytes = 0;
   __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<2>(x, e, r); }
   __device__ static uint32_t byte_of(const uint32_t (&h)[4], int i) {  // scales[i], i < 12
@@ -391,9 +395,12 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
-  const int64_t items = item_count(p);
+  // Each warp takes a contiguous run of items: consecutive items mostly share a slot, so
+  // per-slot activations are reloaded only when the slot changes.
   const int64_t nw = int64_t(gridDim.x) * kWarps;
-  int64_t item = int64_t(blockIdx.x) * kWarps + warp;
+  const int64_t per_warp = (item_count(p) + nw - 1) / nw;
+  int64_t item = (int64_t(blockIdx.x) * kWarps + warp) * per_warp;
+  const int64_t items = min(item_count(p), item + per_warp);
   int chunk = 0;
   Chunk<Op::K> c;
   if (item < items) issue<Op>(c, p, item, 0, lane);  // in flight while the tables fill
@@ -416,7 +423,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
     float* const y = c.y;
     // Activations first, so that their (L2) loads overlap the chunk's (HBM) loads.
     // Packed rows (pack > 1): a row has units < 32 units; lane = (row in pass) * units + unit.
-    const int upr = p.upr;
+    const int upr = Op::kPackable ? p.upr : 32;  // folds away for types that never pack
     const int my_unit = lane & (upr - 1), my_row = lane / upr;
     const int64_t key = (p.x_stride ? slot : 0) * p.chunks + cur_chunk;
     if (valid && key != xkey) {  // the same columns for every row: they stay in registers
@@ -433,15 +440,16 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
     __syncwarp();
     if (++chunk == p.chunks) {
       chunk = 0;
-      item += nw;
+      ++item;
     }
     if (item < items) issue<Op>(c, p, item, chunk, lane);  // next chunk in flight during compute
 
     if (valid) {
 #pragma unroll
       for (int j = 0; j < kRMax; ++j) {
-        const int r = my_row + p.pack * j;
-        if (p.pack * j >= nrows) break;
+        const int pack = Op::kPackable ? p.pack : 1;
+        const int r = my_row + pack * j;
+        if (pack * j >= nrows) break;
         if (r < nrows) {
 #pragma unroll
           for (int k = 0; k < Op::kU; ++k) {
@@ -456,10 +464,11 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
     if (cur_chunk == p.chunks - 1) {
 #pragma unroll
       for (int j = 0; j < kRMax; ++j) {
-        if (p.pack * j >= nrows) break;
+        const int pack = Op::kPackable ? p.pack : 1;
+        if (pack * j >= nrows) break;
         float v = acc[j];
         for (int o = upr >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        const int r = my_row + p.pack * j;
+        const int r = my_row + pack * j;
         if (my_unit == 0 && r < nrows) y[row0 + r] = valid ? v : kNaN;
         acc[j] = 0.0f;
       }
@@ -600,7 +609,7 @@ void launch_q(const Params& p, Stream s) {
   q.rows_per_item = 1;
   q.pack = 1;
   const int64_t upr = int64_t(p.nb) * Op::kRuns;  // units per row
-  if (q.chunks == 1 && upr < 32 && 32 % upr == 0) q.pack = int(32 / upr);
+  if (Op::kPackable && q.chunks == 1 && upr < 32 && 32 % upr == 0) q.pack = int(32 / upr);
   q.upr = q.pack > 1 ? int(upr) : 32;
   if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, q.pack * kRMax));
   const int64_t warps = int64_t(resident_ctas(fn, smem)) * sm_count() * kWarps;
