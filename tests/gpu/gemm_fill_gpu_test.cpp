@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <random>
 
+#include "ops/core/error.h"
 #include "ops/core/half.h"
 #include "ops/quant/dequant.h"
 #include "ops/quant/quant_cuda.h"
@@ -45,7 +46,7 @@ TEST_CASE("gpu gemm dequant_cublas_f16 vs CPU, several tiles") {
     g.run(t, dw.p, rows, cols, dx.as<float>(), n_tok, dy.as<float>(), ws.p, int64_t(ws.bytes), tile);
     const std::vector<float> got = dy.get<float>(size_t(n_tok * rows));
     const double e16 = rel_l2(got, ref16), e32 = rel_l2(got, ref32);
-    MESSAGE(type, " gemm: rel L2 ", e16, " vs f16-rounded inputs, ", e32, " vs f32");
+    MESSAGE(fp::str(type, " gemm: rel L2 ", e16, " vs f16-rounded inputs, ", e32, " vs f32"));
     CHECK(e16 <= 1e-4);
     CHECK(e32 <= 2e-3);
   }

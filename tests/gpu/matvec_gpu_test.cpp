@@ -111,8 +111,8 @@ void check_case(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   // The activation quantiser's error is a statistical statement: only over enough outputs.
   const double err_f32 = rel_l2(r.gpu, r.ref_f32);
   if (r.gpu.size() >= 16) CHECK(err_f32 <= kActQuantBound);
-  MESSAGE(type, xf32 ? " xf32" : "", " [", c.rows, "x", c.cols, "] slots ", c.ids.size(), c.paired ? " paired" : "",
-          ": rel L2 ", err, " (vs f32 activations ", err_f32, ")");
+  MESSAGE(fp::str(type, xf32 ? " xf32" : "", " [", c.rows, "x", c.cols, "] slots ", c.ids.size(),
+                  c.paired ? " paired" : "", ": rel L2 ", err, " (vs f32 activations ", err_f32, ")"));
 }
 
 const DType kFast[] = {DType::Q8_0, DType::IQ2_XXS, DType::Q2_K, DType::Q4_K, DType::F16, DType::F32};

@@ -143,7 +143,7 @@ TEST_CASE("load_weights: every byte of device and host placements matches the fi
     CHECK(w.stats().bytes == total);
     CHECK(finished);
     CHECK(last == total);
-    MESSAGE("load (direct_io requested ", direct, "): ", total, " bytes, O_DIRECT used: ", w.stats().direct_io);
+    MESSAGE(fp::str("load (direct_io requested ", direct, "): ", total, " bytes, O_DIRECT used: ", w.stats().direct_io));
   }
 }
 
