@@ -5,8 +5,9 @@
 // Everything a step needs is allocated at construction for max_step tokens and
 // max_context positions: activations, workspaces, the sequence's KV rings, compressor
 // rings and rows, indexer keys. A step never allocates. The step's tokens and first
-// position live in device memory, so the decode step (one token) is captured once into
-// a CUDA graph and replayed at every position; prefill chunks run eagerly.
+// position live in device memory, so each step shape (the decode step; a full prefill
+// chunk) is captured once into a CUDA graph, on its second use, and replayed at every
+// position after that (at most 8 shapes; others run eagerly).
 //
 // Numerics follow the plan's mode exactly as the CPU does (plain / official round
 // trips). Results differ from the CPU executor only by summation order (f32 dot
@@ -30,7 +31,7 @@ struct ExecutorOptions {
   Numerics numerics = Numerics::plain;
   int64_t max_context = 4096;
   int64_t max_step = 256;
-  bool graphs = true;         // capture the decode step into a CUDA graph
+  bool graphs = true;         // capture step shapes into CUDA graphs (decode, prefill chunks)
   bool exact_matmul = false;  // f32 activations in every product (no q8 quantisation)
 };
 

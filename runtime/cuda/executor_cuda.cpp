@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 #include "ops/attention/attention_cuda.h"
 #include "ops/compressor/compressor_cuda.h"
@@ -99,8 +101,15 @@ struct Executor::Impl {
   ExecutorOptions o;
   Arena arena;
   cudaStream_t stream = nullptr;
-  cudaGraphExec_t decode_graph = nullptr;
-  int64_t decode_eager_steps = 0;
+  // Captured step graphs, one per shape bucket (tokens in the step, first logit row,
+  // logits wanted): the decode step is (1, 0, yes), a full prefill chunk (S, S, no).
+  struct StepGraph {
+    int64_t uses = 0;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<std::tuple<int64_t, int64_t, bool>, StepGraph> graphs;
+  static constexpr int kMaxGraphs = 8;
+  int n_graphs = 0;
   std::unique_ptr<CublasGemm> gemm;
 
   ref::HcShape hcs;
@@ -130,7 +139,8 @@ struct Executor::Impl {
 
   Impl(const ModelConfig& c_, const cpu::ModelW& w_, const ExecutorOptions& o_) : c(c_), w(w_), o(o_) {}
   ~Impl() {
-    if (decode_graph) cudaGraphExecDestroy(decode_graph);
+    for (auto& [k, g] : graphs)
+      if (g.exec) cudaGraphExecDestroy(g.exec);
     gemm.reset();
     if (h_tokens) cudaFreeHost(h_tokens);
     if (h_pos) cudaFreeHost(h_pos);
@@ -607,32 +617,35 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
     tr->after_layer.clear();
     tr->final_hidden.clear();
   }
-  // The decode step: one token, logits wanted. Its first run is eager (it also warms
-  // up every launcher's one-time setup); the second captures the graph, which every
-  // later decode step replays.
-  const bool decode = n == 1 && want && logit_from == 0 && !tr;
-  if (decode && o_.graphs && m.decode_eager_steps >= 1) {
-    if (!m.decode_graph) {
-      cudaGraph_t g = nullptr;
-      ck(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "begin capture");
-      try {
-        m.body(1, 0, true, nullptr);
-      } catch (...) {
-        cudaStreamEndCapture(m.stream, &g);
-        if (g) cudaGraphDestroy(g);
-        throw;
-      }
-      ck(cudaStreamEndCapture(m.stream, &g), "end capture");
-      const cudaError_t e = cudaGraphInstantiate(&m.decode_graph, g, 0);
-      cudaGraphDestroy(g);
-      ck(e, "graph instantiate");
+  // A step shape's first run is eager (it also warms up every launcher's one-time
+  // setup); its second captures a graph that every later step of that shape replays
+  // (positions and tokens are read from device memory). Traced steps stay eager.
+  const int64_t lf = want ? std::min(logit_from, n) : n;
+  Impl::StepGraph* sg = nullptr;
+  if (o_.graphs && !tr) sg = &m.graphs[{n, lf, want}];
+  if (sg && !sg->exec && sg->uses >= 1 && m.n_graphs < Impl::kMaxGraphs) {
+    cudaGraph_t g = nullptr;
+    ck(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+    try {
+      m.body(n, lf, want, nullptr);
+    } catch (...) {
+      cudaStreamEndCapture(m.stream, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
     }
-    ck(cudaGraphLaunch(m.decode_graph, m.stream), "graph launch");
+    ck(cudaStreamEndCapture(m.stream, &g), "end capture");
+    const cudaError_t e = cudaGraphInstantiate(&sg->exec, g, 0);
+    cudaGraphDestroy(g);
+    ck(e, "graph instantiate");
+    ++m.n_graphs;
+  }
+  if (sg && sg->exec) {
+    ck(cudaGraphLaunch(sg->exec, m.stream), "graph launch");
     ++graph_launches_;
   } else {
-    m.body(n, logit_from, want, tr);
-    if (decode) ++m.decode_eager_steps;
+    m.body(n, lf, want, tr);
   }
+  if (sg) ++sg->uses;
   const int64_t rows = want && logit_from < n ? n - logit_from : 0;
   if (rows > 0)
     ck(cudaMemcpyAsync(m.h_logits, m.logits, size_t(rows * m.V) * sizeof(float), cudaMemcpyDeviceToHost, m.stream),

@@ -100,8 +100,8 @@ TEST_CASE("cuda engine: greedy tokens identical to the CPU and transformers, gra
                 ": greedy step logits max |cuda - cpu| = ", d, ", graph launches ", ex->graph_launches());
         CHECK(d <= 1e-4);
         // The first one-token step with logits runs eagerly (it may be the prompt's last
-        // chunk); every later decode step replays the graph.
-        if (graphs) CHECK((ex->graph_launches() >= n - 2 && ex->graph_launches() <= n - 1));
+        // chunk); every later decode step replays the graph (repeated prefill chunks too).
+        if (graphs) CHECK(ex->graph_launches() >= n - 2);
         if (!graphs) CHECK(ex->graph_launches() == 0);
       }
     }
