@@ -43,9 +43,9 @@ int run(const Args& a) {
   fp::CompileOptions o;
   o.max_context = a.max_context;
   o.cost_context = a.cost_context;
-  if (a.numerics == "official") o.numerics = fp::Numerics::official;
-  else if (a.numerics == "plain") o.numerics = fp::Numerics::plain;
-  else fp::fail("--numerics ", a.numerics, ": expected official or plain");
+  const auto numerics = fp::numerics_from_name(a.numerics);
+  if (!numerics) fp::fail("--numerics ", a.numerics, ": expected official or plain");
+  o.numerics = *numerics;
   if (a.kv_dtype == "f32") o.kv_dtype = fp::DType::F32;
   else if (a.kv_dtype == "f16") o.kv_dtype = fp::DType::F16;
   else fp::fail("--kv-dtype ", a.kv_dtype, ": expected f32 or f16");

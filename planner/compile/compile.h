@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/numerics/mode.h"
 #include "planner/model/model.h"
 #include "planner/profile/device_profile.h"
 #include "planner/select/select.h"
@@ -25,8 +26,6 @@ namespace fp {
 inline constexpr uint64_t kDefaultMaxContext = 262144;   // capped by the model's context length
 inline constexpr uint64_t kDefaultCostContext = 8192;    // capped by the max context
 inline constexpr uint64_t kGraphReserveBytes = 256ull << 20;  // CUDA graphs, module images, cuBLAS handles
-
-enum class Numerics : uint8_t { official = 0, plain = 1 };
 
 struct CompileOptions {
   uint64_t max_context = 0;      // 0: min(model context length, kDefaultMaxContext)
