@@ -63,7 +63,7 @@ inline Diff diff(const std::vector<float>& got, const std::vector<float>& ref) {
 inline void check_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref, Bound b) {
   const Diff d = diff(got, ref);
   MESSAGE(what, ": rel L2 ", d.rel, " (bound ", b.rel, "), max abs ", d.max_abs, " (bound ", b.abs, ")",
-          d.finite ? "" : ", NOT FINITE");
+          std::string(d.finite ? "" : ", NOT FINITE"));
   CHECK(d.finite);
   CHECK(d.rel <= b.rel);
   CHECK(d.max_abs <= b.abs);
