@@ -13,9 +13,7 @@
 #include "planner/model/builtin.h"
 #include "runtime/cpu/engine.h"
 #include "runtime/sampling/sampler.h"
-#ifdef FLASHPLAN_HAVE_CUDA
-#include "tools/cuda_backend.h"
-#endif
+#include "tools/cuda_backend.h"  // CUDA-free declarations; defined only in CUDA builds
 
 namespace fp::cli {
 
@@ -72,7 +70,6 @@ struct EngineArgs {
     return cpu::CpuEngine::open(model.empty() ? builtin_model_path() : model, o, mo);
   }
 
-#ifdef FLASHPLAN_HAVE_CUDA
   CudaEngineArgs cuda_args() const {
     CudaEngineArgs a;
     a.model = model.empty() ? builtin_model_path() : model;
@@ -82,7 +79,6 @@ struct EngineArgs {
     a.graphs = !no_graphs;
     return a;
   }
-#endif
 };
 
 struct SamplingArgs {
