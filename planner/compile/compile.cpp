@@ -10,14 +10,14 @@
 #include "planner/graph/op_graph.h"
 #include "planner/placement/placement.h"
 #include "planner/plan_io/fingerprint.h"
+#include "planner/plan_io/plan_view.h"
 
 namespace fp {
 
 namespace {
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-std::string gib(double bytes) { return str(std::round(bytes / kGiB * 100) / 100, " GiB"); }
+std::string gib(double bytes) { return format_gib(bytes); }
 
 // One complete try at a (context, offload set): graph, placement, kernels, memory.
 struct Attempt {
@@ -117,8 +117,20 @@ class Compiler {
       if (b.kind == BufferKind::activation || b.kind == BufferKind::io) a.activations += bytes;
       else a.kv += bytes;
     }
-    for (const PhaseSelection& s : a.selection)
-      for (const NodeChoice& n : s.nodes) a.workspace = std::max(a.workspace, round_up(n.cost.workspace_bytes, 256));
+    // Workspaces are sized for the longest context the plan allows, not the cost
+    // context: an indexer at max context scores every compressed row.
+    const DeviceRates rates = p_.rates();
+    for (size_t pi = 0; pi < a.selection.size(); ++pi)
+      for (size_t ni = 0; ni < a.selection[pi].nodes.size(); ++ni) {
+        NodeChoice& c = a.selection[pi].nodes[ni];
+        const GraphNode& n = a.graph.phases[pi].nodes[ni];
+        if (n.max_rows > n.shape.rows) {
+          KernelShape at_max = n.shape;
+          at_max.rows = n.max_rows;
+          c.cost.workspace_bytes = std::max(c.cost.workspace_bytes, c.kernel->cost(at_max, rates).workspace_bytes);
+        }
+        a.workspace = std::max(a.workspace, round_up(c.cost.workspace_bytes, 256));
+      }
     a.reserve = p_.backend == Backend::Cuda ? kGraphReserveBytes : 0;
     return a;
   }

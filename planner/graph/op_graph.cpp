@@ -255,10 +255,10 @@ class Builder {
 
   // Visible rows at the cost context (MODEL.md §5.10): raw window plus compressed rows,
   // top-k limited on CSA layers.
-  int64_t visible_raw() const { return static_cast<int64_t>(std::min<uint64_t>(o_.cost_context, c_.sliding_window)); }
-  int64_t visible_compressed(uint32_t ratio) const {
+  int64_t visible_raw(uint64_t ctx) const { return static_cast<int64_t>(std::min<uint64_t>(ctx, c_.sliding_window)); }
+  int64_t visible_compressed(uint32_t ratio, uint64_t ctx) const {
     if (ratio == 0) return 0;
-    const int64_t n = static_cast<int64_t>(o_.cost_context / ratio);
+    const int64_t n = static_cast<int64_t>(ctx / ratio);
     return ratio == kCsaRatio ? std::min<int64_t>(n, c_.indexer_top_k) : n;
   }
 
@@ -328,6 +328,7 @@ class Builder {
       n.shape.heads = c.indexer_heads;
       n.shape.head_dim = c.indexer_head_dim;
       n.shape.rows = rows;
+      n.max_rows = static_cast<int64_t>(o_.max_context / ratio);
       n.shape.act_bytes += static_cast<double>(rows) * c.indexer_head_dim * kvb_;
       n.shape.flops = 2.0 * t * c.indexer_heads * rows * c.indexer_head_dim + 2.0 * t * rows;
     }
@@ -342,10 +343,11 @@ class Builder {
         if (it != per_token_bytes_.end()) n.shape.act_bytes += static_cast<double>(it->second) * t;
       }
       weight(n, L.attn_sinks);
-      const int64_t rows = visible_raw() + visible_compressed(ratio);
+      const int64_t rows = visible_raw(o_.cost_context) + visible_compressed(ratio, o_.cost_context);
       n.shape.heads = c.n_head;
       n.shape.head_dim = c.head_dim;
       n.shape.rows = rows;
+      n.max_rows = visible_raw(o_.max_context) + visible_compressed(ratio, o_.max_context);
       n.shape.act_bytes += static_cast<double>(rows) * c.head_dim * kvb_;
       n.shape.flops = 4.0 * t * c.n_head * rows * c.head_dim;
     }

@@ -48,6 +48,7 @@ struct GraphNode {
   std::vector<WeightUse> weights;
   std::vector<uint32_t> inputs, outputs;  // buffer ids
   KernelShape shape;     // weight_bytes / host_weight_bytes filled after placement
+  int64_t max_rows = 0;  // attention / indexer: visible KV rows at the max context (sizes workspaces)
 };
 
 struct PhaseGraph {
