@@ -4,8 +4,11 @@
 //   flashplan tokenize MODEL.gguf --file F       batch: F holds one JSON string per line
 //                                                (F = "-": stdin); one line of ids each
 // Special-token text (e.g. "<｜User｜>") is matched as one id unless --no-special.
-// MODEL is required: the built-in model (planner/model/builtin.h) does not exist yet.
+// MODEL may be left out (or given as -m): the built-in tiny model is used then. With a
+// single positional argument, it is the model when --decode/--file is given or when it
+// names an existing .gguf file, and the text otherwise.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -14,6 +17,7 @@
 
 #include "ops/core/error.h"
 #include "planner/gguf/gguf.h"
+#include "planner/model/builtin.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tools/command.h"
 
@@ -81,18 +85,31 @@ int run_file(const fp::Tokenizer& tok, const std::string& path, bool special) {
 
 FP_COMMAND("tokenize", "Tokenize text (or --decode ids) with a model's tokenizer", [](CLI::App& app) {
   struct Opts {
+    std::vector<std::string> args;
     std::string model, text, decode, file;
     bool no_special = false;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("model", o->model, "GGUF file whose tokenizer to use")->required();
-  app.add_option("text", o->text, "text to tokenize");
+  app.add_option("args", o->args, "[MODEL.gguf] TEXT (no MODEL: the built-in tiny model)")->expected(0, 2);
+  app.add_option("-m,--model", o->model, "GGUF file whose tokenizer to use");
   app.add_option("--decode", o->decode, "comma-separated token ids to turn back into text");
   app.add_option("--file", o->file, "batch mode: file with one JSON string per line ('-': stdin)");
   app.add_flag("--no-special", o->no_special, "do not match control-token text (e.g. <｜User｜>) as special ids");
-  return [o, &app]() {
-    const int modes = (app.count("text") > 0) + !o->decode.empty() + !o->file.empty();
+  return [o]() {
+    const bool other_mode = !o->decode.empty() || !o->file.empty();
+    bool have_text = false;
+    auto& a = o->args;
+    if (a.size() == 2) {
+      if (!o->model.empty()) fp::fail("model given twice: '", o->model, "' (-m) and '", a[0], "'");
+      o->model = a[0], o->text = a[1], have_text = true;
+    } else if (a.size() == 1) {
+      const bool is_model = o->model.empty() && (other_mode || (a[0].ends_with(".gguf") && std::filesystem::exists(a[0])));
+      if (is_model) o->model = a[0];
+      else o->text = a[0], have_text = true;
+    }
+    const int modes = have_text + !o->decode.empty() + !o->file.empty();
     if (modes != 1) fp::fail("give exactly one of: TEXT, --decode IDS, --file F");
+    if (o->model.empty()) o->model = fp::builtin_model_path();
     const auto file = fp::gguf::File::open(o->model, {.allow_header_only = false});
     const auto tok = fp::Tokenizer::from_gguf(file);
     if (!o->file.empty()) return run_file(tok, o->file, !o->no_special);

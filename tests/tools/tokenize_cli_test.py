@@ -65,6 +65,14 @@ def main():
     res = run(base, "--no-special", bos)
     check(res.returncode == 0 and len(res.stdout.split()) > 1, f"--no-special: {res.stdout!r}")
 
+    # No MODEL: the built-in tiny model's tokenizer; text round-trips through --decode.
+    res = run("hello world")
+    check(res.returncode == 0 and len(res.stdout.split()) > 0, f"built-in model: {res.returncode} {res.stderr!r}")
+    if res.returncode == 0:
+        ids = ",".join(res.stdout.decode().split())
+        back = run("--decode", ids)
+        check(back.stdout == b"hello world\n", f"built-in round trip: {back.stdout!r}")
+
     # Errors: non-zero exit and a one-line message naming the problem.
     for args, needle in [((base,), b"exactly one of"),
                          ((base, "--decode", "1,x"), b"'x' is not a token id"),
