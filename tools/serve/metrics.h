@@ -3,7 +3,6 @@
 // thread (tokens, timings); gauges (queue depth, running) are read from the
 // scheduler when scraped.
 #pragma once
-#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>

@@ -61,7 +61,6 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;
   size_t running_ = 0;
   bool stopping_ = false;
-  uint64_t seed_counter_ = 0;
   std::thread thread_;
 };
 

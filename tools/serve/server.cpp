@@ -7,10 +7,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <thread>
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <thread>
 
 #include "ops/core/error.h"
 #include "runtime/chat/chat_template.h"
@@ -28,8 +28,6 @@ using nlohmann::json;
 
 namespace {
 
-// DS4 enables Think Max only when the context can hold it (MODEL.md §9.2).
-constexpr uint64_t kThinkMaxMinContext = 393216;
 // How often a waiting stream checks that its client is still there.
 constexpr std::chrono::milliseconds kPollInterval{50};
 // OpenAI reports an impossible token's logprob as -9999 (JSON has no -inf).
@@ -117,7 +115,8 @@ struct Server::Impl {
   void method_not_allowed(const httplib::Request& req, httplib::Response& res);
   void tokenize(const std::string& body, httplib::Response& res);
   void detokenize(const std::string& body, httplib::Response& res);
-  void chat_without_body(const httplib::Request&, httplib::Response&) { parse_body(""); }
+  // POST without a body: httplib routes it apart from the content-reader handlers.
+  void empty_body(const httplib::Request&, httplib::Response&) { parse_body(""); }
   void model(const httplib::Request& req, httplib::Response& res);
   json model_json(const std::string& id) const;
 
@@ -190,7 +189,7 @@ GenerationInput Server::Impl::make_input(const CommonRequest& r, std::vector<int
 // a tool result with no call before it) is the client's error.
 std::vector<int32_t> Server::Impl::chat_prompt(const ChatRequest& r) const {
   ChatOptions options = r.chat;
-  options.think_max = r.think_max_requested && scheduler.max_context() >= kThinkMaxMinContext;
+  options.think_max = r.think_max_requested && scheduler.max_context() >= fp::kThinkMaxMinContext;
   try {
     return tok.encode(render_chat(r.messages, options), /*parse_special=*/true);
   } catch (const Error& e) {
@@ -721,10 +720,10 @@ Server::Server(Engine& engine, ServerOptions options) : impl_(std::make_unique<I
   http.Post("/detokenize", with_body([&s](const std::string& b, httplib::Response& res) { s.detokenize(b, res); }));
   // The same routes without a body (Content-Length: 0): httplib dispatches those to
   // plain handlers; they get the usual "not valid JSON" answer.
-  http.Post("/v1/chat/completions", guarded(&Impl::chat_without_body));
-  http.Post("/v1/completions", guarded(&Impl::chat_without_body));
-  http.Post("/tokenize", guarded(&Impl::chat_without_body));
-  http.Post("/detokenize", guarded(&Impl::chat_without_body));
+  http.Post("/v1/chat/completions", guarded(&Impl::empty_body));
+  http.Post("/v1/completions", guarded(&Impl::empty_body));
+  http.Post("/tokenize", guarded(&Impl::empty_body));
+  http.Post("/detokenize", guarded(&Impl::empty_body));
   // Any other body-carrying request is read under the same limit, then refused.
   auto no_route = [](const char* what) {
     return [what](const std::string&, httplib::Response& res) {

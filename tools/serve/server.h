@@ -1,6 +1,7 @@
 // `flashplan serve`: the OpenAI-compatible HTTP front of one engine.
 //   POST /v1/chat/completions   chat through the DS4 template (tools, thinking), SSE streaming
 //   POST /v1/completions        raw-prompt completions, SSE streaming
+//   POST /tokenize, /detokenize   token ids of a prompt or chat, and back (vLLM's shapes)
 //   GET  /v1/models, /v1/models/{id}, /health, /metrics (Prometheus), /openapi.json
 // HTTP threads parse and validate; generation happens on the scheduler's thread.
 // Every failure a client can cause is an OpenAI-shaped error with its status; an
