@@ -18,6 +18,7 @@
 #include "ops/norm/norm_cuda.h"
 #include "ops/quant/quant_cuda.h"
 #include "ops/rope/rope_cuda.h"
+#include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
 
 namespace fp::cuda {
@@ -25,25 +26,6 @@ namespace {
 
 void ck(cudaError_t e, const char* what) {
   if (e != cudaSuccess) fail("CUDA error in ", what, ": ", cudaGetErrorString(e));
-}
-
-ref::RopeParams main_rope(const ModelConfig& c) {
-  ref::RopeParams p;
-  p.n_rot = c.rope_dim;
-  p.base = c.rope_freq_base;
-  return p;
-}
-
-ref::RopeParams compress_rope(const ModelConfig& c) {
-  ref::RopeParams p;
-  p.n_rot = c.rope_dim;
-  p.base = c.compress_rope_freq_base;
-  p.yarn = c.rope_scaling_factor != 1.0f && c.rope_orig_ctx > 0;
-  p.factor = c.rope_scaling_factor;
-  p.orig_ctx = c.rope_orig_ctx;
-  p.beta_fast = c.yarn_beta_fast;
-  p.beta_slow = c.yarn_beta_slow;
-  return p;
 }
 
 // Device allocations of one executor, freed together.
@@ -224,8 +206,8 @@ void Executor::Impl::setup() {
   hcs.norm_eps = c.rms_eps;
   hcs.hc_eps = c.hc_eps;
   hcs.sinkhorn_iters = c.hc_sinkhorn_iters;
-  rope_main = ref::Rope(main_rope(c));
-  rope_comp = ref::Rope(compress_rope(c));
+  rope_main = ref::Rope(cpu::rope_params(c, /*compressed=*/false));
+  rope_comp = ref::Rope(cpu::rope_params(c, /*compressed=*/true));
   tab_main = upload_rope(rope_main);
   tab_comp = upload_rope(rope_comp);
   E = c.n_embd;
