@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "planner/gguf/gguf.h"
+#include "tests/support/cli.h"
 #include "tests/support/sha256.h"
 
 using nlohmann::json;
@@ -25,40 +26,10 @@ namespace {
 
 std::string data_path(const std::string& rel) { return std::string(FLASHPLAN_TEST_DATA) + "/gguf/" + rel; }
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fp_inspect_XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-// Runs `flashplan ARGS` (arguments are single-quoted for the shell).
-Run flashplan(const std::vector<std::string>& args) {
-  TempDir dir;
-  std::string cmd = std::string("'") + FLASHPLAN_BINARY + "'";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " >'" + dir / "out" + "' 2>'" + dir / "err" + "'";
-  Run r;
-  const int rc = std::system(cmd.c_str());
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-  r.out = slurp(dir / "out");
-  r.err = slurp(dir / "err");
-  return r;
-}
+using fp::test::Run;
+using fp::test::TempDir;
+using fp::test::slurp;
+Run flashplan(const std::vector<std::string>& args) { return fp::test::run_flashplan(args); }
 
 void check_one_line_error(const Run& r, const std::string& must_contain) {
   INFO(r.err);

@@ -11,43 +11,18 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/cli.h"
+
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fp_synth_cli_XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-Run flashplan(const TempDir& dir, const std::vector<std::string>& args) {
-  std::string cmd = std::string("'") + FLASHPLAN_BINARY + "'";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " >'" + dir / "stdout" + "' 2>'" + dir / "stderr" + "'";
-  Run r;
-  const int rc = std::system(cmd.c_str());
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-  r.out = slurp(dir / "stdout");
-  r.err = slurp(dir / "stderr");
-  return r;
-}
+using fp::test::Run;
+using fp::test::TempDir;
+using fp::test::slurp;
+// Output is captured in its own scratch directory; `dir` stays the caller's workspace.
+Run flashplan(const TempDir&, const std::vector<std::string>& args) { return fp::test::run_flashplan(args); }
 
 json inspect_model(const TempDir& dir, const std::string& path) {
   const Run r = flashplan(dir, {"inspect", "--json", path});
