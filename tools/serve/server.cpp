@@ -61,6 +61,36 @@ json usage_json(size_t prompt, size_t completion) {
   return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
 }
 
+// The end of an SSE stream: a usage-only chunk when the client asked for one, then [DONE].
+std::string sse_tail(const json& base, bool include_usage, size_t prompt, size_t completion) {
+  std::string t;
+  if (include_usage) {
+    json u = base;
+    u["choices"] = json::array();
+    u["usage"] = usage_json(prompt, completion);
+    t += sse(u);
+  }
+  return t + "data: [DONE]\n\n";
+}
+
+// Sends one step's payload; a failed write means the client left, which frees its slot.
+bool send_step(httplib::DataSink& sink, const std::string& payload, Job& job, bool finished) {
+  if (!sink.write(payload.data(), payload.size())) {
+    job.cancel();
+    return false;
+  }
+  if (finished) sink.done();
+  return true;
+}
+
+// A stream whose job failed or was cancelled ends with an OpenAI error object, then [DONE].
+std::string sse_failure(const JobOutput& out) {
+  const ApiError e = out.finish == Finish::Error
+                         ? ApiError(500, "generation failed: " + out.error, "server_error", "", "generation_failed")
+                         : ApiError(503, out.error.empty() ? "cancelled" : out.error, "server_error", "", "cancelled");
+  return sse(error_body(e)) + "data: [DONE]\n\n";
+}
+
 json bytes_json(const std::string& s) {
   json b = json::array();
   for (unsigned char c : s) b.push_back(int(c));
@@ -362,10 +392,7 @@ void Server::Impl::chat(const std::string& raw_body, httplib::Response& res) {
               return false;
             }
           if (out.finish == Finish::Error || out.finish == Finish::Cancelled) {
-            const ApiError e = out.finish == Finish::Error
-                                   ? ApiError(500, "generation failed: " + out.error, "server_error", "", "generation_failed")
-                                   : ApiError(503, out.error.empty() ? "cancelled" : out.error, "server_error", "", "cancelled");
-            payload = sse(error_body(e)) + "data: [DONE]\n\n";
+            payload = sse_failure(out);
             sink.write(payload.data(), payload.size());
             sink.done();
             return true;
@@ -394,26 +421,11 @@ void Server::Impl::chat(const std::string& raw_body, httplib::Response& res) {
               payload += sse(st->chunk({{"tool_calls", std::move(calls)}}));
             }
             payload += sse(st->chunk(json::object(), chat_finish_reason(out.finish, !parsed.tool_calls.empty())));
-            if (st->include_usage) {
-              json u = st->base;
-              u["choices"] = json::array();
-              u["usage"] = usage_json(st->job->input().prompt.size(), st->generated);
-              payload += sse(u);
-            }
-            payload += "data: [DONE]\n\n";
+            payload += sse_tail(st->base, st->include_usage, st->job->input().prompt.size(), st->generated);
           }
-          if (!sink.write(payload.data(), payload.size())) {
-            st->job->cancel();
-            return false;
-          }
-          if (out.finished) sink.done();
-          return true;
+          return send_step(sink, payload, *st->job, out.finished);
         }
-        if (!sink.write(payload.data(), payload.size())) {
-          st->job->cancel();
-          return false;
-        }
-        return true;
+        return send_step(sink, payload, *st->job, /*finished=*/false);
       },
       [st](bool) { st->job->cancel(); });
 }
@@ -503,10 +515,7 @@ void Server::Impl::completion(const std::string& raw_body, httplib::Response& re
           }
         std::string payload;
         if (out.finish == Finish::Error || out.finish == Finish::Cancelled) {
-          const ApiError e = out.finish == Finish::Error
-                                 ? ApiError(500, "generation failed: " + out.error, "server_error", "", "generation_failed")
-                                 : ApiError(503, out.error.empty() ? "cancelled" : out.error, "server_error", "", "cancelled");
-          payload = sse(error_body(e)) + "data: [DONE]\n\n";
+          payload = sse_failure(out);
           sink.write(payload.data(), payload.size());
           sink.done();
           return true;
@@ -528,20 +537,9 @@ void Server::Impl::completion(const std::string& raw_body, httplib::Response& re
         }
         if (out.finished) {
           payload += sse(st->chunk("", out.finish == Finish::Length ? "length" : "stop"));
-          if (st->include_usage) {
-            json u = st->base;
-            u["choices"] = json::array();
-            u["usage"] = usage_json(st->job->input().prompt.size(), st->generated);
-            payload += sse(u);
-          }
-          payload += "data: [DONE]\n\n";
+          payload += sse_tail(st->base, st->include_usage, st->job->input().prompt.size(), st->generated);
         }
-        if (!sink.write(payload.data(), payload.size())) {
-          st->job->cancel();
-          return false;
-        }
-        if (out.finished) sink.done();
-        return true;
+        return send_step(sink, payload, *st->job, out.finished);
       },
       [st](bool) { st->job->cancel(); });
 }
