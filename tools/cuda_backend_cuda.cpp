@@ -44,7 +44,10 @@ NodeDiff compare(const std::vector<float>& got, const std::vector<float>& ref) {
 }  // namespace
 
 std::unique_ptr<Engine> open_cuda_engine(const CudaEngineArgs& a) {
-  return cuda::CudaEngine::open(a.model, options(a));
+  auto e = cuda::CudaEngine::open(a.model, options(a));
+  const double gib = double(e->weight_bytes()) / double(1ull << 30), s = e->load_seconds();
+  std::fprintf(stderr, "cuda: weights %.2f GiB loaded in %.2f s (%.2f GiB/s)\n", gib, s, s > 0 ? gib / s : 0.0);
+  return e;
 }
 
 bool check_cuda_against_cpu(const CudaEngineArgs& a, std::span<const int32_t> ids) {

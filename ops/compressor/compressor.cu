@@ -99,7 +99,11 @@ void compressor(const CompressorArgs& a, Stream s) {
   if (a.index_keys && (a.shape.dim & (a.shape.dim - 1))) fail(what, ": indexer dim ", a.shape.dim, ", expected a power of two");
   store_kernel<<<unsigned(a.n), 256, 0, s>>>(a, a.shape.width());
   check_launch("compressor store");
-  emit_kernel<<<unsigned(a.n), 128, size_t(a.shape.dim) * sizeof(float), s>>>(a, a.shape.width(), a.shape.overlap());
+  // A thread per pooled value where the row allows (each pools up to 2*ratio slots in
+  // double): a decode step's emit is one block, so its width sets the latency.
+  const int threads = a.shape.dim >= 512 ? 512 : (a.shape.dim >= 256 ? 256 : 128);
+  emit_kernel<<<unsigned(a.n), threads, size_t(a.shape.dim) * sizeof(float), s>>>(a, a.shape.width(),
+                                                                                  a.shape.overlap());
   check_launch("compressor emit");
 }
 

@@ -1,11 +1,11 @@
-// CUDA kernels of the hyper-connection family (see hc_cuda.h). The gates and Sinkhorn
-// work on hc² values per token: one thread computes them in double exactly as the CPU
-// reference orders them; the collapse and post spread over the block.
+// CUDA kernels of the hyper-connection family (see hc_cuda.h). The flat norm and the mix
+// product are one split-K kernel (a decode step spreads over many blocks); the gates and
+// Sinkhorn work on hc² values per token, one lane each, in double and in the CPU
+// reference's order of additions; the collapse and post spread over the block.
 #include <algorithm>
 
+#include "ops/core/block_reduce.cuh"
 #include "ops/hc/hc_cuda.h"
-#include "ops/linear/linear_cuda.h"
-#include "ops/norm/norm_cuda.h"
 #include "ops/quant/cuda_common.cuh"
 
 namespace fp::cuda {
@@ -27,6 +27,11 @@ __device__ __forceinline__ float table_value(DType t, const uint8_t* row, int64_
   }
 }
 
+template <DType kT>
+__device__ __forceinline__ float table_value_t(const uint8_t* row, int64_t i) {
+  return table_value(kT, row, i);  // kT is a constant: the switch folds away
+}
+
 __global__ void embed_rows(DType type, const uint8_t* table, int64_t rows, int64_t row_bytes, const int32_t* tokens,
                            int64_t hc, int64_t dim, float* X, uint32_t* err) {
   const int64_t t = blockIdx.x;
@@ -44,67 +49,154 @@ __global__ void embed_rows(DType type, const uint8_t* table, int64_t rows, int64
 
 __device__ __forceinline__ double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
-// Gates and Sinkhorn of one token (thread 0), then the collapse x_in = Σ pre[i]·X[i].
-__global__ void hc_pre_tail(const float* X, const float* mix, const float* scale, const float* base, int64_t hc,
-                            int64_t dim, float hc_eps, int64_t iters, float* x_in, float* post, float* comb) {
-  __shared__ float pre_s[kMaxHc];
-  const int64_t t = blockIdx.x, M = (2 + hc) * hc;
-  if (threadIdx.x == 0) {
-    const float* mt = mix + t * M;
-    double c[kMaxHc * kMaxHc];
-    for (int64_t i = 0; i < hc; ++i) {
-      pre_s[i] = float(sigmoid(double(mt[i]) * scale[0] + base[i]) + hc_eps);
-      post[t * hc + i] = float(2.0 * sigmoid(double(mt[hc + i]) * scale[1] + base[hc + i]));
-    }
-    for (int64_t i = 0; i < hc; ++i) {
-      double mx = -INFINITY;
-      for (int64_t j = 0; j < hc; ++j) {
-        const int64_t q = 2 * hc + i * hc + j;
-        c[i * hc + j] = double(mt[q]) * scale[2] + base[q];
-        mx = fmax(mx, c[i * hc + j]);
+// The flat RMSNorm and the mix product, fused and split over K: the norm is a scalar per
+// token, so mix[r] = (fn[r] · X) * rsqrt(mean(X²) + eps). Block (slice, token tile) writes
+// the slice's partial dots and sum of squares, partial[t][slice][0..M) and [M]; the tail
+// kernels add the slices in order. A decode step (one token) thus spreads over
+// up to kMaxMixSlices blocks instead of one block per token.
+constexpr int kMaxMixSlices = 64;
+constexpr int kMixTokens = 4;
+constexpr int kMixThreads = 256;
+constexpr int kMixUnroll = 8;  // loads in flight per lane and row (a decode step is latency-bound)
+
+template <DType kT>
+__global__ void mix_partial(const float* X, int64_t n, const uint8_t* fn, int64_t fn_row_bytes, int64_t hd, int64_t M,
+                            float* partial) {
+  __shared__ double red[32];
+  const int64_t slices = gridDim.x, slice = blockIdx.x, t0 = int64_t(blockIdx.y) * kMixTokens;
+  const int64_t len = (hd + slices - 1) / slices, k0 = slice * len, k1 = hd < k0 + len ? hd : k0 + len;
+  const int nt = n - t0 < kMixTokens ? int(n - t0) : kMixTokens;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = kMixThreads / 32;
+  for (int64_t r = warp; r < M; r += warps) {
+    const uint8_t* row = fn + r * fn_row_bytes;
+    float acc[kMixTokens] = {};
+    for (int64_t kb = k0 + lane; kb < k1; kb += 32 * kMixUnroll) {
+      float f[kMixUnroll];
+#pragma unroll
+      for (int u = 0; u < kMixUnroll; ++u) {
+        const int64_t k = kb + 32 * u;
+        f[u] = k < k1 ? table_value_t<kT>(row, k) : 0.0f;
       }
-      double sum = 0;
-      for (int64_t j = 0; j < hc; ++j) sum += (c[i * hc + j] = exp(c[i * hc + j] - mx));
-      for (int64_t j = 0; j < hc; ++j) c[i * hc + j] = c[i * hc + j] / sum + hc_eps;
-    }
-    for (int64_t it = 0; it < iters; ++it) {
-      if (it > 0) {  // row normalisation (rounds after the first)
-        for (int64_t i = 0; i < hc; ++i) {
-          double sum = 0;
-          for (int64_t j = 0; j < hc; ++j) sum += c[i * hc + j];
-          for (int64_t j = 0; j < hc; ++j) c[i * hc + j] /= sum + hc_eps;
+#pragma unroll
+      for (int i = 0; i < kMixTokens; ++i) {
+        if (i >= nt) break;
+        const float* x = X + (t0 + i) * hd;
+#pragma unroll
+        for (int u = 0; u < kMixUnroll; ++u) {
+          const int64_t k = kb + 32 * u;
+          if (k < k1) acc[i] += f[u] * x[k];
         }
       }
-      for (int64_t j = 0; j < hc; ++j) {
-        double sum = 0;
-        for (int64_t i = 0; i < hc; ++i) sum += c[i * hc + j];
-        for (int64_t i = 0; i < hc; ++i) c[i * hc + j] /= sum + hc_eps;
-      }
     }
-    for (int64_t q = 0; q < hc * hc; ++q) comb[t * hc * hc + q] = float(c[q]);
+    for (int i = 0; i < nt; ++i) {
+      const float v = dev::warp_reduce_sum(acc[i]);
+      if (lane == 0) partial[((t0 + i) * slices + slice) * (M + 1) + r] = v;
+    }
   }
-  __syncthreads();
-  const float* xt = X + t * hc * dim;
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    float acc = pre_s[0] * xt[d];
-    for (int64_t i = 1; i < hc; ++i) acc += pre_s[i] * xt[i * dim + d];
-    x_in[t * dim + d] = acc;
+  for (int i = 0; i < nt; ++i) {
+    double ss = 0;
+#pragma unroll 4
+    for (int64_t k = k0 + threadIdx.x; k < k1; k += kMixThreads) {
+      const double x = X[(t0 + i) * hd + k];
+      ss += x * x;
+    }
+    ss = dev::block_reduce_sum(ss, red);
+    if (threadIdx.x == 0) partial[((t0 + i) * slices + slice) * (M + 1) + M] = float(ss);
   }
 }
 
-__global__ void hc_head_tail(const float* X, const float* mix, const float* scale, const float* base, int64_t hc,
-                             int64_t dim, float hc_eps, float* z) {
-  __shared__ float pre_s[kMaxHc];
-  const int64_t t = blockIdx.x;
-  if (threadIdx.x < hc)
-    pre_s[threadIdx.x] = float(sigmoid(double(mix[t * hc + threadIdx.x]) * scale[0] + base[threadIdx.x]) + hc_eps);
+// Token t's mix values into mix_s[0..M): the slices in order, times the norm's scale.
+// The partials are first staged in shared memory by the whole block (one round of
+// loads), then each value sums its slices. Contains __syncthreads().
+__device__ void finish_mix(const float* partial, int slices, int64_t t, int64_t M, int64_t hd, float eps,
+                           float* mix_s) {
+  __shared__ float part_s[kMaxMixSlices * ((2 + kMaxHc) * kMaxHc + 1)];
+  __shared__ float scale_s;
+  const int64_t count = slices * (M + 1);
+  const float* p = partial + t * count;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) part_s[i] = p[i];
   __syncthreads();
-  const float* xt = X + t * hc * dim;
+  if (threadIdx.x == 0) {
+    double ss = 0;
+    for (int s = 0; s < slices; ++s) ss += double(part_s[s * (M + 1) + M]);
+    scale_s = 1.0f / sqrtf(float(ss / double(hd)) + eps);
+  }
+  __syncthreads();
+  for (int64_t r = threadIdx.x; r < M; r += blockDim.x) {
+    float acc = 0;
+    for (int s = 0; s < slices; ++s) acc += part_s[s * (M + 1) + r];
+    mix_s[r] = acc * scale_s;
+  }
+  __syncthreads();
+}
+
+// x_in[d] = Σ pre[i]·X[i][d], streams in order; several loads in flight per thread.
+__device__ __forceinline__ void collapse_block(const float* xt, const float* pre_s, int64_t hc, int64_t dim,
+                                               float* out) {
+#pragma unroll 4
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
     float acc = pre_s[0] * xt[d];
     for (int64_t i = 1; i < hc; ++i) acc += pre_s[i] * xt[i * dim + d];
-    z[t * dim + d] = acc;
+    out[d] = acc;
   }
+}
+
+// One block per token: the gates, then Sinkhorn on hc² lanes of warp 0 (lane i*hc + j
+// holds c[i][j]; every sum gathers its hc values and adds them in the CPU's order), then
+// the collapse x_in = Σ pre[i]·X[i] over the block.
+__global__ void hc_pre_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
+                            int64_t dim, float norm_eps, float hc_eps, int64_t iters, float* x_in, float* post,
+                            float* comb) {
+  __shared__ float pre_s[kMaxHc];
+  __shared__ float mix_s[(2 + kMaxHc) * kMaxHc];
+  const int64_t t = blockIdx.x, M = (2 + hc) * hc, hd = hc * dim;
+  finish_mix(partial, slices, t, M, hd, norm_eps, mix_s);
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    if (lane < hc) {
+      pre_s[lane] = float(sigmoid(double(mix_s[lane]) * scale[0] + base[lane]) + hc_eps);
+      post[t * hc + lane] = float(2.0 * sigmoid(double(mix_s[hc + lane]) * scale[1] + base[hc + lane]));
+    }
+    const int i = lane / int(hc), j = lane % int(hc);
+    const bool live = lane < hc * hc;
+    const int q = 2 * int(hc) + (live ? lane : 0);
+    double c = live ? double(mix_s[q]) * scale[2] + base[q] : 0.0;
+    auto row_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? i * int(hc) + k : 0); };
+    auto col_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? k * int(hc) + j : 0); };
+    // Row softmax + eps.
+    double mx = -INFINITY;
+    for (int k = 0; k < hc; ++k) mx = fmax(mx, row_value(c, k));
+    c = exp(c - mx);
+    double sum = 0;
+    for (int k = 0; k < hc; ++k) sum += row_value(c, k);
+    c = c / sum + hc_eps;
+    // Column normalisation, then iters-1 rounds of row + column normalisation.
+    for (int64_t it = 0; it < iters; ++it) {
+      if (it > 0) {
+        sum = 0;
+        for (int k = 0; k < hc; ++k) sum += row_value(c, k);
+        c /= sum + hc_eps;
+      }
+      sum = 0;
+      for (int k = 0; k < hc; ++k) sum += col_value(c, k);
+      c /= sum + hc_eps;
+    }
+    if (live) comb[t * hc * hc + lane] = float(c);
+  }
+  __syncthreads();
+  collapse_block(X + t * hd, pre_s, hc, dim, x_in + t * dim);
+}
+
+__global__ void hc_head_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
+                             int64_t dim, float norm_eps, float hc_eps, float* z) {
+  __shared__ float pre_s[kMaxHc];
+  __shared__ float mix_s[kMaxHc];
+  const int64_t t = blockIdx.x, hd = hc * dim;
+  finish_mix(partial, slices, t, hc, hd, norm_eps, mix_s);
+  if (threadIdx.x < hc)
+    pre_s[threadIdx.x] = float(sigmoid(double(mix_s[threadIdx.x]) * scale[0] + base[threadIdx.x]) + hc_eps);
+  __syncthreads();
+  collapse_block(X + t * hd, pre_s, hc, dim, z + t * dim);
 }
 
 // One block per (token, 1024 dims): Xout[k][d] = post[k]·a[d] + Σ_i comb[i][k]·X[i][d].
@@ -133,22 +225,33 @@ void check_fn(const ref::Weight& fn, int64_t rows, const ref::HcShape& s) {
     fail(fn.name, ": shape [", fn.cols, ", ", fn.rows, "], expected [", s.hc * s.dim, ", ", rows, "]");
 }
 
-// The flat norm and the mix matvec shared by hc_pre and hc_head: scratch = [flat | mix].
-void flat_mix(const float* X, int64_t n, const ref::Weight& fn, const ref::HcShape& s, float* scratch, Stream st) {
+bool table_supported(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0; }
+
+// The partial mix products of hc_pre and hc_head into scratch: n * slices * (M + 1)
+// floats, which must fit in the n * (hc*dim + M) the callers provide; slices of at least
+// 128 values. Returns the slice count.
+int mix_partials(const float* X, int64_t n, const ref::Weight& fn, int64_t M, const ref::HcShape& s, float* scratch,
+                 Stream st) {
+  if (!table_supported(fn.type)) fail(fn.name, ": dtype ", dtype_name(fn.type), " has no CUDA HC mix");
+  if (n <= 0) fail(fn.name, ": ", n, " tokens");
   const int64_t hd = s.hc * s.dim;
-  float* flat = scratch;
-  float* mix = scratch + n * hd;
-  rms_norm(X, nullptr, flat, n, hd, s.norm_eps, st);
-  LinearWorkspace ws;
-  ws.exact = true;  // f32 activations: the mix is tiny and feeds sigmoid gates
-  linear(fn, flat, n, mix, ws, st);
+  const int64_t slices = std::clamp<int64_t>(std::min((hd + M) / (M + 1), hd / 128), 1, kMaxMixSlices);
+  const dim3 grid(unsigned(slices), unsigned((n + kMixTokens - 1) / kMixTokens));
+  switch (fn.type) {
+    case DType::F32: mix_partial<DType::F32><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
+    case DType::F16: mix_partial<DType::F16><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
+    case DType::BF16: mix_partial<DType::BF16><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
+    default: mix_partial<DType::Q8_0><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
+  }
+  check_launch("hc mix");
+  return int(slices);
 }
 
 }  // namespace
 
 // ---- launchers ----------------------------------------------------------------------
 
-bool embed_supported(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0; }
+bool embed_supported(DType t) { return table_supported(t); }
 
 void embed(const ref::Weight& table, const int32_t* tokens, int64_t n, const ref::HcShape& s, float* X, uint32_t* err,
            Stream st) {
@@ -165,8 +268,8 @@ void hc_pre(const float* X, int64_t n, const ref::Weight& fn, const float* scale
             const ref::HcShape& s, float* x_in, float* post, float* comb, float* scratch, Stream st) {
   check_shape(s, "cuda hc_pre");
   check_fn(fn, s.mix(), s);
-  flat_mix(X, n, fn, s, scratch, st);
-  hc_pre_tail<<<unsigned(n), 256, 0, st>>>(X, scratch + n * s.hc * s.dim, scale, base, s.hc, s.dim, s.hc_eps,
+  const int slices = mix_partials(X, n, fn, s.mix(), s, scratch, st);
+  hc_pre_tail<<<unsigned(n), 256, 0, st>>>(X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps, s.hc_eps,
                                            s.sinkhorn_iters, x_in, post, comb);
   check_launch("hc_pre");
 }
@@ -184,8 +287,8 @@ void hc_head(const float* X, int64_t n, const ref::Weight& fn, const float* scal
              const ref::HcShape& s, float* z, float* scratch, Stream st) {
   check_shape(s, "cuda hc_head");
   check_fn(fn, s.hc, s);
-  flat_mix(X, n, fn, s, scratch, st);
-  hc_head_tail<<<unsigned(n), 256, 0, st>>>(X, scratch + n * s.hc * s.dim, scale, base, s.hc, s.dim, s.hc_eps, z);
+  const int slices = mix_partials(X, n, fn, s.hc, s, scratch, st);
+  hc_head_tail<<<unsigned(n), 256, 0, st>>>(X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps, s.hc_eps, z);
   check_launch("hc_head");
 }
 

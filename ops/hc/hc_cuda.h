@@ -1,8 +1,9 @@
 // Host entry of the hyper-connection family's CUDA kernels (hc.cu), the same ops as the
 // CPU reference (hc.h) over device buffers:
 //   embed          token rows (F32, F16, BF16, Q8_0 tables) into every HC stream
-//   hc_pre         flat RMSNorm -> mix matvec (fn, through the linear family) ->
-//                  gates + Sinkhorn in double, one thread per token -> collapse
+//   hc_pre         flat RMSNorm and mix product (fn: F32/F16/BF16/Q8_0) fused, split
+//                  over K -> gates + Sinkhorn in double, one lane per hc² entry ->
+//                  collapse
 //   hc_post        X' = post·a + comb^T X
 //   hc_head        the output head's collapse (pre gates only)
 // Token ids come from device memory; an id outside the table reads row 0 (never outside

@@ -38,25 +38,44 @@ __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int64_t t)
   return N < a.max_rows ? N : a.max_rows;
 }
 
-// grid (token, row block): a warp per row, heads in order, dot products in double.
+// grid (token, row block): the token's queries staged in shared memory (rows padded by
+// one float so lanes reading different heads hit different banks); a warp per row, a
+// lane per head (heads lane, lane + 32, ...), each head's dot in double over the dims in
+// order, then Σ_h w[h]·max(0, dot_h) in head order on lane 0.
+constexpr int kMaxHeadsPerLane = 4;  // heads <= 128
+
 __global__ void scores_kernel(IndexerArgs a) {
+  extern __shared__ float q_s[];  // [heads][dim + 1]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   const int64_t N = visible_rows(a, t);
-  if (N <= a.topk) return;
+  const int64_t s0 = int64_t(blockIdx.y) * kRowsPerBlock;
+  if (N <= a.topk || s0 >= N) return;
+  const int H = int(a.heads), D = int(a.dim), ld = D + 1;
   const float* q = a.q + t * a.heads * a.dim;
+  for (int i = threadIdx.x; i < H * D; i += blockDim.x) q_s[(i / D) * ld + i % D] = q[i];
+  __syncthreads();
   const float* w = a.w + t * a.heads;
-  for (int64_t s = int64_t(blockIdx.y) * kRowsPerBlock + warp; s < min(N, int64_t(blockIdx.y + 1) * kRowsPerBlock);
-       s += kScoreWarps) {
+  const int64_t s1 = N < s0 + kRowsPerBlock ? N : s0 + kRowsPerBlock;
+  for (int64_t s = s0 + warp; s < s1; s += kScoreWarps) {
     const float* k = a.keys + s * a.dim;
-    double total = 0;
-    for (int64_t h = 0; h < a.heads; ++h) {
-      const float* qh = q + h * a.dim;
-      double dot = 0;
-      for (int64_t i = lane; i < a.dim; i += 32) dot += double(qh[i]) * double(k[i]);
+    double dot[kMaxHeadsPerLane] = {};
+    for (int i = 0; i < D; ++i) {
+      const double kv = k[i];  // the same address on every lane: one broadcast load
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if (dot > 0) total += double(w[h]) * dot;
+      for (int j = 0; j < kMaxHeadsPerLane; ++j) {
+        const int h = lane + 32 * j;
+        if (h < H) dot[j] += double(q_s[h * ld + i]) * kv;
+      }
+    }
+    double total = 0;
+    for (int h = 0; h < H; ++h) {
+      double d = dot[0];
+#pragma unroll
+      for (int j = 1; j < kMaxHeadsPerLane; ++j)
+        if (h / 32 == j) d = dot[j];
+      d = __shfl_sync(0xffffffffu, d, h % 32);
+      if (d > 0) total += double(w[h]) * d;
     }
     if (lane == 0) a.scores[t * a.max_rows + s] = total;
   }
@@ -79,15 +98,29 @@ __device__ void block_topk(const double* row, int64_t N, int64_t k, int32_t* out
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255], 1u);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      int cum = 0;
-      for (int b = 255; b >= 0; --b) {
-        if (cum + int(hist[b]) >= need) {
-          prefix_s = prefix | (uint64_t(b) << shift);
-          need_s = need - cum;
-          break;
+    if (threadIdx.x < 32) {
+      // The bin holding the need-th largest key, scanning bins from 255 down: lane l
+      // owns bins 255-8l .. 248-8l; a warp scan gives the count above each lane's bins.
+      const int lane = threadIdx.x, top = 255 - 8 * lane;
+      int own = 0;
+      for (int b = 0; b < 8; ++b) own += int(hist[top - b]);
+      int incl = own;
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+      }
+      const int above = incl - own;
+      const unsigned hit = __ballot_sync(0xffffffffu, above < need && incl >= need);
+      if (hit && lane == __ffs(hit) - 1) {
+        int cum = above;
+        for (int b = top; b > top - 8; --b) {
+          if (cum + int(hist[b]) >= need) {
+            prefix_s = prefix | (uint64_t(b) << shift);
+            need_s = need - cum;
+            break;
+          }
+          cum += int(hist[b]);
         }
-        cum += int(hist[b]);
       }
     }
     __syncthreads();
@@ -157,8 +190,15 @@ void indexer_topk(const IndexerArgs& a, Stream s) {
   const float wscale = float(1.0 / std::sqrt(double(a.dim) * double(a.heads)));
   prep_kernel<<<unsigned(a.n * a.heads), 128, size_t(a.dim) * sizeof(float), s>>>(a, wscale);
   check_launch("indexer prep");
+  if (a.heads > 32 * kMaxHeadsPerLane) fail(what, ": ", a.heads, " heads, at most ", 32 * kMaxHeadsPerLane);
+  const size_t q_bytes = size_t(a.heads) * size_t(a.dim + 1) * sizeof(float);
+  if (q_bytes > 48 * 1024) {
+    if (q_bytes > 200 * 1024) fail(what, ": ", a.heads, " heads of ", a.dim, " do not fit in shared memory");
+    check(cudaFuncSetAttribute(scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(q_bytes)),
+                       "indexer scores smem");
+  }
   const dim3 grid(unsigned(a.n), unsigned((a.max_rows + kRowsPerBlock - 1) / kRowsPerBlock));
-  scores_kernel<<<grid, 32 * kScoreWarps, 0, s>>>(a);
+  scores_kernel<<<grid, 32 * kScoreWarps, q_bytes, s>>>(a);
   check_launch("indexer scores");
   topk_kernel<<<unsigned(a.n), kTopkThreads, 0, s>>>(a);
   check_launch("indexer topk");

@@ -104,14 +104,13 @@ __global__ void gather_kernel(const float* u, int64_t k, int64_t dim, float* xs)
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) xs[q * dim + d] = u[(q / k) * dim + d];
 }
 
-// out[t][d] = Σ_i w[t][i]·ys[t*k + i][d], slots in order.
+// out[t][d] = Σ_i w[t][i]·ys[t*k + i][d], slots in order. Block (256 dims, token).
 __global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64_t dim, float* out) {
-  const int64_t t = blockIdx.x;
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    float o = 0.0f;
-    for (int64_t i = 0; i < k; ++i) o += w[t * k + i] * ys[(t * k + i) * dim + d];
-    out[t * dim + d] = o;
-  }
+  const int64_t t = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d >= dim) return;
+  float o = 0.0f;
+  for (int64_t i = 0; i < k; ++i) o += w[t * k + i] * ys[(t * k + i) * dim + d];
+  out[t * dim + d] = o;
 }
 
 unsigned grid_1d(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 4096)); }
@@ -166,7 +165,7 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
   expert_linear(a.up, a.ids, q, x, stride, up, ws, s);
   swiglu(g, up, q * ff, a.limit, mid, s);
   expert_linear(a.down, a.ids, q, mid, ff, ys, ws, s);
-  combine_kernel<<<unsigned(a.n), 256, 0, s>>>(ys, a.weights, a.k, dim, a.out);
+  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.k, dim, a.out);
   check_launch("moe combine");
 }
 

@@ -11,15 +11,43 @@ namespace {
 
 // ---- kernels ------------------------------------------------------------------------
 
+// Rows of a multiple of 4 values (16-byte aligned, as every executor buffer is) are read
+// as float4 with the loop unrolled, so a decode step's single row keeps several loads in
+// flight per thread; other rows fall back to scalar loads.
+template <bool kVec4>
 __global__ void rms_norm_rows(const float* x, const float* w, float* y, int64_t dim, float eps) {
   __shared__ double red[32];
   const float* xr = x + int64_t(blockIdx.x) * dim;
   float* yr = y + int64_t(blockIdx.x) * dim;
   double ss = 0;
-  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
+  if constexpr (kVec4) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+#pragma unroll 4
+    for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+      const float4 v = x4[i];
+      ss += double(v.x) * double(v.x) + double(v.y) * double(v.y) + double(v.z) * double(v.z) +
+            double(v.w) * double(v.w);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
+  }
   ss = dev::block_reduce_sum(ss, red);
   const float scale = 1.0f / sqrtf(float(ss / double(dim)) + eps);
-  if (w) {
+  if constexpr (kVec4) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    float4* y4 = reinterpret_cast<float4*>(yr);
+#pragma unroll 4
+    for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+      float4 v = x4[i];
+      v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+      if (w) {
+        const float4 g = w4[i];
+        v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+      }
+      y4[i] = v;
+    }
+  } else if (w) {
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
   } else {
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * scale;
@@ -38,7 +66,11 @@ __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Stream s) {
   if (!x || !y) fail("cuda rms_norm: null buffer");
   if (n <= 0 || dim <= 0) fail("cuda rms_norm: ", n, " rows of ", dim, ", expected positive sizes");
-  rms_norm_rows<<<unsigned(n), dim >= 1024 ? 512 : 128, 0, s>>>(x, w, y, dim, eps);
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool vec4 = dim % 4 == 0 && aligned(x) && aligned(y) && (!w || aligned(w));
+  const int threads = dim >= 2048 ? 256 : 128;
+  if (vec4) rms_norm_rows<true><<<unsigned(n), threads, 0, s>>>(x, w, y, dim, eps);
+  else rms_norm_rows<false><<<unsigned(n), threads, 0, s>>>(x, w, y, dim, eps);
   check_launch("rms_norm");
 }
 

@@ -1,5 +1,5 @@
 // CUDA kernels of the rope family (see rope_cuda.h): one block per (token, head) for the
-// fused head norm + rotation, one block per token for plain rotations.
+// fused head norm + rotation, one thread per rotated pair for plain rotations.
 #include "ops/core/block_reduce.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/rope/rope.cuh"
@@ -10,10 +10,18 @@ namespace {
 
 // ---- kernels ------------------------------------------------------------------------
 
+// Block (pair group, token): one thread per rotated pair of the token's heads, so a
+// decode step's 64 heads spread over several blocks.
+constexpr int kRopeThreads = 128;
+
 __global__ void rope_tokens(RopeArgs a, bool inverse) {
-  const int64_t t = blockIdx.x;
-  dev::rope_heads_block(a.x + t * a.ld, int(a.heads), int(a.head_dim), int(a.tab.n_rot), a.tab.inv_freq, *a.pos0 + t,
-                        inverse);
+  const int64_t t = blockIdx.y;
+  const int half = int(a.tab.n_rot / 2);
+  const int i = blockIdx.x * kRopeThreads + threadIdx.x;
+  if (i >= a.heads * half) return;
+  const int h = i / half, k = i % half;
+  dev::rope_pair(a.x + t * a.ld + int64_t(h) * a.head_dim + (a.head_dim - a.tab.n_rot), k, a.tab.inv_freq, *a.pos0 + t,
+                 inverse);
 }
 
 // One block per (token, head): RMSNorm of the head (no weight), then its tail rotation.
@@ -45,7 +53,9 @@ void rope(const RopeArgs& a0, Stream s) {
   if (a.op == RopeOp::head_norm_rotate) {
     head_norm_rope<<<unsigned(a.n * a.heads), 128, 0, s>>>(a);
   } else {
-    rope_tokens<<<unsigned(a.n), 128, 0, s>>>(a, a.op == RopeOp::inverse);
+    const int64_t pairs = a.heads * (a.tab.n_rot / 2);
+    const dim3 grid(unsigned((pairs + kRopeThreads - 1) / kRopeThreads), unsigned(a.n));
+    rope_tokens<<<grid, kRopeThreads, 0, s>>>(a, a.op == RopeOp::inverse);
   }
   check_launch("rope");
 }

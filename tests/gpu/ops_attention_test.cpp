@@ -70,7 +70,7 @@ void check_rounded(const std::string& what, const std::vector<float>& got, const
 
 TEST_CASE("gpu ops: rope rotate, inverse and head norm + rotate at any position") {
   std::mt19937_64 rng(21);
-  const int64_t n = 4, heads = 3, D = 64;
+  const int64_t n = 4, heads = 67, D = 64;  // 67 heads: several pair blocks, a partial last one
   for (const auto& params : {plain_rope(16), yarn(16), yarn(64)}) {
     const ref::Rope rope(params);
     DevRope dr(rope);
@@ -328,6 +328,8 @@ TEST_CASE("gpu ops: compressor state update and emission over chunked steps") {
     compressor_case(4, 64, false, official, rng);   // CSA attention rows (overlapping)
     compressor_case(4, 32, true, official, rng);    // CSA indexer keys
     compressor_case(16, 64, false, official, rng);  // HCA
+    compressor_case(4, 512, false, official, rng);   // DS4 Flash CSA rows (512-thread emit)
+    compressor_case(128, 512, false, official, rng); // DS4 Flash HCA rows
   }
 }
 

@@ -102,12 +102,12 @@ TEST_CASE("gpu ops: embed from F32, F16 and Q8_0 tables; bad ids flagged, never 
 
 TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
   std::mt19937_64 rng(13);
-  for (int64_t dim : {64, 1024}) {
+  for (int64_t dim : {64, 1024, 4096}) {  // 4096: DS4 Flash (64 mix slices; 5 tokens span two token tiles)
     for (DType ft : {DType::F32, DType::F16}) {
       CAPTURE(dim);
       CAPTURE(dtype_name(ft));
       const auto s = shape(dim);
-      const int64_t n = 3, hd = s.hc * dim, mix = s.mix();
+      const int64_t n = dim == 4096 ? 5 : 3, hd = s.hc * dim, mix = s.mix();
       auto X = randn(size_t(n * hd), rng);
       auto fnv = randn(size_t(mix * hd), rng, float(1.0 / std::sqrt(double(hd))));
       if (ft == DType::F16)

@@ -106,9 +106,15 @@ TEST_CASE("gpu ops: top-k selection is robust to NaN, infinities and ties") {
   CHECK(n == -1);
 }
 
-TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
-  std::mt19937_64 rng(32);
-  const int64_t IH = 8, ID = 32, ratio = 4, topk = 16, n = 5, n_rot = 16;
+namespace {
+
+// One indexer_topk configuration against the CPU: heads x dim of each query, top-k, the
+// step's n tokens at positions pos0.. for each pos0 (some at N <= topk, some above).
+void indexer_case(int64_t IH, int64_t ID, int64_t topk, int64_t n, std::initializer_list<int64_t> positions,
+                  std::mt19937_64& rng) {
+  CAPTURE(IH);
+  CAPTURE(ID);
+  const int64_t ratio = 4, n_rot = 16;
   ref::RopeParams rp;
   rp.n_rot = n_rot;
   rp.base = 160000;
@@ -118,7 +124,7 @@ TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
   const ref::Rope rope(rp);
   DevBuf dtab(rope.inv_freq());
   for (bool official : {false, true})
-    for (int64_t pos0 : {int64_t(30), int64_t(61), int64_t(900)}) {  // some tokens at N <= topk, some above
+    for (int64_t pos0 : positions) {
       CAPTURE(official);
       CAPTURE(pos0);
       const int64_t max_rows = (pos0 + n) / ratio + 3;
@@ -174,6 +180,15 @@ TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
         CHECK(std::vector<int32_t>(sel.begin() + t * topk, sel.begin() + (t + 1) * topk) == want[size_t(t)]);
       }
     }
+}
+
+}  // namespace
+
+TEST_CASE("gpu ops: indexer_topk matches the CPU indexer, plain and official") {
+  std::mt19937_64 rng(32);
+  indexer_case(8, 32, 16, 5, {30, 61, 900}, rng);
+  // DS4 Flash's indexer: 64 heads of 128 (two heads per lane), top-512 of up to ~1k rows.
+  indexer_case(64, 128, 512, 2, {2047, 3000, 4090}, rng);
 }
 
 TEST_CASE("gpu ops: router top-k and hash routing match the CPU; robust ids on any scores") {
