@@ -3,13 +3,17 @@
 // file (*.cu) and the CPU reference in ops/quant/dot.h.
 //
 // The variants and where each should win (the cost functions encode exactly this):
-// - cuda.matvec.<dtype>: one warp per weight row, all tokens of the step per row; reads
-//   each weight byte once; bandwidth-bound; best at 1..8 tokens.
+// - cuda.matvec.<dtype>: warp-per-row matvec; each token of the step is one slot of the
+//   launch and re-reads the weight (ops/linear/linear.cu), so it is bandwidth-bound and
+//   best at 1..8 tokens, but runs any token count (the grouped form is the only grouped
+//   kernel this build has, prefill included).
 // - cuda.gemm.dequant_cublas_f16: dequantise weights to F16 in tiles, then cuBLAS on
-//   tensor cores; pays extra weight traffic, wins when there are enough tokens.
-// - cuda.gemm.int8_tc: Q8_0 weights against Q8-quantised activations on int8 tensor
-//   cores (no dequantised copy); wins on fast-HBM cards for prefill.
-// - cuda.gemm.cublas: F16/BF16 weights straight into cuBLAS.
+//   tensor cores; pays extra weight traffic, wins when there are enough tokens. Dense
+//   matmul only, and not over F32 weights (those stay on cuda.matvec.f32).
+// Registered ahead of their kernels (implemented = false: never planned, see
+// KernelInfo::implemented): cuda.gemm.int8_tc (Q8_0 weights x Q8 activations on int8
+// tensor cores), cuda.gemm.cublas (F16/BF16 weights straight into cuBLAS) and the
+// grouped forms of all three.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -62,18 +66,19 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
   k.backend = Backend::Cuda;
   k.min_cc = 70;
   k.min_tokens = 1;
-  k.max_tokens = 8;
   k.dtypes = {v.type};
   k.summary = std::string(grouped ? "per-group " : "") + "warp-per-row matvec over " + dtype_name(v.type) +
-              (v.xf32 ? " weights with f32 activations" : " weights") + ", all tokens of the step per row";
+              (v.xf32 ? " weights with f32 activations" : " weights") + ", one slot per token (each re-reads the weight)";
   k.check = whole_blocks;
   const double bw_eff = v.bw_eff;
   const bool intq = is_int_quant(v.type) && !v.xf32;
   k.cost = [bw_eff, intq](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
+    // Beyond a few tokens the slots' weight reads stop sharing L2: count one read each.
+    const double reads = std::max(1.0, static_cast<double>(s.tokens) / 8.0);
     cost::Pass p;
-    p.dev_bytes = s.weight_bytes + s.act_bytes;
-    p.host_bytes = s.host_weight_bytes;
+    p.dev_bytes = s.weight_bytes * reads + s.act_bytes;
+    p.host_bytes = s.host_weight_bytes * reads;
     p.flops = s.flops;
     p.rate = r.fp32 * (intq ? 2.0 : 1.0);  // dp4a doubles integer dot throughput
     p.bw_eff = bw_eff;
@@ -95,7 +100,12 @@ KernelInfo dequant_cublas(OpKind op) {
   k.min_cc = 70;
   k.any_dequant = true;
   k.summary = "dequantise weight tiles to F16, then cuBLAS GEMM on tensor cores (F32 accumulate)";
-  k.check = whole_blocks;
+  k.implemented = !grouped;  // grouped products run per-group matvecs (ops/linear/linear.cu)
+  k.check = [](const KernelShape& s) {
+    for (DType t : s.wtypes)
+      if (t == DType::F32) return std::string("F32 weights have no dequantising GEMM path (cuda.matvec.f32 serves them)");
+    return whole_blocks(s);
+  };
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
     const double f16_weights = rows * s.k * 2.0;
@@ -132,6 +142,7 @@ KernelInfo int8_tc(OpKind op) {
   k.min_tokens = 2;
   k.dtypes = {DType::Q8_0};
   k.summary = "Q8_0 weights x Q8-quantised activations on int8 tensor cores, per-block scales in F32";
+  k.implemented = false;
   k.check = whole_blocks;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
@@ -164,6 +175,7 @@ KernelInfo cublas_float(OpKind op) {
   k.min_cc = 70;
   k.dtypes = {DType::F16, DType::BF16};
   k.summary = "F16/BF16 weights straight into cuBLAS (activations converted to the weight type)";
+  k.implemented = false;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
     cost::Pass convert;

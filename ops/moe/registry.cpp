@@ -5,7 +5,10 @@
 // MoE shapes: m = expert FFN width, k = model width, groups = experts used per token,
 // experts = experts in the layer; wtypes = {gate, up, down}. weight_bytes counts only
 // the experts a step is expected to touch (the op graph computes that expectation).
-// - cuda.moe.matvec: per (token, expert) warp-per-row matvecs; decode.
+// - cuda.moe.matvec: per (token, slot) warp-per-row matvecs, every slot of every token
+//   one slot of one launch (ops/moe/moe.cu); each slot re-reads its expert's matrices,
+//   so it suits decode but is also what prefill runs in this build.
+// Registered ahead of their kernels (implemented = false, never planned):
 // - cuda.moe.grouped_int8_tc: tokens sorted by expert on the device, quantised blocks
 //   unpacked to int8 in shared memory, int8 tensor cores; capturable (grid sized for
 //   the worst case, expert offsets read on the device).
@@ -45,14 +48,17 @@ KernelInfo moe_matvec() {
   k.op = OpKind::moe;
   k.backend = Backend::Cuda;
   k.min_cc = 70;
-  k.max_tokens = 8;
   k.any_dequant = true;  // cuda.moe_matvec.<type> exists for every dequantisable type
-  k.summary = "per (token, expert) warp-per-row matvecs (cuda.moe_matvec.<type> per tensor): gate/up, clamped SwiGLU, down";
+  k.summary = "per (token, slot) warp-per-row matvecs (cuda.moe_matvec.<type> per tensor): gate/up, clamped SwiGLU, "
+              "down; each slot re-reads its expert";
   k.check = whole_blocks;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    // weight_bytes covers the touched experts once; every slot reads its expert again.
+    const double slots = static_cast<double>(s.tokens) * s.groups;
+    const double reads = s.tokens <= 1 ? 1.0 : std::max(1.0, slots / std::max(1.0, touched_experts(s)));
     cost::Pass p;
-    p.dev_bytes = s.weight_bytes + s.act_bytes;
-    p.host_bytes = s.host_weight_bytes;
+    p.dev_bytes = s.weight_bytes * reads + s.act_bytes;
+    p.host_bytes = s.host_weight_bytes * reads;
     p.flops = s.flops;
     p.rate = r.fp32 * 2.0;
     p.bw_eff = 0.7;
@@ -74,6 +80,7 @@ KernelInfo moe_grouped_int8() {
   k.min_tokens = 2;
   k.dtypes = kExpertTypes;
   k.summary = "tokens grouped by expert on the device; blocks unpacked to int8, int8 tensor cores";
+  k.implemented = false;
   k.check = whole_blocks;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     const double touched = std::max(1.0, touched_experts(s));
@@ -106,6 +113,7 @@ KernelInfo moe_grouped_cublas() {
   k.any_dequant = true;
   k.capturable = false;
   k.summary = "per touched expert: dequantise to F16, cuBLAS gate/up/down (host reads expert counts)";
+  k.implemented = false;
   k.check = whole_blocks;
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
     const double touched = std::max(1.0, touched_experts(s));

@@ -66,6 +66,7 @@ const KernelInfo* find_kernel(std::string_view id) {
 std::string kernel_rejection(const KernelInfo& k, const KernelShape& s, const DeviceRates& r) {
   if (k.op != s.op) return str("serves ", op_kind_name(k.op), ", not ", op_kind_name(s.op));
   if (k.backend != r.backend) return str("needs a ", backend_name(k.backend), " device");
+  if (!k.implemented) return kNotImplemented;
   if (k.backend == Backend::Cuda && r.cc < k.min_cc)
     return str("needs compute capability ", k.min_cc / 10, ".", k.min_cc % 10, ", device has ", r.cc / 10, ".",
                r.cc % 10);

@@ -80,17 +80,25 @@ struct KernelInfo {
   std::vector<DType> dtypes;    // weight dtypes served; empty = any (or no weights)
   bool any_dequant = false;     // serves every dtype fp can dequantise
   bool capturable = true;       // may run inside a captured CUDA graph
+  // False for a variant registered (id, cost model) ahead of its kernel: the planner
+  // rejects it ("not implemented in this build"), so no plan names it, and the CUDA
+  // executor refuses a plan that does. Kept so ids and cost models stay visible.
+  bool implemented = true;
   std::string summary;          // one line for `inspect`
   std::function<KernelCost(const KernelShape&, const DeviceRates&)> cost;
   // Extra validity beyond dtype / cc / tokens; returns "" when valid, else why not.
   std::function<std::string(const KernelShape&)> check;
 };
 
+// The rejection of a variant whose kernel this build lacks (KernelInfo::implemented).
+inline constexpr const char* kNotImplemented = "not implemented in this build";
+
 // Every registered kernel, sorted by id (ids are unique; checked at first use).
 const std::vector<KernelInfo>& kernel_registry();
 const KernelInfo* find_kernel(std::string_view id);
 
-// Why `k` cannot run `s` on `r` ("" when it can): backend, cc, token range, dtypes, check.
+// Why `k` cannot run `s` on `r` ("" when it can): backend, implemented, cc, token range,
+// dtypes, check.
 std::string kernel_rejection(const KernelInfo& k, const KernelShape& s, const DeviceRates& r);
 
 // Registration entry points, one per op family (ops/<family>/registry.cpp).

@@ -51,7 +51,8 @@ TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256
     }
   CHECK(kernel(*p, node(*p, "decode", "blk.7.attn_q_b")) == "cuda.matvec.q8_0");
   CHECK(kernel(*p, node(*p, "decode", "blk.7.ffn_moe")) == "cuda.moe.matvec");
-  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_q_b")) == "cuda.gemm.int8_tc");
+  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_q_b")) == "cuda.gemm.dequant_cublas_f16");
+  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.ffn_moe")) == "cuda.moe.matvec");  // the only MoE kernel
   // Even the full 1M context fits.
   CompileOptions o;
   o.max_context = 1048576;
@@ -170,19 +171,24 @@ TEST_CASE("compile: cpu profile gives the CPU reference kernels, one per op") {
 TEST_CASE("compile: overrides are applied and recorded; bad ones are refused") {
   const DeviceProfile h200 = test::shipped_profile("h200-141gb");
   CompileOptions o;
-  o.overrides = {parse_override("blk.*.ffn_moe=cuda.moe.grouped_int8_tc"),
+  o.overrides = {parse_override("blk.*.ffn_moe=cuda.matvec.q8_0.xf32"),
+                 parse_override("blk.7.attn_q_b=cuda.gemm.dequant_cublas_f16")};
+  // A kernel registered ahead of its implementation cannot be forced.
+  o.overrides = {parse_override("blk.*.ffn_moe=cuda.moe.grouped_int8_tc")};
+  CHECK(error_of([&] { compile_plan(test::full_model(), h200, o); }).find("not implemented in this build") !=
+        std::string::npos);
+  o.overrides = {parse_override("blk.*.attn_kv=cuda.matvec.q8_0.xf32"),
                  parse_override("blk.7.attn_q_b=cuda.gemm.dequant_cublas_f16")};
   const auto p = compile_plan(test::full_model(), h200, o);
   REQUIRE(p->provenance->options->overrides.size() == 2);
-  CHECK(p->provenance->options->overrides[0]->pattern == "blk.*.ffn_moe");
+  CHECK(p->provenance->options->overrides[0]->pattern == "blk.*.attn_kv");
   const auto& q = node(*p, "decode", "blk.7.attn_q_b");
   CHECK(kernel(*p, q) == "cuda.gemm.dequant_cublas_f16");
   CHECK(q.choice == plan::Choice::forced);
   CHECK(q.override_index == 1);
   CHECK(kernel(*p, node(*p, "decode", "blk.8.attn_q_b")) == "cuda.matvec.q8_0");
-  // grouped_int8_tc runs 2+ tokens: forced on prefill, decode keeps its own choice.
-  CHECK(kernel(*p, node(*p, "prefill.1-16", "blk.9.ffn_moe")) == "cuda.moe.grouped_int8_tc");
-  CHECK(kernel(*p, node(*p, "decode", "blk.9.ffn_moe")) == "cuda.moe.matvec");
+  CHECK(kernel(*p, node(*p, "prefill.1-16", "blk.9.attn_kv")) == "cuda.matvec.q8_0.xf32");
+  CHECK(kernel(*p, node(*p, "decode", "blk.9.attn_kv")) == "cuda.matvec.q8_0.xf32");
 
   CHECK(error_of([] { parse_override("blk.*.ffn_moe"); }).find("PATTERN=KERNEL") != std::string::npos);
   CHECK(error_of([] { parse_override("blk.*.ffn_moe=cuda.nope"); }).find("not registered") != std::string::npos);

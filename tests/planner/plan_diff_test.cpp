@@ -1,6 +1,7 @@
 // diff by meaning: a plan equals itself; H100 vs H200 shows the moved experts, device
 // fields, memory and time deltas; an override shows up as a folded kernel change; layer
 // lists print compactly.
+#include <algorithm>
 #include <doctest/doctest.h>
 
 #include "plan_test_util.h"
@@ -83,7 +84,9 @@ TEST_CASE("diff: kernel changes fold over layers and phases") {
     if (k.from == "cuda.matvec.q8_0") {
       decode = true;
       CHECK(format_layers(k.layers) == "0-42");
-      CHECK(k.phases == std::vector<std::string>{"decode"});
+      // The matvec also wins the shortest prefill bucket; the longer ones take the GEMM.
+      CHECK(std::find(k.phases.begin(), k.phases.end(), "decode") != k.phases.end());
+      CHECK(std::find(k.phases.begin(), k.phases.end(), "prefill.513-2048") == k.phases.end());
     }
   }
   CHECK(decode);
