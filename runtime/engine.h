@@ -52,6 +52,17 @@ class Session {
   virtual const char* backend() const { return "this"; }
 };
 
+// How an engine got its weights, for run's summary and --json.
+struct LoadInfo {
+  std::string source = "mmap";  // "mmap" (CPU: the file mapped, read on first use), "file", "random:SEED"
+  bool direct_io = false;       // file: every read used O_DIRECT (else buffered)
+  uint64_t bytes = 0;           // weight bytes filled (0 for mmap)
+  uint64_t host_bytes = 0;      // of which in pinned host memory
+  double seconds = 0;
+  std::string plan;             // the plan it runs, empty when none
+  double gib_per_s() const { return seconds > 0 ? double(bytes) / double(1ull << 30) / seconds : 0; }
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -62,6 +73,7 @@ class Engine {
   // The device it runs on, for reports ("NVIDIA H200, cc 9.0, 132 SMs"); empty when
   // the backend has nothing to add to backend_name().
   virtual std::string device_name() const { return {}; }
+  virtual LoadInfo load_info() const { return {}; }
   virtual std::unique_ptr<Session> new_session() = 0;
 };
 

@@ -65,15 +65,17 @@ FP_COMMAND("bench", "Prefill/decode tok/s at growing context frontiers (ds4-benc
   CLI::App* self = &app;
   return [o, self]() {
     auto& sw = o->sweep;
+    const bool planned = o->engine.apply_plan() != nullptr;  // the plan's context and MTP depth
     sw.mtp_draft = o->engine.mtp_draft;
     sw.restore = o->restore == "truncate" ? fp::bench::Restore::truncate
                  : o->restore == "replay" ? fp::bench::Restore::replay
                                           : fp::bench::Restore::automatic;
     const std::vector<int64_t> fronts = fp::bench::frontiers(sw);  // checks the flags before any loading
     const int64_t need = fp::bench::needed_context(sw);
-    if (self->count("--ctx") == 0) o->engine.ctx = need + 1;
+    if (self->count("--ctx") == 0 && !planned) o->engine.ctx = need + 1;
     else if (o->engine.ctx < need)
-      fp::fail("-c/--ctx ", o->engine.ctx, ", expected at least --ctx-max + --gen-tokens (", need, ")");
+      fp::fail(planned ? "the plan's max context " : "-c/--ctx ", o->engine.ctx,
+               ", expected at least --ctx-max + --gen-tokens (", need, ")");
     // Room to roll each frontier's generation back: asked for explicitly by --restore
     // truncate (a backend that cannot says so), and by auto where the backend is known to
     // roll back (the CPU executor); anything else re-prefills.
@@ -116,6 +118,8 @@ FP_COMMAND("bench", "Prefill/decode tok/s at growing context frontiers (ds4-benc
         {"flashplan", FLASHPLAN_VERSION},
         {"numerics", o->engine.numerics},
         {"chunk", std::to_string(o->engine.chunk)},
+        {"plan", o->engine.plan.empty() ? std::string("(none)") : o->engine.plan},
+        {"weights", o->engine.weights},
         {"mtp_draft", std::to_string(sw.mtp_draft)},
         {"prompt", prompt_desc},
         {"ctx_start", std::to_string(sw.ctx_start)},

@@ -61,6 +61,8 @@ FP_COMMAND("logits", "Logits at every position of a token sequence (CPU referenc
     bool parity_ok = true;
     if (!o->check_against.empty()) {
       if (o->engine.backend != "cuda") fp::fail("--check-against cpu needs --backend cuda");
+      if (!o->engine.plan.empty())
+        fp::fail("--check-against cpu: runs both executors without a plan; leave --plan out");
 #ifdef FLASHPLAN_HAVE_CUDA
       parity_ok = fp::cli::check_cuda_against_cpu(o->engine.cuda_args(), ids);
 #endif

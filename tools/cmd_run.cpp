@@ -1,7 +1,8 @@
-// `flashplan run [MODEL] -p "text"`: generate from a prompt on the CPU executor and
-// print the text and a summary (tokens, prefill and decode tok/s, MTP acceptance).
-// With no MODEL it runs the built-in tiny model. --json prints one object instead:
-// {tokens, text, prompt_tokens, prefill_tps, decode_tps, mtp: {...}, ...}.
+// `flashplan run [MODEL] -p "text"`: generate from a prompt (CPU reference executor or
+// CUDA, from a plan or not) and print the text and a summary (tokens, prefill and decode
+// tok/s, MTP acceptance, and on CUDA how the weights were loaded). With no MODEL it runs
+// the built-in tiny model. --json prints one object instead:
+// {tokens, text, prompt_tokens, prefill_tps, decode_tps, mtp: {...}, load: {...}, ...}.
 // The prompt is tokenized with special-token matching and gets BOS in front unless it
 // already starts with it (or --no-bos).
 #include <unistd.h>
@@ -17,7 +18,7 @@
 #include "tools/command.h"
 #include "tools/engine_args.h"
 
-FP_COMMAND("run", "Generate text from a prompt (CPU reference executor; no MODEL: the built-in tiny model)",
+FP_COMMAND("run", "Generate text from a prompt (CPU reference executor or CUDA; no MODEL: the built-in tiny model)",
            [](CLI::App& app) {
   struct Opts {
     fp::cli::EngineArgs engine;
@@ -61,6 +62,7 @@ FP_COMMAND("run", "Generate text from a prompt (CPU reference executor; no MODEL
     };
     const fp::GenerateStats st = fp::generate(*session, prompt, g, sampler, out, stream);
     const std::string text = tok.decode(out);
+    const fp::LoadInfo load = engine->load_info();
     if (o->json) {
       nlohmann::json j;
       j["model"] = engine->model_name();
@@ -76,6 +78,14 @@ FP_COMMAND("run", "Generate text from a prompt (CPU reference executor; no MODEL
       j["decode_s"] = st.decode_s;
       j["prefill_tps"] = st.prefill_tps();
       j["decode_tps"] = st.decode_tps();
+      j["plan"] = load.plan.empty() ? nlohmann::json(nullptr) : nlohmann::json(load.plan);
+      j["device"] = engine->device_name();
+      j["load"] = {{"source", load.source},
+                   {"direct_io", load.direct_io},
+                   {"bytes", load.bytes},
+                   {"host_bytes", load.host_bytes},
+                   {"seconds", load.seconds},
+                   {"gib_per_s", load.gib_per_s()}};
       j["mtp"] = {{"draft", o->engine.mtp_draft},
                   {"drafted", st.drafted},
                   {"accepted", st.accepted},
@@ -92,6 +102,12 @@ FP_COMMAND("run", "Generate text from a prompt (CPU reference executor; no MODEL
       std::fprintf(stderr, "; MTP draft %d: %lld/%lld accepted (%.1f%%)", o->engine.mtp_draft, (long long)st.accepted,
                    (long long)st.drafted, 100.0 * st.acceptance());
     std::fprintf(stderr, "\n");
+    if (!load.plan.empty()) std::fprintf(stderr, "plan %s\n", load.plan.c_str());
+    if (load.source != "mmap")
+      std::fprintf(stderr, "weights: %.2f GiB (%.2f GiB in host memory) from %s%s in %.2f s, %.2f GiB/s\n",
+                   double(load.bytes) / double(1ull << 30), double(load.host_bytes) / double(1ull << 30),
+                   load.source.c_str(), load.source == "file" ? (load.direct_io ? " (direct I/O)" : " (buffered)") : "",
+                   load.seconds, load.gib_per_s());
     return 0;
   };
 });

@@ -4,19 +4,25 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
 #include "ops/numerics/mode.h"
+#include "planner/plan_io/plan_io.h"
 #include "runtime/engine.h"
 
 namespace fp::cli {
 
 struct CudaEngineArgs {
   std::string model;
+  std::string mtp_file;
   Numerics numerics = Numerics::plain;
   int64_t ctx = 4096, chunk = 256;
   bool graphs = true;
+  std::shared_ptr<const LoadedPlan> plan;  // kernels and placement from it (null: the built-in choice)
+  std::optional<uint64_t> random_seed;     // --weights random:SEED
+  bool progress = false;                   // the loader's progress bar on stderr
 };
 std::unique_ptr<Engine> open_cuda_engine(const CudaEngineArgs& a);
 

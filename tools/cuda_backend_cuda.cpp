@@ -17,6 +17,9 @@ cuda::CudaOptions options(const CudaEngineArgs& a) {
   o.max_context = a.ctx;
   o.max_step = a.chunk;
   o.graphs = a.graphs;
+  o.plan = a.plan;
+  o.random_seed = a.random_seed;
+  o.progress = a.progress;
   return o;
 }
 
@@ -44,9 +47,13 @@ NodeDiff compare(const std::vector<float>& got, const std::vector<float>& ref) {
 }  // namespace
 
 std::unique_ptr<Engine> open_cuda_engine(const CudaEngineArgs& a) {
-  auto e = cuda::CudaEngine::open(a.model, options(a));
-  const double gib = double(e->weight_bytes()) / double(1ull << 30), s = e->load_seconds();
-  std::fprintf(stderr, "cuda: weights %.2f GiB loaded in %.2f s (%.2f GiB/s)\n", gib, s, s > 0 ? gib / s : 0.0);
+  ModelOpenOptions mo;
+  mo.mtp_path = a.mtp_file;
+  auto e = cuda::CudaEngine::open(a.model, options(a), mo);
+  const LoadInfo l = e->load_info();
+  std::fprintf(stderr, "cuda: weights %.2f GiB loaded in %.2f s (%.2f GiB/s) from %s%s\n",
+               double(l.bytes) / double(1ull << 30), l.seconds, l.gib_per_s(), l.source.c_str(),
+               l.source == "file" ? (l.direct_io ? ", direct I/O" : ", buffered") : "");
   return e;
 }
 

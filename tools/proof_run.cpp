@@ -91,7 +91,8 @@ Side parse_side(const std::string& name, const std::string& flags, const std::st
 SideResult run_side(const Side& side, const std::vector<Prompt>& prompts, const RunOptions& o) {
   // A side that leaves --threads out runs on every core, whatever the side before it set.
   if (side.engine.threads == 0) set_thread_count(int(std::max(1u, std::thread::hardware_concurrency())));
-  auto engine = side.engine.open();
+  cli::EngineArgs args = side.engine;  // open() takes a plan's settings into the flags
+  auto engine = args.open();
   const Tokenizer& tok = engine->tokenizer();
   SideResult res;
   res.name = side.name;
@@ -115,7 +116,7 @@ SideResult run_side(const Side& side, const std::vector<Prompt>& prompts, const 
 
     GenerateOptions g;
     g.max_tokens = o.max_tokens;
-    g.mtp_draft = side.engine.mtp_draft;
+    g.mtp_draft = args.mtp_draft;
     if (!o.ignore_eos && tok.eos() >= 0) g.stop_tokens.push_back(tok.eos());
     Sampler sampler(side.sampling.s);
     auto inner = engine->new_session();

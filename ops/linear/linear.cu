@@ -25,8 +25,8 @@ void check_weight(const ref::Weight& w, const char* what) {
 
 // One matvec launch over `slots` slots with x already laid out slot by slot.
 void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t slots, const float* x,
-         int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s) {
-  const ActFormat f = act_format(w.type, w.cols, ws.exact);
+         int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s, bool xf32 = false) {
+  const ActFormat f = act_format(w.type, w.cols, ws.exact || xf32);
   MatvecArgs a;
   a.type = w.type;
   a.w = w.data;
@@ -64,27 +64,36 @@ int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows) {
   return CublasGemm::workspace_bytes(cols, n_tok, tile_rows);
 }
 
-void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s) {
+void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
+            LinearPath path) {
   check_weight(w, "cuda linear");
   if (n <= 0) fail(w.name, ": ", n, " tokens");
-  if (ws.gemm && n >= ws.gemm_min_tokens && w.type != DType::F32 && !ws.exact && dequant_supported(w.type) &&
-      linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes) {
+  const bool gemm_fits = ws.gemm && linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes;
+  if (path == LinearPath::gemm) {
+    if (w.type == DType::F32 || !dequant_supported(w.type))
+      fail(w.name, ": cuda.gemm.dequant_cublas_f16 does not read ", dtype_name(w.type), " weights");
+    if (!gemm_fits) fail(w.name, ": cuda.gemm.dequant_cublas_f16 without a GEMM workspace for ", n, " tokens");
+  }
+  const bool automatic_gemm = path == LinearPath::automatic && gemm_fits && n >= ws.gemm_min_tokens &&
+                              w.type != DType::F32 && !ws.exact && dequant_supported(w.type);
+  if (path == LinearPath::gemm || automatic_gemm) {
     ws.gemm->run(w.type, w.data, w.rows, w.cols, x, n, y, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
     return;
   }
-  run(w, nullptr, 0, n, x, w.cols, y, ws, s);
+  run(w, nullptr, 0, n, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32);
 }
 
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
-                    const LinearWorkspace& ws, Stream s) {
+                    const LinearWorkspace& ws, Stream s, LinearPath path) {
   check_weight(w, "cuda grouped_linear");
+  if (path == LinearPath::gemm) fail(w.name, ": grouped products have no GEMM path in this build");
   if (groups <= 0 || w.rows % groups != 0) fail(w.name, ": ", w.rows, " rows do not split into ", groups, " groups");
   if (ws.iota_groups != groups || ws.iota_n < n * groups)
     fail(w.name, ": group table for ", ws.iota_groups, " groups x ", ws.iota_n, " slots, needs ", groups, " x ", n * groups);
   ref::Weight g = w;
   g.rows = w.rows / groups;
   g.experts = groups;
-  run(g, ws.iota, int32_t(groups), n * groups, x, w.cols, y, ws, s);
+  run(g, ws.iota, int32_t(groups), n * groups, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32);
 }
 
 void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,

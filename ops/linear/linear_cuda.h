@@ -10,6 +10,9 @@
 //   - several tokens are several slots of one launch (each re-reads the weight);
 //   - dense products of at least gemm_min_tokens tokens over non-F32 weights go to
 //     cuda.gemm.dequant_cublas_f16 when the workspace has a CublasGemm.
+// That is the automatic choice. A caller running a plan names the path instead
+// (LinearPath: the registry ids cuda.matvec.<type>, cuda.matvec.<type>.xf32, their
+// cuda.grouped_matvec.* forms, cuda.gemm.dequant_cublas_f16).
 // Nothing here allocates, so every call can be captured in a CUDA graph.
 // CUDA-free header.
 #pragma once
@@ -38,18 +41,28 @@ struct LinearWorkspace {
   bool exact = false;             // f32 activations everywhere
 };
 
+// Which kernel a call runs: the automatic choice above, or the one a plan names.
+enum class LinearPath : uint8_t {
+  automatic,
+  matvec,       // cuda.matvec.<type>: the type's activation format (f32 where rows do not split)
+  matvec_xf32,  // cuda.matvec.<type>.xf32: f32 activations
+  gemm,         // cuda.gemm.dequant_cublas_f16 (dense only; needs ws.gemm)
+};
+
 // Bytes of quantised activations a call over `slots` rows of `cols` values needs.
 int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots);
 // Bytes of GEMM workspace for n_tok tokens of `cols` inputs.
 int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows);
 
 // y[t*w.rows + r] = W[r]·x[t*w.cols ..] for t < n.
-void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s);
+void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
+            LinearPath path = LinearPath::automatic);
 
 // attn_output_a: W holds `groups` blocks of rows; group g of token t reads
 // x[t][g*cols ..) and writes y[t][g*rg ..) (rg = rows / groups).
+// `path`: automatic or a matvec path (grouped products have no GEMM path).
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
-                    const LinearWorkspace& ws, Stream s);
+                    const LinearWorkspace& ws, Stream s, LinearPath path = LinearPath::automatic);
 
 // Expert-indexed: slot q < slots reads x + q*x_stride (x_stride 0: all the same x) and
 // matrix ids[q] of W[experts][rows][cols]; y[q*rows + r]. ids in device memory; an

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "ops/core/error.h"
+#include "runtime/plan/plan_binding.h"
 
 namespace fp::cpu {
 
@@ -14,6 +15,8 @@ namespace fp::cpu {
 // =============================================================================
 
 CpuEngine::CpuEngine(Model model, const CpuOptions& o) : model_(std::move(model)), opts_(o) {
+  // Another model or device first: every later complaint would be about the wrong file.
+  if (opts_.plan) check_plan_for_cpu(*opts_.plan, model_.file(), model_.mtp_file());
   weights_ = bind_weights(model_);
   const ModelConfig& c = model_.config();
   if (c.context_length > 0) opts_.max_context = std::min<int64_t>(opts_.max_context, int64_t(c.context_length));
@@ -25,11 +28,39 @@ CpuEngine::CpuEngine(Model model, const CpuOptions& o) : model_(std::move(model)
     fail(model_.file().path(), ": --mtp-draft ", opts_.mtp_draft, " needs an MTP block: ", model_.mtp_notice());
   // A verification step holds the decided token and its drafts.
   opts_.max_step = std::max<int64_t>(opts_.max_step, opts_.mtp_draft + 1);
+  if (opts_.plan) {
+    bind_plan(*opts_.plan);
+    return;
+  }
   GraphOptions g;
   g.max_context = uint64_t(opts_.max_context);
   g.cost_context = g.max_context;
   g.mtp_depth = uint32_t(std::max(1, opts_.mtp_draft));
   graph_ = build_op_graph(model_, g);
+}
+
+void CpuEngine::bind_plan(const LoadedPlan& p) {
+  const PlanSettings s = plan_settings(p);
+  if (opts_.numerics != s.numerics)
+    fail(p.path, ": numerics ", numerics_name(opts_.numerics), " asked for, the plan fixes ", numerics_name(s.numerics));
+  if (uint64_t(opts_.max_context) != s.max_context)
+    fail(p.path, ": max context ", opts_.max_context, " asked for, the plan fixes ", s.max_context);
+  if (uint64_t(opts_.max_step) > s.max_step)
+    fail(p.path, ": prefill chunk ", opts_.max_step, " asked for, the plan's largest prefill bucket is ", s.max_step);
+  if (opts_.mtp_draft != 0 && uint32_t(opts_.mtp_draft) != s.mtp_depth)
+    fail(p.path, ": MTP draft ", opts_.mtp_draft, " asked for, the plan fixes depth ", s.mtp_depth, " (0 turns MTP off)");
+  graph_ = build_op_graph(model_, plan_graph_options(p));
+  const std::string diff = first_graph_difference(p, graph_);
+  if (!diff.empty()) fail(p.path, ": the plan's node lists differ from this build's op graph: ", diff);
+  // Every node runs its op kind's reference: the only kernels this executor has.
+  for (const plan::Phase* ph : *p->phases())
+    for (const plan::Node* n : *ph->nodes()) {
+      const std::string id = p.kernel_id(*n);
+      const std::string want = std::string("cpu.") + op_kind_name(OpKind(uint8_t(n->op())));
+      if (id != want)
+        fail(p.path, ": node ", n->name()->str(), " in phase ", ph->name()->str(), " runs kernel ", id,
+             ", the CPU reference executor implements only ", want);
+    }
 }
 
 std::unique_ptr<CpuEngine> CpuEngine::open(const std::string& path, const CpuOptions& o, const ModelOpenOptions& mo) {
@@ -44,6 +75,12 @@ const Tokenizer& CpuEngine::tokenizer() const {
 std::string CpuEngine::model_name() const {
   if (!model_.config().name.empty()) return model_.config().name;
   return std::filesystem::path(model_.file().path()).stem().string();
+}
+
+LoadInfo CpuEngine::load_info() const {
+  LoadInfo l;
+  if (opts_.plan) l.plan = opts_.plan->path;
+  return l;
 }
 
 std::unique_ptr<Session> CpuEngine::new_session() { return std::make_unique<CpuSession>(*this, opts_); }

@@ -16,6 +16,7 @@
 #include "ops/numerics/mode.h"
 #include "planner/graph/op_graph.h"
 #include "planner/model/model.h"
+#include "planner/plan_io/plan_io.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cpu/weights.h"
 #include "runtime/engine.h"
@@ -31,6 +32,11 @@ struct CpuOptions {
   int mtp_draft = 0;           // max MTP draft per step; 0 = MTP off
   int64_t min_rollback = 0;    // positions truncate() can go back besides MTP drafts
                                // (bench rewinds each frontier's generation this way)
+  // A compiled plan for the cpu backend (runtime/plan/plan_binding.h): the engine refuses
+  // it for another model or device, and refuses options that differ from it (numerics,
+  // max context; max_step above its largest prefill bucket; an MTP draft other than 0 or
+  // its depth). Its node lists must equal the op graph this build makes, node by node.
+  std::shared_ptr<const LoadedPlan> plan;
 };
 
 class CpuEngine : public Engine {
@@ -43,6 +49,7 @@ class CpuEngine : public Engine {
   const Tokenizer& tokenizer() const override;
   std::string backend_name() const override { return "cpu"; }
   std::string model_name() const override;
+  LoadInfo load_info() const override;
   std::unique_ptr<Session> new_session() override;
 
   const Model& model() const { return model_; }
@@ -51,6 +58,8 @@ class CpuEngine : public Engine {
   const CpuOptions& options() const { return opts_; }
 
  private:
+  void bind_plan(const LoadedPlan& p);
+
   Model model_;
   ModelW weights_;
   CpuOptions opts_;

@@ -4,6 +4,7 @@
 // zero-copy over the mmapped GGUF.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -71,5 +72,9 @@ struct ModelW {
 };
 
 ModelW bind_weights(const Model& m);
+// The same binding over another copy of the tensors: `data` gives each tensor's bytes
+// (the CUDA engine: their device addresses; a header-only GGUF has no bytes of its own).
+using TensorData = std::function<const uint8_t*(const TensorRef&)>;
+ModelW bind_weights(const Model& m, const TensorData& data);
 
 }  // namespace fp::cpu

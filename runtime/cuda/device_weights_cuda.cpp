@@ -12,9 +12,15 @@
 #include "ops/quant/quant_cuda.h"
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/loader.h"
+#include "planner/plan_io/plan_view.h"
 #include "runtime/cuda/vmm.h"
 
 namespace fp::cuda {
+namespace {
+
+std::string gib(uint64_t b) { return str(format_gib(double(b)), " (", b, " bytes)"); }
+
+}  // namespace
 
 struct DeviceWeights::Impl {
   std::vector<DeviceTensor> tensors;
@@ -109,6 +115,41 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
   }
   if (file.header_only() && !opts.random_seed)
     fail(file.path(), ": a header-only GGUF has no tensor data; load it with random weights (--weights random:SEED)");
+
+  // Before mapping anything: do the device-placed tensors fit in what is free? Name the
+  // first one that does not, with the bytes needed and free, instead of failing halfway.
+  {
+    std::vector<uint64_t> need(size_t(n_dev), 0), all(size_t(n_dev), 0), free_b(size_t(n_dev), 0),
+        total_b(size_t(n_dev), 0), gran(size_t(n_dev), 0);
+    std::vector<const WeightPlacement*> first_short(size_t(n_dev), nullptr);
+    std::vector<uint64_t> need_at_short(size_t(n_dev), 0);
+    for (int d = 0; d < n_dev; ++d) {
+      bool used = false;
+      for (const WeightPlacement& p : placements) used |= p.where == Placement::device && p.device == d;
+      if (!used) continue;
+      device_memory(d, free_b[size_t(d)], total_b[size_t(d)]);
+      gran[size_t(d)] = vmm_granularity(d);
+    }
+    for (const WeightPlacement& p : placements) {
+      if (p.where != Placement::device || p.device < 0 || p.device >= n_dev) continue;
+      const size_t d = size_t(p.device);
+      const uint64_t bytes = file.require_tensor(p.tensor).n_bytes;
+      const uint64_t rounded = (std::max<uint64_t>(bytes, 1) + gran[d] - 1) / gran[d] * gran[d];
+      all[d] += rounded;
+      if (first_short[d]) continue;
+      need[d] += rounded;
+      if (need[d] > free_b[d]) {
+        first_short[d] = &p;
+        need_at_short[d] = need[d];
+      }
+    }
+    for (int d = 0; d < n_dev; ++d)
+      if (const WeightPlacement* p = first_short[size_t(d)])
+        fail(p->tensor, ": out of device memory: the weights placed on CUDA device ", d, " need ", gib(all[size_t(d)]),
+             " (", gib(need_at_short[size_t(d)]), " up to and including this tensor), the device has ",
+             gib(free_b[size_t(d)]), " free of ", gib(total_b[size_t(d)]),
+             "; compile a plan for this GPU's profile (it moves experts to host memory when they do not fit)");
+  }
 
   DeviceWeights w;
   DeviceWeights::Impl& im = *w.impl_;

@@ -3,7 +3,15 @@
 // CPU engine binds them, and one CUDA executor per session (its activations and sequence
 // state allocated when the session starts). Prefill runs in chunks of max_step tokens,
 // decode one token per step through a captured CUDA graph (unless graphs are off).
-// No MTP yet: sessions report mtp_max_draft() = 0. CUDA-free header.
+// No MTP yet: sessions report mtp_max_draft() = 0.
+//
+// With a plan (CudaOptions::plan): refused for another model, MTP file or GPU
+// (runtime/plan/plan_binding.h) and for options that differ from it; its product-kernel
+// choices go to the executor (a kernel id this build lacks is refused at load, naming
+// node, phase and id) and its placement to the loader (host_mapped tensors in pinned
+// mapped host memory, the others each in their own VMM mapping). Without a plan every
+// tensor goes to the device and the linear family picks kernels.
+// CUDA-free header.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -13,6 +21,7 @@
 
 #include "ops/numerics/mode.h"
 #include "planner/model/model.h"
+#include "planner/plan_io/plan_io.h"
 #include "runtime/cpu/weights.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/engine.h"
@@ -29,6 +38,9 @@ struct CudaOptions {
   bool graphs = true;          // --no-graphs: every step eager
   bool exact_matmul = false;   // f32 activations in every product
   int device = 0;
+  std::shared_ptr<const LoadedPlan> plan;  // see above; numerics, context, chunk must agree with it
+  std::optional<uint64_t> random_seed;     // fill planned tensors with valid random blocks (no file read)
+  bool progress = false;                   // the loader's progress bar on stderr
 };
 
 class CudaEngine : public Engine {
@@ -43,12 +55,14 @@ class CudaEngine : public Engine {
   std::string backend_name() const override { return "cuda"; }
   std::string model_name() const override;
   std::string device_name() const override { return device_name_; }
+  LoadInfo load_info() const override { return load_info_; }
   std::unique_ptr<Session> new_session() override;
 
   const Model& model() const { return model_; }
   const cpu::ModelW& device_weights() const { return dev_w_; }  // every pointer on the device
   const CudaOptions& options() const { return opts_; }
-  double load_seconds() const { return load_s_; }
+  std::shared_ptr<const ProductKernels> products() const { return products_; }  // null without a plan
+  double load_seconds() const { return load_info_.seconds; }
   uint64_t weight_bytes() const;
 
  private:
@@ -56,7 +70,8 @@ class CudaEngine : public Engine {
   CudaOptions opts_;
   std::unique_ptr<DeviceWeights> dw_;
   cpu::ModelW dev_w_;
-  double load_s_ = 0;
+  std::shared_ptr<const ProductKernels> products_;
+  LoadInfo load_info_;
   std::string device_name_;
   mutable std::once_flag tok_once_;
   mutable std::optional<Tokenizer> tok_;

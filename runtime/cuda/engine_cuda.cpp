@@ -8,77 +8,38 @@
 #include <filesystem>
 
 #include "ops/core/error.h"
+#include "planner/plan_io/plan_view.h"
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/engine.h"
+#include "runtime/plan/plan_binding.h"
 
 namespace fp::cuda {
 namespace {
 
-// Host byte ranges of the file's tensors and their device copies.
-class PointerMap {
- public:
-  PointerMap(const gguf::File& f, const DeviceWeights& dw) {
-    for (const auto& t : f.tensors()) {
-      const auto bytes = f.bytes(t);
-      const DeviceTensor* d = dw.find(t.name);
-      if (!d || bytes.empty()) continue;
-      ranges_.push_back({bytes.data(), bytes.data() + bytes.size(), static_cast<uint8_t*>(d->ptr)});
-    }
-    std::sort(ranges_.begin(), ranges_.end(), [](const R& a, const R& b) { return a.begin < b.begin; });
-  }
-
-  template <typename T>
-  const T* dev(const T* host, const char* what) const {
-    if (!host) return nullptr;
-    const auto* p = reinterpret_cast<const uint8_t*>(host);
-    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), p, [](const uint8_t* x, const R& r) { return x < r.begin; });
-    if (it == ranges_.begin() || p >= (it - 1)->end) fail("cuda engine: ", what, " is not in a loaded tensor");
-    --it;
-    return reinterpret_cast<const T*>(it->dev + (p - it->begin));
-  }
-  ref::Weight dev(const ref::Weight& w) const {
-    ref::Weight d = w;
-    d.data = dev(w.data, w.name.c_str());
-    return d;
-  }
-
- private:
-  struct R {
-    const uint8_t* begin;
-    const uint8_t* end;
-    uint8_t* dev;
-  };
-  std::vector<R> ranges_;
-};
-
-cpu::LayerW to_device(const cpu::LayerW& h, const PointerMap& m) {
-  cpu::LayerW d = h;
-  for (auto mem : {&cpu::LayerW::hc_attn_fn, &cpu::LayerW::q_a, &cpu::LayerW::q_b, &cpu::LayerW::kv,
-                   &cpu::LayerW::out_a, &cpu::LayerW::out_b, &cpu::LayerW::comp_kv, &cpu::LayerW::comp_gate,
-                   &cpu::LayerW::comp_ape, &cpu::LayerW::idx_q_b, &cpu::LayerW::idx_proj, &cpu::LayerW::idx_comp_kv,
-                   &cpu::LayerW::idx_comp_gate, &cpu::LayerW::idx_comp_ape, &cpu::LayerW::hc_ffn_fn,
-                   &cpu::LayerW::gate_inp, &cpu::LayerW::gate_exps, &cpu::LayerW::up_exps, &cpu::LayerW::down_exps,
-                   &cpu::LayerW::gate_sh, &cpu::LayerW::up_sh, &cpu::LayerW::down_sh})
-    d.*mem = m.dev(h.*mem);
-  for (auto mem : {&cpu::LayerW::hc_attn_scale, &cpu::LayerW::hc_attn_base, &cpu::LayerW::attn_norm,
-                   &cpu::LayerW::q_a_norm, &cpu::LayerW::kv_norm, &cpu::LayerW::sinks, &cpu::LayerW::comp_norm,
-                   &cpu::LayerW::idx_comp_norm, &cpu::LayerW::hc_ffn_scale, &cpu::LayerW::hc_ffn_base,
-                   &cpu::LayerW::ffn_norm, &cpu::LayerW::exp_bias})
-    d.*mem = m.dev(h.*mem, "a layer vector");
-  d.tid2eid = m.dev(h.tid2eid, "ffn_gate_tid2eid");
-  return d;
+GpuIdentity gpu_identity(int device, cudaDeviceProp& prop) {
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) fail("cuda engine: cannot read the properties of device ", device);
+  GpuIdentity g;
+  g.name = prop.name;
+  g.cc_major = uint32_t(prop.major);
+  g.cc_minor = uint32_t(prop.minor);
+  g.sm_count = uint32_t(prop.multiProcessorCount);
+  g.total_bytes = prop.totalGlobalMem;
+  return g;
 }
 
-cpu::ModelW to_device(const cpu::ModelW& h, const PointerMap& m) {
-  cpu::ModelW d;
-  d.token_embd = m.dev(h.token_embd);
-  d.output = m.dev(h.output);
-  d.output_hc_fn = m.dev(h.output_hc_fn);
-  d.output_hc_base = m.dev(h.output_hc_base, "output_hc_base");
-  d.output_hc_scale = m.dev(h.output_hc_scale, "output_hc_scale");
-  d.output_norm = m.dev(h.output_norm, "output_norm");
-  for (const auto& L : h.layers) d.layers.push_back(to_device(L, m));
-  return d;  // no MTP block on CUDA yet
+// The plan's placement of the model file's tensors (the separate MTP file's are not
+// loaded: no MTP on CUDA yet).
+std::vector<WeightPlacement> plan_placements(const LoadedPlan& p, int device) {
+  std::vector<WeightPlacement> out;
+  for (const plan::Weight* w : *p->weights()) {
+    if (w->file() != 0) continue;
+    WeightPlacement x;
+    x.tensor = w->name()->str();
+    x.where = w->placement() == plan::Placement::host_mapped ? Placement::host : Placement::device;
+    x.device = device;  // plans place on device 0 today (one GPU per plan)
+    out.push_back(std::move(x));
+  }
+  return out;
 }
 
 }  // namespace
@@ -97,20 +58,63 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
   if (opts_.device < 0 || opts_.device >= n_dev) fail("cuda engine: device ", opts_.device, ", have ", n_dev);
   if (cudaSetDevice(opts_.device) != cudaSuccess) fail("cuda engine: cannot use device ", opts_.device);
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, opts_.device) == cudaSuccess) device_name_ = prop.name;
-  const cpu::ModelW host = cpu::bind_weights(model_);
-  const auto t0 = std::chrono::steady_clock::now();
+  const GpuIdentity gpu = gpu_identity(opts_.device, prop);
+  device_name_ = gpu.name;
+
+  std::vector<WeightPlacement> placements;
+  if (opts_.plan) {
+    const LoadedPlan& p = *opts_.plan;
+    check_plan_for_gpu(p, model_.file(), model_.mtp_file(), gpu);
+    const PlanSettings s = plan_settings(p);
+    if (opts_.numerics != s.numerics)
+      fail(p.path, ": numerics ", numerics_name(opts_.numerics), " asked for, the plan fixes ", numerics_name(s.numerics));
+    if (uint64_t(opts_.max_context) != s.max_context)
+      fail(p.path, ": max context ", opts_.max_context, " asked for, the plan fixes ", s.max_context);
+    if (uint64_t(opts_.max_step) > s.max_step)
+      fail(p.path, ": prefill chunk ", opts_.max_step, " asked for, the plan's largest prefill bucket is ", s.max_step);
+    products_ = std::make_shared<ProductKernels>(product_kernels(p));
+    placements = plan_placements(p, opts_.device);
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && p->memory()->total_device_bytes() > free_b)
+      fail(p.path, ": the plan needs ", format_gib(double(p->memory()->total_device_bytes())),
+           " of device memory (weights ", format_gib(double(p->memory()->weights_device_bytes())), ", KV ",
+           format_gib(double(p->memory()->kv_bytes())), "), ", gpu.name, " has ", format_gib(double(free_b)), " free of ",
+           format_gib(double(total_b)), "; free the GPU or compile for a smaller context (--max-context)");
+  } else {
+    placements = all_on_device(model_.file(), opts_.device);
+  }
+
   LoadOptions lo;
-  dw_ = std::make_unique<DeviceWeights>(load_weights(model_.file(), all_on_device(model_.file(), opts_.device), lo));
-  load_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  dev_w_ = to_device(host, PointerMap(model_.file(), *dw_));
+  lo.random_seed = opts_.random_seed;
+  if (opts_.progress) lo.progress = stderr_progress_bar();
+  dw_ = std::make_unique<DeviceWeights>(load_weights(model_.file(), placements, lo));
+  const LoadStats& ls = dw_->stats();
+  load_info_.source = opts_.random_seed ? "random:" + std::to_string(*opts_.random_seed) : "file";
+  load_info_.direct_io = !opts_.random_seed && ls.direct_io;
+  load_info_.bytes = ls.bytes;
+  load_info_.host_bytes = dw_->host_bytes();
+  load_info_.seconds = ls.seconds;
+  if (opts_.plan) load_info_.plan = opts_.plan->path;
+
+  // Bind by role over the device copies; the separate MTP file's tensors stay unbound.
+  const gguf::File* mtp_file = model_.mtp_file();
+  dev_w_ = cpu::bind_weights(model_, [&](const TensorRef& t) -> const uint8_t* {
+    if (mtp_file && t.file == mtp_file) return nullptr;
+    const DeviceTensor* d = dw_->find(t.name());
+    if (!d) fail("cuda engine: ", t.name(), " is not loaded (not in the placement list)");
+    return static_cast<const uint8_t*>(d->ptr);
+  });
+  dev_w_.mtp.reset();  // no MTP block on CUDA yet
+  dev_w_.by_name.clear();
 }
 
 CudaEngine::~CudaEngine() = default;
 
 std::unique_ptr<CudaEngine> CudaEngine::open(const std::string& path, const CudaOptions& o,
                                              const ModelOpenOptions& mo) {
-  return std::make_unique<CudaEngine>(Model::open(path, mo), o);
+  ModelOpenOptions m = mo;
+  m.allow_header_only = m.allow_header_only || o.random_seed.has_value();  // random weights need no bytes
+  return std::make_unique<CudaEngine>(Model::open(path, m), o);
 }
 
 const Tokenizer& CudaEngine::tokenizer() const {
@@ -133,8 +137,9 @@ std::unique_ptr<Session> CudaEngine::new_session() { return std::make_unique<Cud
 
 namespace {
 
-ExecutorOptions exec_options(const CudaOptions& o) {
+ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const ProductKernels> products) {
   ExecutorOptions e;
+  e.products = std::move(products);
   e.numerics = o.numerics;
   e.max_context = o.max_context;
   e.max_step = o.max_step;
@@ -149,7 +154,7 @@ CudaSession::CudaSession(const CudaEngine& e, const CudaOptions& o)
     : vocab_(e.config().n_vocab),
       max_ctx_(o.max_context),
       step_(o.max_step),
-      exec_(e.config(), e.device_weights(), exec_options(o)) {
+      exec_(e.config(), e.device_weights(), exec_options(o, e.products())) {
   last_logits_.assign(size_t(vocab_), 0.0f);
 }
 

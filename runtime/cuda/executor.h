@@ -9,6 +9,12 @@
 // chunk) is captured once into a CUDA graph, on its second use, and replayed at every
 // position after that (at most 8 shapes; others run eagerly).
 //
+// Products: with a plan (ProductKernels), every matmul, grouped_matmul and moe node runs
+// the kernel the plan chose for it in the step's phase (decode for one token, else the
+// prefill bucket holding the step's size); the products inside other nodes (compressor,
+// indexer, router) and every other op kind have one CUDA kernel each and run it. With
+// no plan the linear family picks (ops/linear/linear_cuda.h).
+//
 // Numerics follow the plan's mode exactly as the CPU does (plain / official round
 // trips). Results differ from the CPU executor only by summation order (f32 dot
 // products, f32 online softmax): about 1e-6 relative per op.
@@ -17,6 +23,9 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ops/hc/hc.h"
@@ -25,7 +34,39 @@
 #include "planner/model/config.h"
 #include "runtime/cpu/weights.h"
 
+namespace fp {
+struct LoadedPlan;
+}
+
 namespace fp::cuda {
+
+// The product kernels this executor implements, by the plan's kernel ids. Adding one is
+// a value here, a line in product_kernel_for() and a case where the executor launches
+// that op (executor_cuda.cpp).
+enum class ProductKernel : uint8_t {
+  matvec,            // cuda.matvec.<type>, cuda.grouped_matvec.<type>
+  matvec_xf32,       // the same with .xf32: f32 activations
+  gemm_dequant_f16,  // cuda.gemm.dequant_cublas_f16
+  moe_matvec,        // cuda.moe.matvec
+};
+
+// The kernel of every product node of the phases the executor runs (decode and the
+// prefill buckets), keyed by the node's first weight (the matrix; moe: ffn_gate_exps).
+struct ProductKernels {
+  struct Phase {
+    std::string name;
+    uint32_t min_tokens = 1, max_tokens = 1;
+    std::unordered_map<std::string, ProductKernel> by_weight;
+  };
+  std::vector<Phase> phases;  // decode first, then the prefill buckets in order
+  bool uses_gemm = false;
+  const Phase* for_step(int64_t n) const;  // nullptr when no phase covers n
+};
+
+// Reads the plan's product nodes; refuses, naming node, phase and id, a kernel id this
+// executor does not implement or one that does not read the node's weight dtype, and a
+// node of any other op whose kernel is not a registered, implemented CUDA kernel.
+ProductKernels product_kernels(const LoadedPlan& p);
 
 struct ExecutorOptions {
   Numerics numerics = Numerics::plain;
@@ -33,6 +74,7 @@ struct ExecutorOptions {
   int64_t max_step = 256;
   bool graphs = true;         // capture step shapes into CUDA graphs (decode, prefill chunks)
   bool exact_matmul = false;  // f32 activations in every product (no q8 quantisation)
+  std::shared_ptr<const ProductKernels> products;  // from a plan; null: the linear family picks
 };
 
 class Executor {

@@ -1,5 +1,6 @@
 // The CUDA executor (see executor.h): buffers, the op methods in the CPU executor's
-// order, the output head, and the decode graph.
+// order, the output head, the decode graph, and the dispatch of product nodes by the
+// plan's kernel ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -93,6 +94,7 @@ struct Executor::Impl {
   static constexpr int kMaxGraphs = 8;
   int n_graphs = 0;
   std::unique_ptr<CublasGemm> gemm;
+  const ProductKernels::Phase* phase = nullptr;  // the plan's choices for the running step
 
   ref::HcShape hcs;
   ref::Rope rope_main, rope_comp;
@@ -156,6 +158,9 @@ struct Executor::Impl {
   void add(int64_t n);
   void output_hc_head(int64_t row0, int64_t n);
 
+  LinearPath path(const ref::Weight& wt) const;
+  ProductKernel moe_kernel(const ref::Weight& gate) const;
+
   void layer(const cpu::LayerW& L, LayerState& st, int64_t n);
   void body(int64_t n, int64_t logit_from, bool want_logits, Trace* tr);
 };
@@ -199,6 +204,7 @@ void Executor::Impl::setup() {
   if (o.max_step <= 0 || o.max_context <= 0) fail("cuda executor: max_step ", o.max_step, ", max_context ", o.max_context);
   if (c.n_head_kv != 1) fail("cuda executor: head_count_kv ", c.n_head_kv, ", expected 1");
   if (!attention_supported(c.head_dim)) fail("cuda executor: head_dim ", c.head_dim, " has no attention kernel");
+  if (o.products && o.exact_matmul) fail("cuda executor: exact products override a plan's kernels; run one or the other");
   ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   quant_cuda_init();  // IQ tables uploaded before any capture
   hcs.hc = c.hc_count;
@@ -285,7 +291,7 @@ void Executor::Impl::setup() {
   lin.iota_n = S * groups;
   lin.iota_groups = groups;
   lin.exact = o.exact_matmul;
-  if (S >= lin.gemm_min_tokens) {
+  if (S >= lin.gemm_min_tokens || (o.products && o.products->uses_gemm)) {
     gemm = std::make_unique<CublasGemm>(stream);
     lin.gemm = gemm.get();
     lin.gemm_ws_bytes = linear_gemm_bytes(max_cols, S, lin.gemm_tile_rows);
@@ -327,8 +333,29 @@ void Executor::Impl::rms_norm(const float* x, const float* wt, float* y, int64_t
   fp::cuda::rms_norm(x, wt, y, n, dim, c.rms_eps, stream);
 }
 
+// The plan's kernel for a product node's matrix in the running step's phase; products
+// inside other nodes (compressor, indexer, router) are not product nodes: automatic.
+LinearPath Executor::Impl::path(const ref::Weight& wt) const {
+  if (!phase) return LinearPath::automatic;
+  const auto it = phase->by_weight.find(wt.name);
+  if (it == phase->by_weight.end()) return LinearPath::automatic;
+  switch (it->second) {
+    case ProductKernel::matvec: return LinearPath::matvec;
+    case ProductKernel::matvec_xf32: return LinearPath::matvec_xf32;
+    case ProductKernel::gemm_dequant_f16: return LinearPath::gemm;
+    default: fail(wt.name, ": phase ", phase->name, " names a non-linear kernel for a linear product");
+  }
+}
+
+ProductKernel Executor::Impl::moe_kernel(const ref::Weight& gate) const {
+  if (!phase) return ProductKernel::moe_matvec;  // the only MoE kernel without a plan
+  const auto it = phase->by_weight.find(gate.name);
+  if (it == phase->by_weight.end()) fail(gate.name, ": the plan's phase ", phase->name, " has no moe node for it");
+  return it->second;
+}
+
 void Executor::Impl::matmul(const ref::Weight& wt, const float* x, int64_t n, float* y) {
-  linear(wt, x, n, y, lin, stream);
+  linear(wt, x, n, y, lin, stream, path(wt));
 }
 
 void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
@@ -444,7 +471,7 @@ void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
 }
 
 void Executor::Impl::grouped_matmul(const ref::Weight& wt, int64_t n) {
-  grouped_linear(wt, c.o_groups, attn, n, low, lin, stream);
+  grouped_linear(wt, c.o_groups, attn, n, low, lin, stream, path(wt));
 }
 
 void Executor::Impl::hc_post(const float* av, int64_t n) {
@@ -487,7 +514,10 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
   m.limit = L.clamp_exp;
   m.out = moe;
   m.work = moe_work;
-  fp::cuda::moe(m, lin, stream);
+  switch (moe_kernel(L.gate_exps)) {
+    case ProductKernel::moe_matvec: fp::cuda::moe(m, lin, stream); break;
+    default: fail(L.gate_exps.name, ": the plan names a non-MoE kernel for an moe node");
+  }
 }
 
 void Executor::Impl::swiglu(float limit, int64_t n_values) { fp::cuda::swiglu(sg, su, n_values, limit, smid, stream); }
@@ -545,6 +575,11 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
     ck(cudaStreamSynchronize(stream), "trace");
     tr->after_layer.push_back(std::move(v));
   };
+  phase = nullptr;
+  if (o.products) {
+    phase = o.products->for_step(n);
+    if (!phase) fail("cuda executor: no phase of the plan runs a step of ", n, " tokens");
+  }
   ck(cudaMemsetAsync(err, 0, sizeof(uint32_t), stream), "error flags");
   embed(n);
   snapshot();

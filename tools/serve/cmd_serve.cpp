@@ -17,7 +17,6 @@ namespace {
 
 struct ServeArgs {
   fp::cli::EngineArgs engine;
-  std::string plan;
   fp::serve::ServerOptions server;
   uint32_t default_max_tokens = 0;
   bool quiet = false;
@@ -34,9 +33,6 @@ int serve(ServeArgs& a) {
 
   if (a.default_max_tokens > 0) a.server.default_max_tokens = a.default_max_tokens;
   a.server.log_requests = !a.quiet;
-  if (!a.plan.empty())
-    fp::fail("--plan ", a.plan, ": running from a plan needs the plan executor, which this build lacks; "
-             "omit --plan to run the model on the CPU engine");
   std::unique_ptr<fp::Engine> engine = a.engine.open();
   fp::serve::Server server(*engine, a.server);
 
@@ -55,8 +51,9 @@ int serve(ServeArgs& a) {
   };
   try {
     const int port = server.bind();
-    std::printf("flashplan serve: model '%s' (%s backend), context %llu, %u slot(s)\n", server.model_id().c_str(),
-                engine->backend_name().c_str(), (unsigned long long)server.max_context(), server.slots());
+    std::printf("flashplan serve: model '%s' (%s backend%s%s), context %llu, %u slot(s)\n", server.model_id().c_str(),
+                engine->backend_name().c_str(), a.engine.plan.empty() ? "" : ", plan ", a.engine.plan.c_str(),
+                (unsigned long long)server.max_context(), server.slots());
     std::printf("flashplan serve: listening on http://%s:%d\n", a.server.host.c_str(), port);
     std::fflush(stdout);
     server.run();
@@ -73,7 +70,6 @@ int serve(ServeArgs& a) {
 FP_COMMAND("serve", "Serve the OpenAI-compatible HTTP API (chat, completions, SSE streaming)", [](CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   a->engine.add(app, /*model_optional=*/true);
-  app.add_option("--plan", a->plan, "Plan compiled for this model and device");
   app.add_option("--host", a->server.host, "Address to listen on")->capture_default_str();
   app.add_option("--port", a->server.port, "Port to listen on (0 = any free port)")->capture_default_str()
       ->check(CLI::Range(0, 65535));

@@ -1,0 +1,170 @@
+// Plan settings, device matching and the graph comparison (see plan_binding.h).
+#include "runtime/plan/plan_binding.h"
+
+#include <cmath>
+
+#include "ops/core/error.h"
+#include "planner/plan_io/plan_view.h"
+#include "planner/profile/probed_profile.h"
+
+namespace fp {
+
+PlanSettings plan_settings(const LoadedPlan& p) {
+  PlanSettings s;
+  s.backend = p->device()->backend() == plan::Backend::cuda ? Backend::Cuda : Backend::Cpu;
+  s.device = p->device()->name()->str();
+  s.numerics = p->numerics() == plan::Numerics::plain ? Numerics::plain : Numerics::official;
+  const plan::Options* o = p->provenance()->options();
+  s.max_context = o->max_context();
+  if (o->prefill_buckets())
+    for (uint32_t b : *o->prefill_buckets()) s.prefill_buckets.push_back(b);
+  s.max_step = s.prefill_buckets.empty() ? 1 : s.prefill_buckets.back();
+  bool mtp = false;
+  for (const plan::Phase* ph : *p->phases()) mtp |= ph->kind() == plan::PhaseKind::mtp_draft;
+  s.mtp_depth = mtp ? o->mtp_depth() : 0;
+  return s;
+}
+
+GraphOptions plan_graph_options(const LoadedPlan& p) {
+  const plan::Options* o = p->provenance()->options();
+  GraphOptions g;
+  g.max_context = o->max_context();
+  g.cost_context = o->cost_context();
+  g.prefill_buckets.clear();
+  if (o->prefill_buckets())
+    for (uint32_t b : *o->prefill_buckets()) g.prefill_buckets.push_back(b);
+  g.mtp_depth = o->mtp_depth();
+  g.kv_dtype = static_cast<DType>(o->kv_dtype());
+  return g;
+}
+
+// =============================================================================
+// Devices
+// =============================================================================
+
+namespace {
+
+std::string describe(const plan::Device& d) {
+  return str(d.name()->str(), " (", d.backend() == plan::Backend::cuda ? "cuda" : "cpu", " backend",
+             d.backend() == plan::Backend::cuda
+                 ? str(", cc ", d.cc_major(), ".", d.cc_minor(), ", ", d.sm_count(), " SMs, ", format_gib(double(d.memory_bytes())))
+                 : std::string(),
+             ")");
+}
+
+}  // namespace
+
+bool plan_device_is(const plan::Device& d, const GpuIdentity& g) {
+  if (d.backend() != plan::Backend::cuda || d.cc_major() != g.cc_major || d.cc_minor() != g.cc_minor) return false;
+  if (d.name()->str() == profile_name_for(g.name)) return true;
+  if (d.sm_count() != g.sm_count || g.total_bytes == 0) return false;
+  return std::fabs(double(d.memory_bytes()) - double(g.total_bytes)) / double(g.total_bytes) <= 0.03;
+}
+
+void check_plan_for_cpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp) {
+  const plan::Device& d = *p->device();
+  check_plan_matches(p, model, d.name()->str(), 0, mtp);  // model and MTP file first
+  if (d.backend() != plan::Backend::cpu)
+    fail(p.path, ": compiled for device ", describe(d),
+         ", this is the CPU reference executor (--backend cpu); compile the plan with a cpu profile "
+         "(plans/devices/cpu.yaml) or run it with --backend cuda");
+}
+
+void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp, const GpuIdentity& g) {
+  const plan::Device& d = *p->device();
+  check_plan_matches(p, model, d.name()->str(), 0, mtp);
+  if (plan_device_is(d, g)) return;
+  fail(p.path, ": compiled for device ", describe(d), ", this GPU is ", g.name, " (", profile_name_for(g.name), ", cc ",
+       g.cc_major, ".", g.cc_minor, ", ", g.sm_count, " SMs, ", format_gib(double(g.total_bytes)),
+       "); a plan runs on the GPU whose probe name it carries or whose compute capability, SM count and memory "
+       "(within 3%) its profile states; recompile with this GPU's profile (`flashplan probe`)");
+}
+
+// =============================================================================
+// Graph comparison
+// =============================================================================
+
+namespace {
+
+template <typename A, typename B>
+std::string differ(const std::string& where, const char* field, const A& plan_v, const B& graph_v) {
+  return str(where, ": ", field, " ", plan_v, " in the plan, ", graph_v, " in this build's op graph");
+}
+
+std::string list(const flatbuffers::Vector<uint32_t>* v) {
+  std::string s = "[";
+  if (v)
+    for (uint32_t i = 0; i < v->size(); ++i) s += (i ? "," : "") + std::to_string(v->Get(i));
+  return s + "]";
+}
+std::string list(const std::vector<uint32_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::string first_graph_difference(const LoadedPlan& p, const OpGraph& g) {
+  const auto& pb = *p->buffers();
+  if (pb.size() < g.buffers.size()) return differ("buffers", "count", pb.size(), g.buffers.size());
+  for (size_t i = 0; i < g.buffers.size(); ++i) {
+    const plan::Buffer& a = *pb.Get(uint32_t(i));
+    const GraphBuffer& b = g.buffers[i];
+    const std::string where = str("buffer ", i, " (", b.name, ")");
+    if (a.name()->str() != b.name) return differ(where, "name", a.name()->str(), b.name);
+    if (uint8_t(a.kind()) != uint8_t(b.kind)) return differ(where, "kind", int(a.kind()), int(b.kind));
+    if (a.layer() != b.layer) return differ(where, "layer", a.layer(), b.layer);
+    if (a.bytes() != b.bytes) return differ(where, "bytes", a.bytes(), b.bytes);
+  }
+  const auto& phases = *p->phases();
+  if (phases.size() != g.phases.size()) return differ("phases", "count", phases.size(), g.phases.size());
+  for (uint32_t pi = 0; pi < phases.size(); ++pi) {
+    const plan::Phase& a = *phases.Get(pi);
+    const PhaseGraph& b = g.phases[pi];
+    const std::string pw = str("phase ", pi, " (", b.name, ")");
+    if (a.name()->str() != b.name) return differ(pw, "name", a.name()->str(), b.name);
+    if (uint8_t(a.kind()) != uint8_t(b.kind)) return differ(pw, "kind", int(a.kind()), int(b.kind));
+    if (a.min_tokens() != b.min_tokens || a.max_tokens() != b.max_tokens)
+      return differ(pw, "tokens", str(a.min_tokens(), "-", a.max_tokens()), str(b.min_tokens, "-", b.max_tokens));
+    const auto& nodes = *a.nodes();
+    if (nodes.size() != b.nodes.size()) return differ(pw, "node count", nodes.size(), b.nodes.size());
+    for (uint32_t ni = 0; ni < nodes.size(); ++ni) {
+      const plan::Node& x = *nodes.Get(ni);
+      const GraphNode& y = b.nodes[ni];
+      const std::string nw = str(pw, " node ", ni, " (", y.name, ")");
+      if (x.name()->str() != y.name) return differ(nw, "name", x.name()->str(), y.name);
+      if (uint8_t(x.op()) != uint8_t(y.op))
+        return differ(nw, "op", op_kind_name(OpKind(uint8_t(x.op()))), op_kind_name(y.op));
+      if (x.layer() != y.layer) return differ(nw, "layer", x.layer(), y.layer);
+      if (x.tokens() != y.shape.tokens) return differ(nw, "tokens", x.tokens(), y.shape.tokens);
+      if (list(x.inputs()) != list(y.inputs)) return differ(nw, "inputs", list(x.inputs()), list(y.inputs));
+      if (list(x.outputs()) != list(y.outputs)) return differ(nw, "outputs", list(x.outputs()), list(y.outputs));
+      const uint32_t nw_plan = x.weights() ? x.weights()->size() : 0;
+      if (nw_plan != y.weights.size()) return differ(nw, "weight count", nw_plan, y.weights.size());
+      for (uint32_t wi = 0; wi < nw_plan; ++wi) {
+        const std::string pw_name = p->weights()->Get(x.weights()->Get(wi))->name()->str();
+        if (pw_name != y.weights[wi].tensor->name) return differ(nw, "weight", pw_name, y.weights[wi].tensor->name);
+      }
+      const plan::Dims* d = x.dims();
+      if (d && (d->m() != y.shape.m || d->k() != y.shape.k || d->groups() != y.shape.groups ||
+                d->experts() != y.shape.experts || d->heads() != y.shape.heads || d->head_dim() != y.shape.head_dim))
+        return differ(nw, "dims (m,k,groups,experts,heads,head_dim)",
+                      str(d->m(), ",", d->k(), ",", d->groups(), ",", d->experts(), ",", d->heads(), ",", d->head_dim()),
+                      str(y.shape.m, ",", y.shape.k, ",", y.shape.groups, ",", y.shape.experts, ",", y.shape.heads, ",",
+                          y.shape.head_dim));
+    }
+  }
+  return "";
+}
+
+const plan::Phase* phase_for_step(const LoadedPlan& p, uint32_t n) {
+  const plan::Phase* bucket = nullptr;
+  for (const plan::Phase* ph : *p->phases()) {
+    if (n == 1 && ph->kind() == plan::PhaseKind::decode) return ph;
+    if (!bucket && ph->kind() == plan::PhaseKind::prefill && ph->min_tokens() <= n && n <= ph->max_tokens()) bucket = ph;
+  }
+  return bucket;
+}
+
+}  // namespace fp

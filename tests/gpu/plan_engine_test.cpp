@@ -1,0 +1,232 @@
+// The CUDA engine running compiled plans:
+//   - the HF oracle's tiny model, compiled in-test for this GPU (its matching shipped
+//     profile, else a profile named as `flashplan probe` names the GPU): greedy tokens
+//     byte-identical to the CUDA engine without a plan and to the CPU engine, with the
+//     decode graph and without; every product node dispatched by the plan's kernel id;
+//   - a plan for another GPU is refused naming both;
+//   - --weights random:SEED: the full DS4 Flash layout from a header-only GGUF, planned
+//     for this GPU, filled on the device (no weight bytes read) runs a prefill chunk and
+//     decode steps with finite logits;
+//   - a model that cannot fit: the loader names the first tensor that does not fit, with
+//     the bytes needed and free, before mapping anything (no crash).
+#include <doctest/doctest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "ops/core/error.h"
+#include "planner/compile/compile.h"
+#include "planner/model/synth.h"
+#include "planner/profile/probed_profile.h"
+#include "runtime/cpu/engine.h"
+#include "runtime/cuda/device_weights.h"
+#include "runtime/cuda/engine.h"
+#include "runtime/plan/plan_binding.h"
+
+using namespace fp;
+
+namespace {
+
+const std::string kTiny = std::string(FLASHPLAN_TEST_DATA) + "/hf/seed1/tiny.gguf";
+
+ProbedGpu this_gpu() {
+  cudaDeviceProp p{};
+  REQUIRE(cudaGetDeviceProperties(&p, 0) == cudaSuccess);
+  size_t free_b = 0, total_b = 0;
+  REQUIRE(cudaMemGetInfo(&free_b, &total_b) == cudaSuccess);
+  ProbedGpu g;
+  g.name = p.name;
+  g.cc_major = uint32_t(p.major);
+  g.cc_minor = uint32_t(p.minor);
+  g.sm_count = uint32_t(p.multiProcessorCount);
+  g.total_bytes = p.totalGlobalMem;
+  g.free_bytes = free_b;
+  return g;
+}
+
+// The shipped profile of this GPU, or the H200 profile renamed and resized to it (what a
+// probed profile would say about memory and identity; rates do not matter here).
+DeviceProfile profile_for_this_gpu() {
+  const ProbedGpu g = this_gpu();
+  const auto shipped = load_profiles_in(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices");
+  if (const DeviceProfile* p = match_profile(g, shipped)) {
+    MESSAGE("plan compiled for the shipped profile ", p->name, " (", g.name, ")");
+    return *p;
+  }
+  DeviceProfile p = load_device_profile(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices/h200-141gb.yaml");
+  p.name = profile_name_for(g.name);
+  p.cc_major = g.cc_major;
+  p.cc_minor = g.cc_minor;
+  p.sm_count = g.sm_count;
+  p.memory_bytes = g.total_bytes;
+  p.usable_bytes = g.free_bytes - (g.free_bytes >> 5);
+  MESSAGE("no shipped profile matches ", g.name, ": plan compiled for a probed-style profile ", p.name);
+  return p;
+}
+
+std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const DeviceProfile& prof, CompileOptions o) {
+  const auto pl = compile_plan(m, prof, o);
+  return std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*pl), prof.name + ".fplan"));
+}
+
+int32_t argmax(std::span<const float> x) {
+  size_t b = 0;
+  for (size_t i = 1; i < x.size(); ++i)
+    if (x[i] > x[b]) b = i;
+  return int32_t(b);
+}
+
+std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
+  auto s = e.new_session();
+  std::vector<int32_t> out;
+  int32_t t = argmax(s->append(prompt));
+  for (int i = 0; i < n; ++i) {
+    out.push_back(t);
+    t = argmax(s->append(std::span<const int32_t>(&t, 1)));
+  }
+  return out;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+cuda::CudaOptions options_of(const std::shared_ptr<const LoadedPlan>& p) {
+  const PlanSettings s = plan_settings(*p);
+  cuda::CudaOptions o;
+  o.numerics = s.numerics;
+  o.max_context = int64_t(s.max_context);
+  o.max_step = s.max_step;
+  o.plan = p;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
+  const Model m = Model::open(kTiny);
+  CompileOptions co;
+  co.numerics = Numerics::plain;
+  co.max_context = 1024;
+  co.model_file = "tiny.gguf";
+  const auto plan = compile_for(m, profile_for_this_gpu(), co);
+  const std::vector<int32_t> prompt = {0, 5, 17, 42, 99, 3, 250, 7, 7, 31, 64, 2, 9, 11, 200, 1, 4, 8, 15, 16};
+
+  cuda::CudaOptions ref_o;
+  ref_o.numerics = Numerics::plain;
+  ref_o.max_context = 1024;
+  ref_o.max_step = 256;
+  auto ref = cuda::CudaEngine::open(kTiny, ref_o);
+  const auto want = greedy(*ref, prompt, 16);
+  cpu::CpuOptions cpu_o;
+  cpu_o.numerics = Numerics::plain;
+  cpu_o.max_context = 1024;
+  auto cpu_e = cpu::CpuEngine::open(kTiny, cpu_o);
+  CHECK(greedy(*cpu_e, prompt, 16) == want);
+
+  for (bool graphs : {true, false}) {
+    CAPTURE(graphs);
+    cuda::CudaOptions o = options_of(plan);
+    o.graphs = graphs;
+    auto e = cuda::CudaEngine::open(kTiny, o);
+    REQUIRE(e->products() != nullptr);
+    CHECK(e->products()->for_step(1)->name == "decode");
+    CHECK(e->load_info().plan == plan->path);
+    CHECK(e->load_info().source == "file");
+    CHECK(greedy(*e, prompt, 16) == want);
+    // Chunks that land in other prefill buckets give the same tokens.
+    o.max_step = 7;
+    auto small = cuda::CudaEngine::open(kTiny, o);
+    CHECK(greedy(*small, prompt, 16) == want);
+  }
+}
+
+TEST_CASE("cuda engine refuses a plan for another GPU, naming both") {
+  const Model m = Model::open(kTiny);
+  const ProbedGpu g = this_gpu();
+  const std::string other = g.name.find("H100") == std::string::npos ? "h100-sxm-80gb" : "h200-141gb";
+  CompileOptions co;
+  co.numerics = Numerics::plain;
+  co.model_file = "tiny.gguf";
+  const auto plan =
+      compile_for(m, load_device_profile(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices/" + other + ".yaml"), co);
+  const std::string e = error_of([&] { cuda::CudaEngine::open(kTiny, options_of(plan)); });
+  CHECK(e.find(other) != std::string::npos);
+  CHECK(e.find(g.name) != std::string::npos);
+}
+
+TEST_CASE("random weights: the full model from a header-only GGUF runs with finite logits") {
+  const std::string dir = std::filesystem::temp_directory_path() / "flashplan-gpu-plan";
+  std::filesystem::create_directories(dir);
+  SynthWriteOptions w;
+  w.path = dir + "/full.header.gguf";
+  w.header_only = true;
+  write_synth(synth_preset("full"), w);
+  ModelOpenOptions mo;
+  mo.allow_header_only = true;
+  const Model m = Model::open(w.path, mo);
+  CompileOptions co;
+  co.max_context = 8192;
+  co.model_file = "full.header.gguf";
+  const auto plan = compile_for(m, profile_for_this_gpu(), co);
+
+  cuda::CudaOptions o = options_of(plan);
+  o.random_seed = 1;
+  std::unique_ptr<cuda::CudaEngine> e;
+  const std::string err = error_of([&] { e = cuda::CudaEngine::open(w.path, o); });
+  REQUIRE_MESSAGE(err.empty(), err);
+  const LoadInfo li = e->load_info();
+  CHECK(li.source == "random:1");
+  CHECK(li.bytes > (80ull << 30));
+  MESSAGE("random fill of ", double(li.bytes) / double(1ull << 30), " GiB (", double(li.host_bytes) / double(1ull << 30),
+          " GiB on the host) in ", li.seconds, " s");
+  auto s = e->new_session();
+  std::vector<int32_t> prompt(40);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 7919 + 11) % e->config().n_vocab);
+  auto check_finite = [](std::span<const float> l) {
+    size_t bad = 0;
+    for (float x : l) bad += !std::isfinite(x);
+    return bad;
+  };
+  CHECK(check_finite(s->append(prompt)) == 0);
+  int32_t t = 1;
+  for (int i = 0; i < 3; ++i) {
+    const auto l = s->append(std::span<const int32_t>(&t, 1));
+    CHECK(check_finite(l) == 0);
+    t = argmax(l);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a model that cannot fit: the loader names the tensor, the bytes needed and free") {
+  const std::string dir = std::filesystem::temp_directory_path() / "flashplan-gpu-oom";
+  std::filesystem::create_directories(dir);
+  SynthConfig s = synth_preset("full");
+  s.model.n_expert = 2048;  // 8x the experts: ~600 GiB
+  SynthWriteOptions w;
+  w.path = dir + "/huge.header.gguf";
+  w.header_only = true;
+  write_synth(s, w);
+  gguf::OpenOptions go;
+  go.allow_header_only = true;
+  const gguf::File f = gguf::File::open(w.path, go);
+  cuda::LoadOptions lo;
+  lo.random_seed = 1;
+  const std::string e = error_of([&] { cuda::load_weights(f, cuda::all_on_device(f), lo); });
+  MESSAGE(e);
+  CHECK(e.find("out of device memory") != std::string::npos);
+  CHECK(e.find("blk.") != std::string::npos);
+  CHECK(e.find("free of") != std::string::npos);
+  // The GPU is still usable afterwards.
+  void* p = nullptr;
+  CHECK(cudaMalloc(&p, 1 << 20) == cudaSuccess);
+  cudaFree(p);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,199 @@
+// Running from compiled plans on the CPU (runtime/plan/plan_binding.h, the CPU engine
+// with CpuOptions::plan, and the CUDA executor's product-kernel table, which is
+// CUDA-free):
+//   - a plan compiled for plans/devices/cpu.yaml runs the built-in tiny model with
+//     greedy tokens byte-identical to the engine without a plan (MTP on and off);
+//   - the plan's node lists are compared with the op graph node by node; a graph built
+//     with other options is refused with the first difference;
+//   - a plan for another model, for a cuda device, or with other numerics / context is
+//     refused naming both sides;
+//   - the CUDA product table takes the tiny model's H200 plan, and refuses a plan that
+//     names a kernel the executor lacks, naming node, phase and id;
+//   - which GPUs a cuda plan runs on (probe name, or cc + SMs + memory within 3%).
+#include <doctest/doctest.h>
+
+#include "ops/core/error.h"
+#include "planner/compile/compile.h"
+#include "planner/model/builtin.h"
+#include "planner/profile/device_profile.h"
+#include "runtime/cpu/engine.h"
+#include "runtime/cuda/executor.h"
+#include "runtime/plan/plan_binding.h"
+#include "tests/planner/model_test_util.h"
+
+using namespace fp;
+
+namespace {
+
+DeviceProfile profile(const std::string& name) {
+  return load_device_profile(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices/" + name + ".yaml");
+}
+
+std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const std::string& device, Numerics num) {
+  CompileOptions o;
+  o.numerics = num;
+  o.model_file = "tiny.gguf";
+  const auto pl = compile_plan(m, profile(device), o);
+  return std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*pl), device + ".fplan"));
+}
+
+const Model& builtin() {
+  static const Model m = Model::open(builtin_model_path());
+  return m;
+}
+
+int32_t argmax(std::span<const float> x) {
+  size_t b = 0;
+  for (size_t i = 1; i < x.size(); ++i)
+    if (x[i] > x[b]) b = i;
+  return int32_t(b);
+}
+
+// Greedy tokens after `prompt`, with MTP drafting when the session has it (verified one
+// token at a time: exact either way).
+std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
+  auto s = e.new_session();
+  std::vector<int32_t> out;
+  int32_t t = argmax(s->append(prompt));
+  for (int i = 0; i < n; ++i) {
+    out.push_back(t);
+    t = argmax(s->append(std::span<const int32_t>(&t, 1)));
+  }
+  return out;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+cpu::CpuOptions options_of(const LoadedPlan& p) {
+  const PlanSettings s = plan_settings(p);
+  cpu::CpuOptions o;
+  o.numerics = s.numerics;
+  o.max_context = int64_t(s.max_context);
+  o.max_step = s.max_step;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a cpu plan runs the built-in model with the same greedy tokens as no plan") {
+  const auto plan = compile_for(builtin(), "cpu", Numerics::plain);
+  const std::vector<int32_t> prompt = {0, 17, 42, 99, 3, 250, 7, 7, 31};
+  cpu::CpuOptions ref_o;
+  ref_o.numerics = Numerics::plain;
+  auto ref = cpu::CpuEngine::open(builtin_model_path(), ref_o);
+  const auto want = greedy(*ref, prompt, 24);
+
+  cpu::CpuOptions o = options_of(*plan);
+  o.plan = plan;
+  auto e = cpu::CpuEngine::open(builtin_model_path(), o);
+  CHECK(e->load_info().plan == "cpu.fplan");
+  CHECK(greedy(*e, prompt, 24) == want);
+  o.mtp_draft = int(plan_settings(*plan).mtp_depth);
+  CHECK(o.mtp_draft >= 1);
+  auto em = cpu::CpuEngine::open(builtin_model_path(), o);
+  CHECK(greedy(*em, prompt, 24) == want);
+}
+
+TEST_CASE("the plan's node lists are checked against the op graph, first difference named") {
+  const auto plan = compile_for(builtin(), "cpu", Numerics::plain);
+  CHECK(first_graph_difference(*plan, build_op_graph(builtin(), plan_graph_options(*plan))) == "");
+  GraphOptions other = plan_graph_options(*plan);
+  other.prefill_buckets = {16, 128, 512, 1024};
+  // Buffers are sized for the largest step, so the first difference is a buffer's size.
+  std::string d = first_graph_difference(*plan, build_op_graph(builtin(), other));
+  CHECK(d.find("bytes") != std::string::npos);
+  CHECK(d.find("in the plan") != std::string::npos);
+  // Same buffers, a phase less: the phase list.
+  other.prefill_buckets = {128, 512, 2048};
+  d = first_graph_difference(*plan, build_op_graph(builtin(), other));
+  CHECK_MESSAGE(d.find("phase") != std::string::npos, d);
+}
+
+TEST_CASE("plans for another model, device, numerics or context are refused naming both") {
+  const auto plan = compile_for(builtin(), "cpu", Numerics::plain);
+  // Another model: the transformers oracle's tiny model.
+  cpu::CpuOptions o = options_of(*plan);
+  o.plan = plan;
+  std::string e = error_of([&] { cpu::CpuEngine::open(test::hf_tiny_path(), o); });
+  CHECK(e.find("fingerprint") != std::string::npos);
+  CHECK(e.find("tiny.gguf") != std::string::npos);
+  // A plan for a GPU on the CPU executor.
+  const auto gpu_plan = compile_for(builtin(), "h200-141gb", Numerics::plain);
+  cpu::CpuOptions g = options_of(*gpu_plan);
+  g.plan = gpu_plan;
+  e = error_of([&] { cpu::CpuEngine::open(builtin_model_path(), g); });
+  CHECK(e.find("h200-141gb") != std::string::npos);
+  CHECK(e.find("CPU reference executor") != std::string::npos);
+  // Options the plan contradicts.
+  cpu::CpuOptions n = o;
+  n.numerics = Numerics::official;
+  e = error_of([&] { cpu::CpuEngine::open(builtin_model_path(), n); });
+  CHECK(e.find("numerics official asked for, the plan fixes plain") != std::string::npos);
+  cpu::CpuOptions c = o;
+  c.max_context = 100;
+  e = error_of([&] { cpu::CpuEngine::open(builtin_model_path(), c); });
+  CHECK(e.find("max context 100 asked for") != std::string::npos);
+  cpu::CpuOptions s = o;
+  s.max_step = o.max_step + 1;
+  CHECK(error_of([&] { cpu::CpuEngine::open(builtin_model_path(), s); }).find("largest prefill bucket") !=
+        std::string::npos);
+}
+
+TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks") {
+  const auto plan = compile_for(builtin(), "h200-141gb", Numerics::plain);
+  const cuda::ProductKernels k = cuda::product_kernels(*plan);
+  REQUIRE(!k.phases.empty());
+  CHECK(k.phases[0].name == "decode");
+  CHECK(k.for_step(1) == &k.phases[0]);
+  CHECK(k.for_step(2048) != nullptr);
+  CHECK(k.for_step(2049) == nullptr);
+  CHECK(k.phases[0].by_weight.count("output.weight") == 1);
+
+  // The same plan naming an unimplemented kernel for blk.0.attn_q_b in every phase.
+  auto t = plan->root->UnPack();
+  uint16_t idx = 0;
+  for (; idx < t->kernels.size(); ++idx)
+    if (t->kernels[idx]->id == "cuda.gemm.int8_tc") break;
+  REQUIRE(idx < t->kernels.size());
+  for (auto& ph : t->phases)
+    for (auto& n : ph->nodes)
+      if (n->name == "blk.0.attn_q_b") n->kernel = idx;
+  const LoadedPlan bad = verify_plan(serialize_plan(*t), "bad.fplan");
+  delete t;
+  const std::string e = error_of([&] { cuda::product_kernels(bad); });
+  CHECK(e.find("blk.0.attn_q_b") != std::string::npos);
+  CHECK(e.find("cuda.gemm.int8_tc") != std::string::npos);
+  CHECK(e.find("phase decode") != std::string::npos);
+}
+
+TEST_CASE("the planner never picks a kernel registered ahead of its implementation") {
+  const auto plan = compile_for(builtin(), "h200-141gb", Numerics::plain);
+  for (const plan::Phase* ph : *(*plan)->phases())
+    for (const plan::Node* n : *ph->nodes()) {
+      const KernelInfo* k = find_kernel(plan->kernel_id(*n));
+      REQUIRE(k != nullptr);
+      CHECK_MESSAGE(k->implemented, n->name()->str(), " in ", ph->name()->str(), ": ", k->id);
+    }
+}
+
+TEST_CASE("a cuda plan runs on its probed GPU or on one its profile describes") {
+  const auto plan = compile_for(builtin(), "h200-141gb", Numerics::plain);
+  const plan::Device& d = *(*plan)->device();
+  GpuIdentity h200{"NVIDIA H200", 9, 0, 132, 150754820096ull - (1ull << 30)};
+  CHECK(plan_device_is(d, h200));
+  GpuIdentity h100{"NVIDIA H100 80GB HBM3", 9, 0, 132, 85045231616ull};
+  CHECK(!plan_device_is(d, h100));
+  GpuIdentity other_cc = h200;
+  other_cc.cc_minor = 1;
+  CHECK(!plan_device_is(d, other_cc));
+  const std::string e = error_of([&] { check_plan_for_gpu(*plan, builtin().file(), builtin().mtp_file(), h100); });
+  CHECK(e.find("h200-141gb") != std::string::npos);
+  CHECK(e.find("NVIDIA H100 80GB HBM3") != std::string::npos);
+}
