@@ -94,7 +94,9 @@ struct EngineArgs {
            " (leave the flag out, or compile another plan)");
     };
     const std::string pb = backend_name(s.backend);
-    if (given.backend && backend != pb) contra("--backend", backend, "the backend of its device " + s.device + " to", pb);
+    if (given.backend && backend != pb)
+      fail("--backend ", backend, " contradicts the plan ", plan, ": it is compiled for device ", s.device, " on the ", pb,
+           " backend (leave the flag out, or compile another plan)");
     backend = pb;
     const std::string pn = numerics_name(s.numerics);
     if (given.numerics && numerics != pn) contra("--numerics", numerics, "numerics", pn);
