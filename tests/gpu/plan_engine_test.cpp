@@ -3,6 +3,8 @@
 //     profile, else a profile named as `flashplan probe` names the GPU): greedy tokens
 //     byte-identical to the CUDA engine without a plan and to the CPU engine, with the
 //     decode graph and without; every product node dispatched by the plan's kernel id;
+//   - a plan that places routed experts host_mapped (a profile with too little usable
+//     memory): those tensors load into pinned mapped host memory, same greedy tokens;
 //   - a plan for another GPU is refused naming both;
 //   - --weights random:SEED: the full DS4 Flash layout from a header-only GGUF, planned
 //     for this GPU, filled on the device (no weight bytes read) runs a prefill chunk and
@@ -146,6 +148,35 @@ TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
     auto small = cuda::CudaEngine::open(kTiny, o);
     CHECK(greedy(*small, prompt, 16) == want);
   }
+}
+
+TEST_CASE("host_mapped weights from the plan go to pinned host memory, same greedy tokens") {
+  const Model m = Model::open(kTiny);
+  CompileOptions co;
+  co.numerics = Numerics::plain;
+  co.max_context = 1024;
+  co.model_file = "tiny.gguf";
+  DeviceProfile prof = profile_for_this_gpu();
+  const auto on_device = compile_plan(m, prof, co);
+  prof.usable_bytes = on_device->memory->total_device_bytes - 1;  // one layer of experts must move
+  prof.host_memory_bytes = 0;
+  const auto plan = compile_for(m, prof, co);
+  REQUIRE((*plan)->memory()->offloaded_tensors() > 0);
+  uint64_t host = 0;
+  for (const plan::Weight* w : *(*plan)->weights())
+    if (w->placement() == plan::Placement::host_mapped) host += w->bytes();
+  MESSAGE((*plan)->memory()->offloaded_tensors(), " tensors (", host, " bytes) host_mapped: ",
+          (*plan)->memory()->note()->str());
+
+  const std::vector<int32_t> prompt = {0, 5, 17, 42, 99, 3, 250, 7, 7, 31, 64, 2, 9, 11, 200, 1, 4, 8, 15, 16};
+  cuda::CudaOptions ref_o;
+  ref_o.numerics = Numerics::plain;
+  ref_o.max_context = 1024;
+  auto ref = cuda::CudaEngine::open(kTiny, ref_o);
+  CHECK(ref->load_info().host_bytes == 0);
+  auto e = cuda::CudaEngine::open(kTiny, options_of(plan));
+  CHECK(e->load_info().host_bytes == host);
+  CHECK(greedy(*e, prompt, 16) == greedy(*ref, prompt, 16));
 }
 
 TEST_CASE("cuda engine refuses a plan for another GPU, naming both") {
