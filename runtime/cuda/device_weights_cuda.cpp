@@ -212,7 +212,8 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     for (cudaStream_t s : streams)
       if (s) cudaStreamDestroy(s);
     im.stats.readers = 0;
-    if (opts.progress) opts.progress({total, total, 0, true});
+    if (opts.progress)
+      opts.progress({total, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), true});
   } else {
     std::vector<ReadJob> jobs;
     for (size_t i = 0; i < infos.size(); ++i) {
