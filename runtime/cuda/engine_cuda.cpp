@@ -1,9 +1,9 @@
-// CudaEngine / CudaSession (see engine.h), and the translation of the CPU binding's
-// host pointers (into the mmapped GGUF) to the same bytes' device addresses.
+// CudaEngine / CudaSession (see engine.h): the plan's checks and placement, loading the
+// weights, and binding them by role over their device copies (the CPU binding with a
+// resolver that gives each tensor's device address, so no host bytes are needed).
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 
