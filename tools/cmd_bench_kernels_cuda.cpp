@@ -38,6 +38,7 @@ struct Case {
   bool per_slot_x = false;
   bool xf32 = false;
   bool paired = false;  // a second tensor in the same launch (an expert's gate and up)
+  bool overlap = false;  // MatvecArgs::overlap_prev: each launch may start during the previous one
 };
 
 struct Row {
@@ -106,6 +107,7 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   a.rows = c.rows;
   a.cols = c.cols;
   a.xf32 = c.xf32;
+  a.overlap_prev = c.overlap;
   a.n_slots = c.slots;
   a.x_stride = c.per_slot_x ? c.cols : 0;
   const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
@@ -146,7 +148,7 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   });
   const double bytes =
       double(read_bytes) + double(cuda::act_bytes(fmt, nx)) + double(c.slots * c.rows * 4 * (c.paired ? 2 : 1));
-  return {cuda::matvec_kernel_id(c.type, c.experts > 0, c.xf32) + (c.paired ? "+pair" : ""), c.name, c.type, c.rows, c.cols, c.experts, c.slots,
+  return {cuda::matvec_kernel_id(c.type, c.experts > 0, c.xf32) + (c.paired ? "+pair" : "") + (c.overlap ? "+pdl" : ""), c.name, c.type, c.rows, c.cols, c.experts, c.slots,
           bytes, us, bytes / (us * 1e-6) / 1e9};
 }
 
@@ -173,6 +175,8 @@ std::vector<Case> ds4_cases(bool quick) {
       {"attn_q_a 4096->1024", DType::Q8_0, 1024, 4096},
       {"attn_q_b 1024->32768", DType::Q8_0, 32768, 1024},
       {"attn_out_b 8192->4096", DType::Q8_0, 4096, 8192},
+      {"attn_out_a 4096->8192", DType::Q8_0, 8192, 4096},
+      {"attn_kv 4096->512", DType::Q8_0, 512, 4096},
       {"output head 4096->129280", DType::Q8_0, 129280, 4096},
       {"expert gate x6 4096->2048", DType::IQ2_XXS, 2048, 4096, 256, 6},
       {"expert gate+up x6 4096->2048", DType::IQ2_XXS, 2048, 4096, 256, 6, false, false, true},
@@ -183,12 +187,22 @@ std::vector<Case> ds4_cases(bool quick) {
       {"Q4_K gate+up x6 4096->2048", DType::Q4_K, 2048, 4096, 256, 6, false, false, true},
       {"Q4_K dense 2048->4096", DType::Q4_K, 4096, 2048},
       {"Q4_K dense 4096->14336", DType::Q4_K, 14336, 4096},
-      {"F16 1024->8192", DType::F16, 8192, 1024},
-      {"F16 4096->1024", DType::F16, 1024, 4096},
+      {"F16 indexer attn_q_b 1024->8192", DType::F16, 8192, 1024},
+      {"F16 compressor kv 4096->1024", DType::F16, 1024, 4096},
+      {"F16 compressor kv 4096->512", DType::F16, 512, 4096},
+      {"F16 router 4096->256", DType::F16, 256, 4096},
       {"F32 4096->4096", DType::F32, 4096, 4096},
       {"shared expert Q8_0 4096->2048", DType::Q8_0, 2048, 4096},
       {"shared gate+up Q8_0 4096->2048", DType::Q8_0, 2048, 4096, 0, 1, false, false, true},
   };
+  // The same calls launched with overlap_prev (programmatic dependent launch): a decode
+  // graph's back-to-back matvecs, where a launch's start overlaps the previous one's tail.
+  const size_t plain = v.size();
+  for (size_t i = 0; i < plain; ++i) {
+    Case c = v[i];
+    c.overlap = true;
+    v.push_back(c);
+  }
   if (!quick) {
     v.push_back({"output head xf32", DType::Q8_0, 129280, 4096, 0, 1, false, true});
     v.push_back({"expert gate x6 xf32", DType::IQ2_XXS, 2048, 4096, 256, 6, false, true});

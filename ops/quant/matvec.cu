@@ -18,7 +18,10 @@
 // that the 16 lanes of a half-warp never share a bank pair (random 8-byte lookups would
 // otherwise cost ~3x the wavefronts).
 //
-// F16 / F32: a warp per row, 16-byte loads, f32 FMAs with f32 activations.
+// F16 / F32: 16-byte loads, f32 FMAs with f32 activations; rows of 256-4096 F16 columns
+// go several whole rows per warp item (8 KiB in flight per warp), other shapes a warp per row.
+// overlap_prev (programmatic dependent launch): every kernel waits for the previous one
+// before it reads x or ids or writes y; dense calls fetch their first weights before that.
 // Generic (.xf32): any dequantisable type; each lane decodes 32-element runs with the exact
 // decoders of decode.cuh and uses f32 FMAs. Correct everywhere, tuned nowhere.
 #include <algorithm>
@@ -81,6 +84,23 @@ __device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
 
 constexpr float kNaN = __builtin_nanf("");
 
+// Programmatic dependent launch (MatvecArgs::overlap_prev). Both are no-ops in a kernel
+// launched without it. wait_prev: the previous kernel in the stream has finished and its
+// writes are visible; before it, a kernel may read weights only. allow_next: the next
+// kernel (if launched with the attribute) may become resident as this one's CTAs exit.
+__device__ __forceinline__ void wait_prev() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void allow_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
+// Pulls [p, p + n) into L2: one prefetch per 128-byte line, lanes side by side, every
+// address inside the span. Used only for a warp's first weights while it waits for the
+// previous kernel (overlap_prev): prefetching the next item in steady state was measured
+// slower (H200: output head 133 -> 150 us), so the streaming loops do not.
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t n, int lane) {
+  if (n <= 0) return;
+  for (int64_t o = int64_t(lane) * 128; o < n; o += 32 * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+  if (lane == 0) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + n - 1));  // the last line when p is not 128-aligned
+}
+
 struct Params {
   const uint8_t *w, *w2;  // w2: an optional second tensor of the same shape (gate + up)
   int64_t rows, row_bytes, matrix_bytes;
@@ -94,6 +114,7 @@ struct Params {
   const uint8_t* x;
   int64_t x_stride;  // activations between slots
   float *y, *y2;
+  bool overlap;  // launched with MatvecArgs::overlap_prev
 };
 
 __device__ __forceinline__ int64_t item_count(const Params& p) {
@@ -108,17 +129,26 @@ struct Item {
   int nrows;
 };
 
-__device__ __forceinline__ Item decode_item(const Params& p, int64_t item) {
+// The expert ids of slots 0..31, one per lane (read once per warp: a lookup per work item
+// would put an L2 round trip in front of every chunk's loads). Warp-uniform call.
+__device__ __forceinline__ int32_t warp_ids(const Params& p, int lane) {
+  return p.ids && lane < p.n_slots ? p.ids[lane] : 0;
+}
+
+// Warp-uniform: every lane calls it with the same item (the id comes by shuffle).
+__device__ __forceinline__ Item decode_item(const Params& p, int64_t item, int32_t ids) {
   const int64_t per = int64_t(p.n_slots) * p.groups;
   const bool second = item >= per;
   if (second) item -= per;
   Item it;
-  it.slot = item / p.groups;
+  // 32-bit division whenever it fits (always, in practice): 64-bit division is a long
+  // instruction sequence, paid per work item.
+  it.slot = per <= 0x7fffffff ? int64_t(uint32_t(item) / uint32_t(p.groups)) : item / p.groups;
   it.row0 = (item - it.slot * p.groups) * p.rows_per_item;
   it.nrows = int(min(int64_t(p.rows_per_item), p.rows - it.row0));
   int64_t mat = 0;
   if (p.ids) {
-    const int id = p.ids[it.slot];
+    const int id = p.n_slots <= 32 ? __shfl_sync(0xffffffffu, ids, int(it.slot)) : p.ids[it.slot];
     mat = id >= 0 && id < p.n_experts ? id : -1;
   }
   it.w = mat < 0 ? nullptr : (second ? p.w2 : p.w) + mat * p.matrix_bytes;
@@ -143,17 +173,6 @@ __device__ __forceinline__ void load_x_q8_0(const uint8_t* x, int64_t e, XRun& r
   r.q[0] = a.x, r.q[1] = a.y, r.q[2] = a.z, r.q[3] = a.w, r.q[4] = b.x, r.q[5] = b.y, r.q[6] = b.z, r.q[7] = b.w;
   r.d = h2f(__ldg(reinterpret_cast<const uint16_t*>(g + 256) + (w >> 5)));
   r.bs = 0;
-}
-
-// q8_k blocks: f32 d | int8 q[256] | int16 bsums[16] (292 bytes: only 4-aligned).
-__device__ __forceinline__ void load_x_q8_k(const uint8_t* x, int64_t e, XRun& r) {
-  const uint8_t* b = x + (e >> 8) * 292;
-  const int w = int(e & 255);
-  r.d = __ldg(reinterpret_cast<const float*>(b));
-  const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + w);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) r.q[i] = __ldg(q + i);
-  r.bs = __ldg(reinterpret_cast<const uint32_t*>(b + 260) + (w >> 5));
 }
 
 // ---- per-type block dot products (one 32-weight run against its activations) --------
@@ -190,11 +209,34 @@ struct OpQ8_0 : Shape<34, 1> {
   }
 };
 
+// q8_k activations of n consecutive runs: q words, the block scale and 2n bsums.
+template <int kRunsN>
+struct XRunsK {
+  uint32_t q[8 * kRunsN];
+  float d;
+  uint32_t bs[kRunsN];  // bsums of each run's two 16-element halves (int16 each)
+};
+
+template <int kRunsN>
+__device__ __forceinline__ void load_x_q8_k_runs(const uint8_t* x, int64_t e, XRunsK<kRunsN>& r) {
+  const uint8_t* b = x + (e >> 8) * 292;
+  const int w = int(e & 255);
+  r.d = __ldg(reinterpret_cast<const float*>(b));
+  const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + w);
+#pragma unroll
+  for (int i = 0; i < 8 * kRunsN; ++i) r.q[i] = __ldg(q + i);
+#pragma unroll
+  for (int i = 0; i < kRunsN; ++i) r.bs[i] = __ldg(reinterpret_cast<const uint32_t*>(b + 260) + (w >> 5) + i);
+}
+
+// IQ2_XXS: 8-byte grid entries and 8-byte sign masks (0x00 / 0xff bytes) in shared-memory
+// tables replicated 16 times (entry i of copy c at [16 i + c]: a half-warp never shares a
+// bank pair).
 struct OpIq2xxs : Shape<66, 8> {
-  using X = XRun;
+  using X = XRunsK<1>;
   static constexpr bool kPackable = false;
-  // 16 copies of the grid and of the sign masks, entry i of copy c at [16 i + c].
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
+  __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<1>(x, e, r); }
   // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
   __device__ static void init_tables(uint8_t* smem, uint8_t* scratch) {
     uint2* grid = reinterpret_cast<uint2*>(smem);
@@ -213,8 +255,7 @@ struct OpIq2xxs : Shape<66, 8> {
 #pragma unroll
     for (int j = 0; j < 8; ++j) sign[t + 256 * j] = src[256 + ((t + 256 * j) >> 4)];
   }
-  __device__ static void load_x(const uint8_t* x, int64_t e, XRun& r) { load_x_q8_k(x, e, r); }
-  __device__ static float dot(const uint8_t* buf, uint32_t off, int g, const XRun& x, const uint8_t* smem, int lane) {
+  __device__ static float dot(const uint8_t* buf, uint32_t off, int g, const X& x, const uint8_t* smem, int lane) {
     const float d = h2f(lds_u16(buf, off));
     uint32_t aw[2];
     lds_words<2>(buf, off + 2 + 8 * g, aw);
@@ -236,26 +277,6 @@ struct OpIq2xxs : Shape<66, 8> {
     return d * x.d * 0.125f * float(ls * (s - n));
   }
 };
-
-// q8_k activations of n consecutive runs: q words, the block scale and 2n bsums.
-template <int kRunsN>
-struct XRunsK {
-  uint32_t q[8 * kRunsN];
-  float d;
-  uint32_t bs[kRunsN];  // bsums of each run's two 16-element halves (int16 each)
-};
-
-template <int kRunsN>
-__device__ __forceinline__ void load_x_q8_k_runs(const uint8_t* x, int64_t e, XRunsK<kRunsN>& r) {
-  const uint8_t* b = x + (e >> 8) * 292;
-  const int w = int(e & 255);
-  r.d = __ldg(reinterpret_cast<const float*>(b));
-  const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + w);
-#pragma unroll
-  for (int i = 0; i < 8 * kRunsN; ++i) r.q[i] = __ldg(q + i);
-#pragma unroll
-  for (int i = 0; i < kRunsN; ++i) r.bs[i] = __ldg(reinterpret_cast<const uint32_t*>(b + 260) + (w >> 5) + i);
-}
 
 __device__ __forceinline__ int lo16(uint32_t v) { return int(int16_t(v & 0xffff)); }
 __device__ __forceinline__ int hi16(uint32_t v) { return int(int16_t(v >> 16)); }
@@ -343,8 +364,8 @@ struct Chunk {
 };
 
 template <class Op>
-__device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int64_t item, int chunk, int lane) {
-  const Item it = decode_item(p, item);
+__device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t ids, int64_t item, int chunk, int lane) {
+  const Item it = decode_item(p, item, ids);
   c.valid = it.w != nullptr;
   c.slot = it.slot;
   c.row0 = it.row0;
@@ -407,10 +428,21 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   const int64_t step = runs ? 1 : nw;
   int chunk = 0;
   Chunk<Op::K> c;
-  if (item < items) issue<Op>(c, p, item, 0, lane);  // in flight while the tables fill
+  // The first chunk is in flight while the tables fill and, for dense calls (weights only),
+  // while the previous kernel finishes (overlap_prev); overlapped expert-indexed calls
+  // wait for it first: it may be the one writing the ids.
+  const bool early = p.ids == nullptr || !p.overlap;
+  int32_t ids = early ? warp_ids(p, lane) : 0;
+  if (early && item < items) issue<Op>(c, p, ids, item, 0, lane);
+  allow_next();
   if constexpr (Op::kTableBytes > 0) {
     Op::init_tables(smem, smem + Op::kTableBytes);
     __syncthreads();
+  }
+  wait_prev();
+  if (!early) {
+    ids = warp_ids(p, lane);
+    if (item < items) issue<Op>(c, p, ids, item, 0, lane);
   }
   typename Op::X xr[Op::kU];
   int64_t xkey = -1;
@@ -446,7 +478,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
       chunk = 0;
       item += step;
     }
-    if (item < items) issue<Op>(c, p, item, chunk, lane);  // next chunk in flight during compute
+    if (item < items) issue<Op>(c, p, ids, item, chunk, lane);  // next chunk in flight during compute
 
     if (valid) {
 #pragma unroll
@@ -489,8 +521,16 @@ __global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols,
   const int lane = threadIdx.x & 31;
   const int64_t items = item_count(p);  // rows_per_item == 1
   const int64_t nw = int64_t(gridDim.x) * kWarps;
-  for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
-    const Item it = decode_item(p, item);
+  const int64_t first = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (p.overlap && !p.ids && first < items) {
+    const Item it = decode_item(p, first, 0);  // dense: no ids
+    prefetch_l2(it.w + it.row0 * p.row_bytes, p.row_bytes, lane);
+  }
+  allow_next();
+  wait_prev();
+  const int32_t ids = warp_ids(p, lane);
+  for (int64_t item = first; item < items; item += nw) {
+    const Item it = decode_item(p, item, ids);
     float acc = 0.0f;
     if (it.w) {
       const uint8_t* wr = it.w + it.row0 * p.row_bytes;
@@ -528,6 +568,72 @@ __global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols,
   }
 }
 
+// Rows of exactly 32 * kUpl 16-byte vectors (F16: 256 .. 4096 columns): a warp streams
+// kRows = 16 / kUpl whole rows per item, 16 vectors per lane (8 KiB per warp) issued at
+// once, so that a short call has nearly all its bytes in flight in its first round trip
+// (the row-at-a-time loop above waits one HBM latency per 4 KiB). Each lane's activations
+// are loaded once per item and reused across its rows.
+template <DType T, int kUpl>
+__global__ void __launch_bounds__(kThreads, 2) matvec_float_rows(Params p) {
+  constexpr int kPer = T == DType::F16 ? 8 : 4;  // elements per 16-byte vector
+  constexpr int kV = 16, kRows = kV / kUpl;
+  const int lane = threadIdx.x & 31;
+  const int64_t items = item_count(p);  // rows_per_item == kRows
+  const int64_t nw = int64_t(gridDim.x) * kWarps;
+  const int64_t first = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (p.overlap && !p.ids && first < items) {
+    const Item it = decode_item(p, first, 0);  // dense: no ids
+    prefetch_l2(it.w + it.row0 * p.row_bytes, it.nrows * p.row_bytes, lane);
+  }
+  allow_next();
+  wait_prev();
+  const int32_t ids = warp_ids(p, lane);
+  for (int64_t item = first; item < items; item += nw) {
+    const Item it = decode_item(p, item, ids);
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
+    if (it.w) {
+      const uint4* wr = reinterpret_cast<const uint4*>(it.w + it.row0 * p.row_bytes);
+      const float* xs = reinterpret_cast<const float*>(p.x) + it.slot * p.x_stride;
+      uint4 w[kV];
+#pragma unroll
+      for (int u = 0; u < kV; ++u)  // vector 32 u + lane of the item: row u / kUpl
+        if (u / kUpl < it.nrows) w[u] = ldg_stream(wr + 32 * u + lane);
+#pragma unroll
+      for (int c = 0; c < kUpl; ++c) {
+        const float4* xv = reinterpret_cast<const float4*>(xs + kPer * (32 * c + lane));
+        if constexpr (T == DType::F16) {
+          const float4 a = __ldg(xv), b = __ldg(xv + 1);
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            if (r >= it.nrows) break;
+            const __half2* h = reinterpret_cast<const __half2*>(&w[r * kUpl + c]);
+            const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]),
+                         f3 = __half22float2(h[3]);
+            acc[r] += f0.x * a.x + f0.y * a.y + f1.x * a.z + f1.y * a.w + f2.x * b.x + f2.y * b.y + f3.x * b.z + f3.y * b.w;
+          }
+        } else {
+          const float4 a = __ldg(xv);
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            if (r >= it.nrows) break;
+            const uint4 v = w[r * kUpl + c];
+            acc[r] += __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y + __uint_as_float(v.z) * a.z +
+                      __uint_as_float(v.w) * a.w;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (r >= it.nrows) break;
+      const float v = warp_sum(acc[r]);
+      if (lane == 0) it.y[it.row0 + r] = it.w ? v : kNaN;
+    }
+  }
+}
+
 // ---- generic: exact decoders + f32 FMAs ---------------------------------------------
 
 template <DType T>
@@ -552,8 +658,11 @@ __global__ void __launch_bounds__(kThreads) matvec_generic(Params p, int64_t col
   const int64_t items = item_count(p);  // rows_per_item == 1
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   const int64_t runs = cols / 32;
+  allow_next();
+  wait_prev();
+  const int32_t ids = warp_ids(p, lane);
   for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
-    const Item it = decode_item(p, item);
+    const Item it = decode_item(p, item, ids);
     float acc = 0.0f;
     if (it.w) {
       const uint8_t* wr = it.w + it.row0 * p.row_bytes;
@@ -602,8 +711,28 @@ int grid_for(const void* fn, int smem, int64_t items) {
 
 int64_t host_items(const Params& p) { return int64_t(p.n_slots) * p.groups * (p.w2 ? 2 : 1); }
 
+// Every matvec launch: plain, or with programmatic stream serialization (overlap_prev).
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s, Args... args) {
+  if (!overlap) {
+    kernel<<<grid, kThreads, smem, s>>>(args...);
+    return;
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(grid));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, args...), "matvec launch");
+}
+
 template <class Op>
-void launch_q(const Params& p, Stream s) {
+void launch_q(const Params& p, bool overlap, Stream s) {
   constexpr int smem = Op::kTableBytes + kWarps * Op::kBufBytes;
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
@@ -620,22 +749,39 @@ void launch_q(const Params& p, Stream s) {
   auto items_for = [&](int r) { return int64_t(q.n_slots) * ((q.rows + r - 1) / r) * (q.w2 ? 2 : 1); };
   while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
   q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
-  matvec_q<Op><<<grid_for(fn, smem, host_items(q)), kThreads, smem, s>>>(q);
+  launch(&matvec_q<Op>, grid_for(fn, smem, host_items(q)), smem, overlap, s, q);
 }
 
 template <DType T>
-void launch_float(const Params& p, int64_t cols, Stream s) {
+void launch_float(const Params& p, int64_t cols, bool overlap, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_float<T>);
   const int64_t per = T == DType::F16 ? 8 : 4;
   const bool vec = cols % per == 0 && aligned(p.w, 16) && (!p.w2 || aligned(p.w2, 16)) && aligned(p.x, 16) &&
                    p.x_stride % 4 == 0;
-  matvec_float<T><<<grid_for(fn, 0, host_items(p)), kThreads, 0, s>>>(p, cols, vec);
+  const int64_t nv = cols / per;
+  if (vec && nv % 32 == 0 && nv <= 512 && ((nv / 32) & (nv / 32 - 1)) == 0) {
+    auto rows = [&](auto kernel, int upl) {
+      Params q = p;
+      q.rows_per_item = 16 / upl;
+      q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
+      launch(kernel, grid_for(reinterpret_cast<const void*>(kernel), 0, host_items(q)), 0, overlap, s, q);
+    };
+    switch (nv / 32) {
+      case 1: rows(&matvec_float_rows<T, 1>, 1); break;
+      case 2: rows(&matvec_float_rows<T, 2>, 2); break;
+      case 4: rows(&matvec_float_rows<T, 4>, 4); break;
+      case 8: rows(&matvec_float_rows<T, 8>, 8); break;
+      default: rows(&matvec_float_rows<T, 16>, 16); break;
+    }
+    return;
+  }
+  launch(&matvec_float<T>, grid_for(fn, 0, host_items(p)), 0, overlap, s, p, cols, vec);
 }
 
 template <DType T>
-void launch_generic(const Params& p, int64_t cols, Stream s) {
+void launch_generic(const Params& p, int64_t cols, bool overlap, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_generic<T>);
-  matvec_generic<T><<<grid_for(fn, 0, host_items(p)), kThreads, 0, s>>>(p, cols);
+  launch(&matvec_generic<T>, grid_for(fn, 0, host_items(p)), 0, overlap, s, p, cols);
 }
 
 }  // namespace
@@ -682,22 +828,23 @@ void matvec(const MatvecArgs& a, Stream s) {
   p.x_stride = a.n_slots > 1 ? a.x_stride : 0;
   p.y = a.y;
   p.y2 = a.y2;
+  p.overlap = a.overlap_prev;
 
   const bool is_float = a.type == DType::F16 || a.type == DType::F32;
   const bool has_fast = is_float || a.type == DType::Q8_0 || a.type == DType::IQ2_XXS || a.type == DType::Q2_K ||
                         a.type == DType::Q4_K;
   if (has_fast && (!a.xf32 || is_float)) {
     switch (a.type) {
-      case DType::Q8_0: launch_q<OpQ8_0>(p, s); break;
-      case DType::IQ2_XXS: launch_q<OpIq2xxs>(p, s); break;
-      case DType::Q2_K: launch_q<OpQ2K>(p, s); break;
-      case DType::Q4_K: launch_q<OpQ4K>(p, s); break;
-      case DType::F16: launch_float<DType::F16>(p, a.cols, s); break;
-      default: launch_float<DType::F32>(p, a.cols, s); break;
+      case DType::Q8_0: launch_q<OpQ8_0>(p, a.overlap_prev, s); break;
+      case DType::IQ2_XXS: launch_q<OpIq2xxs>(p, a.overlap_prev, s); break;
+      case DType::Q2_K: launch_q<OpQ2K>(p, a.overlap_prev, s); break;
+      case DType::Q4_K: launch_q<OpQ4K>(p, a.overlap_prev, s); break;
+      case DType::F16: launch_float<DType::F16>(p, a.cols, a.overlap_prev, s); break;
+      default: launch_float<DType::F32>(p, a.cols, a.overlap_prev, s); break;
     }
   } else {
     switch (a.type) {
-#define FP_GEN(T) case DType::T: launch_generic<DType::T>(p, a.cols, s); break;
+#define FP_GEN(T) case DType::T: launch_generic<DType::T>(p, a.cols, a.overlap_prev, s); break;
       FP_GEN(Q4_0) FP_GEN(Q8_0) FP_GEN(Q2_K) FP_GEN(Q4_K) FP_GEN(Q5_K) FP_GEN(Q6_K)
       FP_GEN(IQ2_XXS) FP_GEN(IQ2_XS) FP_GEN(IQ3_XXS) FP_GEN(BF16)
 #undef FP_GEN

@@ -82,6 +82,11 @@ struct MatvecArgs {
   // activations in the same launch (an expert's gate and up): y2 = W2 x, laid out as y.
   const void* w2 = nullptr;
   float* y2 = nullptr;
+  // Programmatic dependent launch: the kernel may start while the previous kernel in the
+  // stream is still running. It reads only weights before that kernel has finished (dense
+  // calls: the first chunk of each warp; expert-indexed calls wait for the ids), and x,
+  // ids and y only after. Off by default: the plan decides.
+  bool overlap_prev = false;
 };
 void matvec(const MatvecArgs& a, Stream s);
 ActFormat matvec_args_act_format(const MatvecArgs& a);  // what a.x must hold

@@ -30,6 +30,7 @@ struct Case {
   std::vector<int32_t> ids;  // empty: dense
   bool per_slot_x = false;
   bool paired = false;  // a second tensor (w2 -> y2) in the same launch, as gate and up
+  bool overlap = false;  // MatvecArgs::overlap_prev, right after the kernel writing x
 };
 
 struct Result {
@@ -50,6 +51,7 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   a.rows = c.rows;
   a.cols = c.cols;
   a.xf32 = xf32;
+  a.overlap_prev = c.overlap;
   a.n_slots = int32_t(slots);
   a.x_stride = c.per_slot_x ? c.cols : 0;
   const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
@@ -151,9 +153,29 @@ TEST_CASE("gpu moe matvec: selected experts, shared and per-slot activations") {
     check_case(t, false, {4, 17, 4608, {2, 2}, true}, rng);  // a repeated id
     check_case(t, false, {7, 24, 2048, {6, 1, 3}, false, true}, rng);  // gate + up in one launch
     check_case(t, false, {3, 9, 4096, {2, 0}, true, true}, rng);
+    // Per-slot activations whose slots start 4 and 12 bytes past a 16-byte boundary
+    // (q8_k: 1460 and 876 bytes per slot; 4608 columns above: 8), with odd block counts.
+    check_case(t, false, {3, 8, 1280, {1, 2, 0}, true}, rng);
+    check_case(t, false, {3, 5, 768, {2, 1, 0, 2}, true}, rng);
   }
+  // F16 at DS4 decode shapes (whole rows per warp item: 4096 and 1024 columns).
+  check_case(DType::F16, false, {1, 256, 4096, {}, false}, rng);
+  check_case(DType::F16, false, {1, 1030, 1024, {}, false}, rng);
   check_case(DType::Q8_0, false, {1, 50, 1024, {}, false, true}, rng);  // dense pair
   for (DType t : {DType::Q6_K, DType::IQ3_XXS}) check_case(t, false, {5, 16, 1024, {4, 1, 0}, true}, rng);
+}
+
+TEST_CASE("gpu matvec: overlap_prev (programmatic dependent launch) after the activation quantiser") {
+  // The matvec may start before the quantiser that writes x has finished: it must still
+  // read the new x (the buffer held garbage before) and, for expert calls, the new ids.
+  std::mt19937_64 rng(20261109);
+  for (DType t : kFast) {
+    check_case(t, false, {1, 130, 1024, {}, false, false, true}, rng);
+    check_case(t, false, {1, 33, 4096, {}, false, false, true}, rng);
+    check_case(t, false, {9, 40, 2048, {3, 0, 8, 5, 1, 7}, true, false, true}, rng);
+    check_case(t, false, {7, 24, 2048, {6, 1, 3}, false, true, true}, rng);
+  }
+  for (DType t : {DType::Q6_K, DType::IQ3_XXS}) check_case(t, false, {5, 16, 1024, {4, 1, 0}, true, false, true}, rng);
 }
 
 TEST_CASE("gpu moe matvec: out-of-range ids read nothing and give NaN rows") {
