@@ -21,6 +21,7 @@ std::string KernelShape::key() const {
   if (experts) os << " e=" << experts;
   if (heads) os << " h=" << heads << "x" << head_dim;
   if (rows) os << " rows=" << rows;
+  if (link_bytes > 0) os << " b=" << static_cast<uint64_t>(link_bytes);
   if (!wtypes.empty()) {
     os << " w=";
     for (size_t i = 0; i < wtypes.size(); ++i) os << (i ? "/" : "") << dtype_name(wtypes[i]);
@@ -39,6 +40,7 @@ std::vector<KernelInfo> build() {
   register_moe_kernels(all);
   register_norm_kernels(all);
   register_sample_kernels(all);
+  register_collective_kernels(all);
   std::sort(all.begin(), all.end(), [](const KernelInfo& a, const KernelInfo& b) { return a.id < b.id; });
   for (size_t i = 1; i < all.size(); ++i)
     if (all[i].id == all[i - 1].id) fail("kernel registry: id ", all[i].id, " registered twice");
@@ -66,7 +68,7 @@ const KernelInfo* find_kernel(std::string_view id) {
 std::string kernel_rejection(const KernelInfo& k, const KernelShape& s, const DeviceRates& r) {
   if (k.op != s.op) return str("serves ", op_kind_name(k.op), ", not ", op_kind_name(s.op));
   if (k.backend != r.backend) return str("needs a ", backend_name(k.backend), " device");
-  if (!k.implemented) return kNotImplemented;
+  if (!k.implemented && !is_collective(k.op)) return kNotImplemented;  // see KernelInfo::implemented
   if (k.backend == Backend::Cuda && r.cc < k.min_cc)
     return str("needs compute capability ", k.min_cc / 10, ".", k.min_cc % 10, ", device has ", r.cc / 10, ".",
                r.cc % 10);

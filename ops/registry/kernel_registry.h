@@ -37,6 +37,9 @@ struct DeviceRates {
   double fp32 = 0;              // CUDA-core / CPU vector FP32, flop/s
   double fp16 = 0, bf16 = 0, fp8 = 0, int8 = 0;  // dense tensor-core rates, FP32 accumulate
   double launch_us = 0;         // per-kernel overhead inside a captured graph / CPU call
+  uint32_t devices = 1;         // GPUs of the plan (collectives run over all of them)
+  double gpu_link = 0;          // GPU-to-GPU bandwidth per direction per GPU, bytes/s
+  double collective_latency_us = 0;  // fixed cost of one collective (launch + synchronisation)
 };
 
 // The shape of one node as the cost functions see it. The op graph fills it; `key()` is
@@ -55,6 +58,7 @@ struct KernelShape {
   double host_weight_bytes = 0; // host-mapped weight bytes read per step (disjoint from the above)
   double act_bytes = 0;         // activation / cache bytes read + written per step
   double flops = 0;             // arithmetic per step
+  double link_bytes = 0;        // collectives: bytes of the buffer reduced / gathered per step
 
   std::string key() const;
 };
@@ -83,6 +87,10 @@ struct KernelInfo {
   // False for a variant registered (id, cost model) ahead of its kernel: the planner
   // rejects it ("not implemented in this build"), so no plan names it, and the CUDA
   // executor refuses a plan that does. Kept so ids and cost models stay visible.
+  // Collectives are the exception: they are planned although no executor runs them yet,
+  // because the CUDA executor refuses every multi-GPU plan as a whole before it looks at
+  // kernel ids (runtime/plan/plan_binding.cpp), and a multi-GPU plan without them would
+  // not say what the step costs.
   bool implemented = true;
   std::string summary;          // one line for `inspect`
   std::function<KernelCost(const KernelShape&, const DeviceRates&)> cost;
@@ -109,5 +117,6 @@ void register_hc_kernels(std::vector<KernelInfo>& out);
 void register_moe_kernels(std::vector<KernelInfo>& out);
 void register_norm_kernels(std::vector<KernelInfo>& out);
 void register_sample_kernels(std::vector<KernelInfo>& out);
+void register_collective_kernels(std::vector<KernelInfo>& out);
 
 }  // namespace fp

@@ -8,7 +8,7 @@ constexpr const char* kNames[kOpKindCount] = {
     "embed",       "hc_pre",         "rms_norm", "matmul", "q_head_norm_rope", "kv_rope_store",
     "compressor",  "indexer_topk",   "attention", "out_inv_rope", "grouped_matmul", "hc_post",
     "router",      "moe",            "swiglu",   "add",    "output_hc_head",   "argmax",
-    "sample",      "mtp_embed_proj",
+    "sample",      "mtp_embed_proj", "all_reduce", "all_gather",
 };
 }  // namespace
 

@@ -31,8 +31,14 @@ enum class OpKind : uint8_t {
   argmax = 17,          // greedy token on device
   sample = 18,          // sampled token on device
   mtp_embed_proj = 19,  // MTP: e_proj(enorm(emb)) + h_proj(hnorm(H_k)) per stream
+  all_reduce = 20,      // multi-GPU: sum a buffer over the devices (each ends with the sum)
+  all_gather = 21,      // multi-GPU: every device gets the concatenation of every device's slice
 };
-inline constexpr int kOpKindCount = 20;
+inline constexpr int kOpKindCount = 22;
+
+// Collectives move data between the GPUs of a multi-GPU plan. They exist only in plans for
+// several devices, so they have CUDA (NCCL) entries and no CPU reference.
+inline constexpr bool is_collective(OpKind k) { return k == OpKind::all_reduce || k == OpKind::all_gather; }
 
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(std::string_view name);

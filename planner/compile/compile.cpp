@@ -19,14 +19,38 @@ namespace {
 uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 std::string gib(double bytes) { return format_gib(bytes); }
 
-// One complete try at a (context, offload set): graph, placement, kernels, memory.
+// One complete try at a (context, offload set, parallelism): graph, placement, kernels,
+// memory. On several GPUs, KV cache, activations, workspace and reserve are per device
+// (every device holds the whole KV: DS4 attention has one KV head shared by all heads).
 struct Attempt {
   uint64_t context = 0, cost_context = 0;
+  ParallelOptions par;
   OpGraph graph;
   WeightPlacement placement;
   std::vector<PhaseSelection> selection;
   uint64_t kv = 0, activations = 0, workspace = 0, reserve = 0;
   uint64_t total() const { return placement.device_bytes + kv + activations + workspace + reserve; }
+  uint64_t device_total(size_t d) const { return placement.per_device[d] + kv + activations + workspace + reserve; }
+  size_t fullest() const {
+    size_t best = 0;
+    for (size_t d = 1; d < placement.per_device.size(); ++d)
+      if (device_total(d) > device_total(best)) best = d;
+    return best;
+  }
+  double decode_us() const {
+    for (size_t i = 0; i < graph.phases.size(); ++i)
+      if (graph.phases[i].kind == PhaseKind::decode) return selection[i].predicted_us;
+    return 0;
+  }
+};
+
+// One combination of replicated / split parts the multi-GPU compiler weighs.
+struct ParallelTry {
+  ParallelOptions par;
+  double decode_us = 0;
+  uint64_t max_device_bytes = 0;
+  bool fits = false;
+  std::string why_not;
 };
 
 class Compiler {
@@ -38,6 +62,8 @@ class Compiler {
 
   std::unique_ptr<plan::PlanT> run() {
     const ModelConfig& c = m_.config();
+    devices_ = p_.backend == Backend::Cuda ? std::max<uint32_t>(p_.host_gpus, 1) : 1;
+    par_.devices = devices_;
     const uint64_t model_ctx = c.context_length ? c.context_length : kDefaultMaxContext;
     requested_ = o_.max_context ? o_.max_context : std::min(model_ctx, kDefaultMaxContext);
     if (requested_ > model_ctx)
@@ -46,6 +72,7 @@ class Compiler {
     if (o_.kv_dtype != DType::F32 && o_.kv_dtype != DType::F16)
       fail("--kv-dtype ", dtype_name(o_.kv_dtype), ": expected f32 or f16");
     std::vector<std::string> host(tensors_.size());
+    if (devices_ > 1) return run_multi(host);
 
     Attempt a = attempt(requested_, host);
     if (fits(a)) return assemble(a);
@@ -86,8 +113,81 @@ class Compiler {
   }
 
  private:
-  GraphOptions graph_options(uint64_t ctx) const {
+  // ---- Parallelism ----------------------------------------------------------------
+  // Every combination of {attention, shared expert, head} x {replicated, split} is
+  // compiled in full and the decode step's predicted time decides, among those that fit
+  // every device. What that weighs, per layer and part (N devices, B = bytes of the
+  // part's weights, bw = device memory bandwidth, alpha + f*b/beta a collective of b
+  // bytes as in ops/collective/registry.cpp):
+  //   replicated:  t = t_kernels(B)            memory per device B
+  //   split:       t = t_kernels(B / N) + t_collective   memory per device B / N
+  // with t_collective = alpha + 2(N-1)/N * 4*n_embd/beta (all-reduce after attn_output_b)
+  // for attention, 0 for the shared expert (its partial sums ride the all-reduce the
+  // routed experts need anyway), and alpha + (N-1)/N * 4*n_vocab/beta (all-gather of the
+  // logits) for the head. Routed experts are always split by experts: each device reads
+  // the experts of its slice that the router picked, so the step waits for the busiest
+  // device (expected maximum under uniform routing, planner/graph/op_graph.h), plus one
+  // all-reduce of 4*n_embd bytes per layer. Ties go to the option listed first (fewer
+  // splits), so the choice is deterministic.
+  std::unique_ptr<plan::PlanT> run_multi(const std::vector<std::string>& host) {
+    for (int bits = 0; bits < 8; ++bits) {
+      ParallelTry t;
+      t.par = par_;
+      t.par.attention_split = bits & 1;
+      t.par.shared_split = bits & 2;
+      t.par.head_split = bits & 4;
+      t.why_not = parallel_rejection(m_, t.par);
+      if (t.why_not.empty()) {
+        const Attempt a = attempt(requested_, host, t.par);
+        t.decode_us = a.decode_us();
+        t.max_device_bytes = a.device_total(a.fullest());
+        t.fits = fits(a);
+        if (!t.fits)
+          t.why_not = str("device ", a.fullest(), " needs ", gib(double(t.max_device_bytes)), ", has ",
+                          gib(double(p_.usable_bytes)), " usable");
+      }
+      tries_.push_back(std::move(t));
+    }
+    std::vector<size_t> order(tries_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+      const ParallelTry &a = tries_[x], &b = tries_[y];
+      if (a.fits != b.fits) return a.fits;
+      if (a.why_not.empty() != b.why_not.empty()) return a.why_not.empty();
+      return a.fits ? a.decode_us < b.decode_us : a.max_device_bytes < b.max_device_bytes;
+    });
+    std::vector<ParallelTry> sorted;
+    for (size_t i : order) sorted.push_back(tries_[i]);
+    tries_ = std::move(sorted);
+    const ParallelTry& best = tries_.front();
+    if (best.fits) {
+      Attempt a = attempt(requested_, host, best.par);
+      note_ = str("model spread over ", devices_, " GPUs: routed experts split by experts, attention ",
+                  best.par.attention_split ? "split" : "replicated", ", shared expert ",
+                  best.par.shared_split ? "split" : "replicated", ", head ", best.par.head_split ? "split" : "replicated");
+      return assemble(a);
+    }
+    if (!best.why_not.empty() && best.max_device_bytes == 0)
+      fail(m_.file().path(), ": cannot spread over ", devices_, " GPUs of ", p_.name, ": ", best.why_not);
+    // Nothing fits: the option needing the least memory on its fullest device is the
+    // closest; lower the context (--fit-context) or report it.
+    const Attempt a = attempt(requested_, host, best.par);
+    if (o_.fit_context) {
+      const uint64_t ctx = largest_fitting(host, requested_ - 1, best.par);
+      if (ctx == 0) fail(no_fit_message(a, host, false));
+      Attempt b = attempt(ctx, host, best.par);
+      tries_.front().fits = true;
+      tries_.front().why_not.clear();
+      note_ = str("model spread over ", devices_, " GPUs; max context lowered from ", requested_, " to ", ctx,
+                  " tokens to fit (--fit-context)");
+      return assemble(b);
+    }
+    fail(no_fit_message(a, host, false));
+  }
+
+  GraphOptions graph_options(uint64_t ctx, const ParallelOptions& par) const {
     GraphOptions g;
+    g.par = par;
     g.max_context = ctx;
     g.cost_context = std::min(ctx, o_.cost_context ? o_.cost_context : kDefaultCostContext);
     g.prefill_buckets = o_.prefill_buckets;
@@ -96,13 +196,30 @@ class Compiler {
     return g;
   }
 
-  Attempt attempt(uint64_t ctx, const std::vector<std::string>& host) const {
+  Attempt attempt(uint64_t ctx, const std::vector<std::string>& host) const { return attempt(ctx, host, par_); }
+  Attempt attempt(uint64_t ctx, const std::vector<std::string>& host, const ParallelOptions& par) const {
     Attempt a;
     a.context = ctx;
-    const GraphOptions go = graph_options(ctx);
+    a.par = par;
+    const GraphOptions go = graph_options(ctx, par);
     a.cost_context = go.cost_context;
     a.graph = build_op_graph(m_, go);
-    a.placement = place_weights(tensors_, host, p_);
+    std::vector<SliceAxis> axis;
+    if (devices_ > 1) {
+      // How each tensor is split, from the nodes that read it (the same in every phase).
+      axis.assign(tensors_.size(), SliceAxis::whole);
+      std::vector<bool> seen(tensors_.size(), false);
+      for (const PhaseGraph& ph : a.graph.phases)
+        for (const GraphNode& n : ph.nodes)
+          for (const WeightUse& w : n.weights) {
+            const size_t i = index_.at(w.tensor);
+            if (seen[i] && axis[i] != w.axis)
+              fail("op graph: ", w.tensor->name, " is split two ways (", n.name, " in ", ph.name, ")");
+            seen[i] = true;
+            axis[i] = w.axis;
+          }
+    }
+    a.placement = place_weights(tensors_, host, p_, devices_, axis);
     for (PhaseGraph& ph : a.graph.phases)
       for (GraphNode& n : ph.nodes) {
         n.shape.weight_bytes = n.shape.host_weight_bytes = 0;
@@ -132,21 +249,26 @@ class Compiler {
         a.workspace = std::max(a.workspace, round_up(c.cost.workspace_bytes, 256));
       }
     a.reserve = p_.backend == Backend::Cuda ? kGraphReserveBytes : 0;
+    if (devices_ > 1) a.reserve += kCollectiveReserveBytes;
     return a;
   }
 
   bool fits(const Attempt& a) const {
+    if (devices_ > 1) return a.device_total(a.fullest()) <= p_.usable_bytes;
     if (a.total() > p_.usable_bytes) return false;
     return p_.host_memory_bytes == 0 || a.placement.host_bytes <= p_.host_memory_bytes;
   }
 
   // Largest context in [1, hi] that fits with the given offload set (0 if none).
   uint64_t largest_fitting(const std::vector<std::string>& host, uint64_t hi) const {
-    if (hi == 0 || !fits(attempt(1, host))) return 0;
+    return largest_fitting(host, hi, par_);
+  }
+  uint64_t largest_fitting(const std::vector<std::string>& host, uint64_t hi, const ParallelOptions& par) const {
+    if (hi == 0 || !fits(attempt(1, host, par))) return 0;
     uint64_t lo = 1;
     while (lo < hi) {
       const uint64_t mid = lo + (hi - lo + 1) / 2;
-      if (fits(attempt(mid, host))) lo = mid;
+      if (fits(attempt(mid, host, par))) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -157,17 +279,23 @@ class Compiler {
       for (const OffloadUnit& u : units_)
         for (size_t t : u.tensors) host[t] = "offloaded";
     const Attempt worst = offload ? attempt(requested_, host) : first;
-    const double short_bytes = double(worst.total()) - double(p_.usable_bytes);
-    std::string s = str(m_.file().path(), " does not fit ", p_.name, ": needs ", gib(double(worst.total())),
-                        " of device memory at max context ", requested_, offload ? " with every routed expert in host memory" : "",
-                        " (weights ", gib(double(worst.placement.device_bytes)), ", KV ", gib(double(worst.kv)),
+    const size_t dev = worst.fullest();
+    const uint64_t need = devices_ > 1 ? worst.device_total(dev) : worst.total();
+    const double short_bytes = double(need) - double(p_.usable_bytes);
+    const std::string on = devices_ > 1 ? str(" on device ", dev, " of ", devices_, " (the fullest, with ",
+                                              worst.par.attention_split ? "attention split" : "attention replicated",
+                                              ", experts split; every option was tried)")
+                                        : std::string();
+    std::string s = str(m_.file().path(), " does not fit ", p_.name, ": needs ", gib(double(need)),
+                        " of device memory at max context ", requested_, offload ? " with every routed expert in host memory" : "", on,
+                        " (weights ", gib(double(worst.placement.per_device[dev])), ", KV ", gib(double(worst.kv)),
                         ", activations ", gib(double(worst.activations)), ", workspace ", gib(double(worst.workspace)),
                         ", graph reserve ", gib(double(worst.reserve)), "), the device has ", gib(double(p_.usable_bytes)),
                         " usable: short by ", gib(std::max(0.0, short_bytes)));
     if (p_.host_memory_bytes && worst.placement.host_bytes > p_.host_memory_bytes)
       s += str("; host memory: needs ", gib(double(worst.placement.host_bytes)), ", host has ",
                gib(double(p_.host_memory_bytes)));
-    const uint64_t best = largest_fitting(host, requested_ - 1);
+    const uint64_t best = largest_fitting(host, requested_ - 1, worst.par);
     if (best > 0)
       s += str("; the largest context that fits is ", best, " tokens (--max-context ", best,
                offload ? "" : " or --fit-context", ")");
@@ -188,6 +316,7 @@ class Compiler {
     buffers(*pl, a);
     kernels_and_phases(*pl, a);
     memory(*pl, a);
+    parallelism(*pl, a);
     return pl;
   }
 
@@ -295,6 +424,8 @@ class Compiler {
     d->host_gpus = p_.host_gpus;
     d->host_memory_bytes = p_.host_memory_bytes;
     d->host_link_gbps = p_.host_link_gbps;
+    d->gpus = devices_;
+    d->collective_latency_us = p_.collective_latency_us;
     d->cpu_threads = p_.cpu_threads;
     d->measured_bandwidth_gbps = p_.measured_bandwidth_gbps;
     d->measured_pcie_gbps = p_.measured_pcie_gbps;
@@ -326,6 +457,17 @@ class Compiler {
       w->chunk_offset = s.offset;
       w->repack = plan::Repack::none;
       w->reason = s.reason;
+      for (const SliceSlot& sl : s.slices) {
+        auto x = std::make_unique<plan::WeightSliceT>();
+        x->device = sl.device;
+        x->axis = static_cast<plan::SliceAxis>(sl.axis);
+        x->first = sl.first;
+        x->count = sl.count;
+        x->bytes = sl.bytes;
+        x->chunk = sl.chunk;
+        x->chunk_offset = sl.offset;
+        w->slices.push_back(std::move(x));
+      }
       pl.weights.push_back(std::move(w));
     }
     for (const Chunk& c : a.placement.chunks) {
@@ -350,6 +492,7 @@ class Compiler {
       x->layer = b.layer;
       x->dtype = static_cast<plan::DType>(b.dtype);
       x->bytes = b.bytes;
+      x->device = devices_ > 1 ? -1 : 0;  // several GPUs: each device has its own
       pl.buffers.push_back(std::move(x));
     }
     workspace_id_ = static_cast<uint32_t>(pl.buffers.size());
@@ -360,6 +503,7 @@ class Compiler {
     ws->layer = -1;
     ws->dtype = plan::DType::I8;
     ws->bytes = a.workspace;
+    ws->device = devices_ > 1 ? -1 : 0;
     pl.buffers.push_back(std::move(ws));
 
     for (const KvSizes& s : kv_sizes(c, m_.mtp_available(), a.context, o_.kv_dtype)) {
@@ -433,6 +577,9 @@ class Compiler {
         for (const CandidateResult& r : ch.candidates)
           x->candidates.emplace_back(kidx.at(r.kernel), note(r.rejection),
                                      r.rejection.empty() ? static_cast<float>(r.us) : 0.0f);
+        x->device = n.device;
+        x->parallel = static_cast<plan::Parallel>(n.parallel);
+        x->link_bytes = sh.link_bytes;
         ph->nodes.push_back(std::move(x));
       }
       for (const PhaseSegment& seg : s.segments) {
@@ -460,7 +607,63 @@ class Compiler {
     mm->headroom_bytes = static_cast<int64_t>(p_.usable_bytes) - static_cast<int64_t>(a.total());
     mm->offloaded_tensors = a.placement.host_tensors;
     mm->note = note_.empty() ? "everything on the device" : note_;
+    if (devices_ > 1) {
+      // The top-level figures sum the devices; each device has its own budget below.
+      const uint64_t n = devices_;
+      mm->usable_bytes = n * p_.usable_bytes;
+      mm->kv_bytes = n * a.kv;
+      mm->activation_bytes = n * a.activations;
+      mm->workspace_bytes = n * a.workspace;
+      mm->graph_reserve_bytes = n * a.reserve;
+      mm->total_device_bytes = 0;
+      for (uint32_t d = 0; d < devices_; ++d) {
+        auto x = std::make_unique<plan::DeviceMemoryT>();
+        x->device = static_cast<int32_t>(d);
+        x->usable_bytes = p_.usable_bytes;
+        x->weights_bytes = a.placement.per_device[d];
+        x->kv_bytes = a.kv;
+        x->activation_bytes = a.activations;
+        x->workspace_bytes = a.workspace;
+        x->reserve_bytes = a.reserve;
+        x->total_bytes = a.device_total(d);
+        x->headroom_bytes = static_cast<int64_t>(p_.usable_bytes) - static_cast<int64_t>(x->total_bytes);
+        mm->total_device_bytes += x->total_bytes;
+        mm->devices.push_back(std::move(x));
+      }
+      mm->headroom_bytes = static_cast<int64_t>(mm->usable_bytes) - static_cast<int64_t>(mm->total_device_bytes);
+    }
     pl.memory = std::move(mm);
+  }
+
+  void parallelism(plan::PlanT& pl, const Attempt& a) {
+    if (devices_ <= 1) return;
+    auto mode = [](bool split) { return split ? plan::Parallel::tensor_split : plan::Parallel::replicated; };
+    auto x = std::make_unique<plan::ParallelismT>();
+    x->devices = devices_;
+    x->routed_experts = plan::Parallel::expert_split;
+    x->attention = mode(a.par.attention_split);
+    x->shared_expert = mode(a.par.shared_split);
+    x->head = mode(a.par.head_split);
+    const ParallelTry& best = tries_.front();
+    std::string runner_up;
+    for (size_t i = 1; i < tries_.size(); ++i)
+      if (tries_[i].fits) {
+        runner_up = str("; the next best option predicts ", format_us(tries_[i].decode_us));
+        break;
+      }
+    x->reason = str("fastest predicted decode step that fits every device (", format_us(best.decode_us), ")", runner_up);
+    for (const ParallelTry& t : tries_) {
+      auto o = std::make_unique<plan::ParallelOptionT>();
+      o->attention = mode(t.par.attention_split);
+      o->shared_expert = mode(t.par.shared_split);
+      o->head = mode(t.par.head_split);
+      o->decode_us = t.decode_us;
+      o->max_device_bytes = t.max_device_bytes;
+      o->fits = t.fits;
+      o->why_not = t.why_not;
+      x->options.push_back(std::move(o));
+    }
+    pl.parallelism = std::move(x);
   }
 
   const Model& m_;
@@ -470,6 +673,9 @@ class Compiler {
   std::vector<OffloadUnit> units_;
   std::map<const gguf::TensorInfo*, size_t> index_;
   uint64_t requested_ = 0;
+  uint32_t devices_ = 1;
+  ParallelOptions par_;
+  std::vector<ParallelTry> tries_;  // multi-GPU: the options weighed, chosen first
   std::string note_;
   uint32_t workspace_id_ = 0;
 };

@@ -9,6 +9,14 @@
 // lowered to the largest that fits; otherwise (default) the routed experts of the last
 // layers move to pinned host memory, one layer at a time, until it fits. If neither can
 // make it fit, compile fails with the shortfall in GiB and the largest context that fits.
+//
+// Multi-GPU (a cuda profile with host.gpus = N > 1, issue 8): the model is spread over
+// all N GPUs for batch-1 latency. Routed experts are split by experts (device g holds
+// experts [g*E/N, (g+1)*E/N) of every layer); attention, shared expert and output head
+// are each either replicated on every GPU or split (tensor parallel), whichever
+// combination the cost model predicts fastest for a decode step among those that fit
+// every device (see "Parallelism" in compile.cpp). Collectives are nodes of the phases.
+// Host offload is not used with several GPUs; --fit-context works as on one GPU.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -26,6 +34,10 @@ namespace fp {
 inline constexpr uint64_t kDefaultMaxContext = 262144;   // capped by the model's context length
 inline constexpr uint64_t kDefaultCostContext = 8192;    // capped by the max context
 inline constexpr uint64_t kGraphReserveBytes = 256ull << 20;  // CUDA graphs, module images, cuBLAS handles
+// Per device of a multi-GPU plan: NCCL's communicator buffers. An estimate: NCCL_BUFFSIZE
+// defaults to 4 MiB per channel and peer (NCCL environment-variable documentation), and a
+// communicator over NVLink opens several channels per peer; 256 MiB covers 8 GPUs.
+inline constexpr uint64_t kCollectiveReserveBytes = 256ull << 20;
 
 struct CompileOptions {
   uint64_t max_context = 0;      // 0: min(model context length, kDefaultMaxContext)

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "ops/core/error.h"
 #include "planner/plan_io/plan_view.h"
 
 namespace fp {
@@ -58,6 +59,19 @@ void fields(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   f("device", "measured_bandwidth_gbps", num(da->measured_bandwidth_gbps()), num(db->measured_bandwidth_gbps()));
   f("device", "host_link_gbps", num(da->measured_pcie_gbps() > 0 ? da->measured_pcie_gbps() : da->pcie_gbps()),
     num(db->measured_pcie_gbps() > 0 ? db->measured_pcie_gbps() : db->pcie_gbps()));
+  f("device", "gpus", num(da->gpus()), num(db->gpus()));
+  f("device", "gpu_link_gbps", num(da->host_link_gbps()), num(db->host_link_gbps()));
+  f("device", "collective_latency_us", num(da->collective_latency_us()), num(db->collective_latency_us()));
+  auto par = [](const plan::Plan& p, int part) -> std::string {
+    const auto* x = p.parallelism();
+    if (!x) return "single";
+    const plan::Parallel v = part == 0 ? x->routed_experts() : part == 1 ? x->attention() : part == 2 ? x->shared_expert() : x->head();
+    return plan::EnumNameParallel(v);
+  };
+  f("parallelism", "routed_experts", par(a, 0), par(b, 0));
+  f("parallelism", "attention", par(a, 1), par(b, 1));
+  f("parallelism", "shared_expert", par(a, 2), par(b, 2));
+  f("parallelism", "head", par(a, 3), par(b, 3));
   f("device", "measured_kernels", num(da->measured() ? da->measured()->size() : 0),
     num(db->measured() ? db->measured()->size() : 0));
   const auto *oa = a.provenance()->options(), *ob = b.provenance()->options();
@@ -85,6 +99,22 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   };
   std::vector<PerPhase> changes;
   std::map<std::string, size_t> at;
+  std::map<std::string, size_t> par_at;
+  std::map<std::string, std::map<int, bool>> par_layers;
+  auto where = [](const plan::Node* n) {
+    std::string s = plan::EnumNameParallel(n->parallel());
+    if (n->parallel() == plan::Parallel::single) s += "@" + std::to_string(n->device());
+    return s;
+  };
+  auto collectives = [](const plan::Phase* ph, uint32_t& reduce, uint32_t& gather, double& us, double& bytes) {
+    for (const auto* n : *ph->nodes()) {
+      if (n->op() == plan::OpKind::all_reduce) ++reduce;
+      else if (n->op() == plan::OpKind::all_gather) ++gather;
+      else continue;
+      us += n->predicted_us();
+      bytes += n->link_bytes();
+    }
+  };
   for (const auto* pa : *a.phases()) {
     const std::string name = pa->name()->str();
     auto it = pb.find(name);
@@ -106,6 +136,19 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
         continue;
       }
       matched[nn] = true;
+      if (where(n) != where(m->second)) {
+        const std::string role = node_role(nn);
+        const std::string key = role + "|" + where(n) + "|" + where(m->second);
+        auto c = par_at.find(key);
+        if (c == par_at.end()) {
+          c = par_at.emplace(key, d.parallel.size()).first;
+          d.parallel.push_back({role, {}, where(n), where(m->second)});
+        }
+        if (layer_of(nn) >= 0 && !par_layers[key][layer_of(nn)]) {
+          par_layers[key][layer_of(nn)] = true;
+          d.parallel[c->second].layers.push_back(layer_of(nn));
+        }
+      }
       const std::string ka = a.kernels()->Get(n->kernel())->id()->str();
       const std::string kb = b.kernels()->Get(m->second->kernel())->id()->str();
       if (ka == kb) continue;
@@ -120,7 +163,21 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
     }
     for (const auto* n : *q->nodes())
       if (!matched.count(n->name()->str())) sets.only_b.push_back(n->name()->str());
+    // Collectives are reported on their own (below); other nodes present in one plan only here.
+    auto drop_collectives = [&](std::vector<std::string>& v, const plan::Phase* ph) {
+      std::map<std::string, bool> coll;
+      for (const auto* n : *ph->nodes())
+        if (n->parallel() == plan::Parallel::collective) coll[n->name()->str()] = true;
+      v.erase(std::remove_if(v.begin(), v.end(), [&](const std::string& x) { return coll.count(x) > 0; }), v.end());
+    };
+    drop_collectives(sets.only_a, pa);
+    drop_collectives(sets.only_b, q);
     if (!sets.only_a.empty() || !sets.only_b.empty()) d.node_sets.push_back(std::move(sets));
+    PlanDiff::Collectives co{name};
+    collectives(pa, co.a_reduce, co.a_gather, co.a_us, co.a_bytes);
+    collectives(q, co.b_reduce, co.b_gather, co.b_us, co.b_bytes);
+    if (co.a_reduce != co.b_reduce || co.a_gather != co.b_gather || co.a_us != co.b_us || co.a_bytes != co.b_bytes)
+      d.collectives.push_back(co);
 
     // Segments: CUDA graphs and nodes run outside graphs.
     PlanDiff::SegmentChange sc{name, 0, 0, 0, 0};
@@ -166,6 +223,13 @@ void placements(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
     matched[name] = true;
     auto where = [](const plan::Weight* x) {
       std::string s = plan::EnumNamePlacement(x->placement());
+      if (x->slices() && x->slices()->size() > 0) {
+        const auto axis = x->slices()->Get(0)->axis();
+        const std::string n = std::to_string(x->slices()->size());
+        return axis == plan::SliceAxis::whole   ? "on each of " + n + " devices"
+               : axis == plan::SliceAxis::outer ? "split over " + n + " devices (outer dim)"
+                                                : "split over " + n + " devices (columns)";
+      }
       if (x->device() != 0) s += "@" + std::to_string(x->device());
       return s;
     };
@@ -199,6 +263,19 @@ void memory(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   m("graph reserve", double(x->graph_reserve_bytes()), double(y->graph_reserve_bytes()));
   m("total on device", double(x->total_device_bytes()), double(y->total_device_bytes()));
   m("headroom", double(x->headroom_bytes()), double(y->headroom_bytes()));
+  // Per device (a one-GPU plan's device 0 is the whole plan).
+  const size_t nx = x->devices() ? x->devices()->size() : 1, ny = y->devices() ? y->devices()->size() : 1;
+  if (nx > 1 || ny > 1)
+    for (size_t i = 0; i < std::max(nx, ny); ++i) {
+      auto total = [&](const plan::Memory* mm, size_t n, bool head) -> double {
+        if (i >= n) return 0;
+        if (!mm->devices() || mm->devices()->size() == 0) return head ? double(mm->headroom_bytes()) : double(mm->total_device_bytes());
+        const auto* dv = mm->devices()->Get(uint32_t(i));
+        return head ? double(dv->headroom_bytes()) : double(dv->total_bytes());
+      };
+      m(str("device ", i, " total").c_str(), total(x, nx, false), total(y, ny, false));
+      m(str("device ", i, " headroom").c_str(), total(x, nx, true), total(y, ny, true));
+    }
 }
 
 std::string layers_text(const std::vector<int>& layers, const std::string& role) {
@@ -255,6 +332,17 @@ std::string diff_to_text(const PlanDiff& d, const std::string& an, const std::st
     if (d.weights_only_a || d.weights_only_b)
       o << "  tensors only in A: " << d.weights_only_a << ", only in B: " << d.weights_only_b << "\n";
   }
+  if (!d.parallel.empty()) {
+    o << "\nhow nodes run across devices\n";
+    for (const auto& p : d.parallel) o << "  " << layers_text(p.layers, p.role) << ": " << p.from << " -> " << p.to << "\n";
+  }
+  if (!d.collectives.empty()) {
+    o << "\ncollectives per step\n";
+    for (const auto& c : d.collectives)
+      o << "  " << c.phase << ": " << c.a_reduce << " all_reduce + " << c.a_gather << " all_gather (" << format_bytes(c.a_bytes)
+        << ", " << format_us(c.a_us) << ") -> " << c.b_reduce << " all_reduce + " << c.b_gather << " all_gather ("
+        << format_bytes(c.b_bytes) << ", " << format_us(c.b_us) << ")\n";
+  }
   if (!d.segments.empty()) {
     o << "\ngraph segments\n";
     for (const auto& s : d.segments)
@@ -299,6 +387,15 @@ nlohmann::json diff_to_json(const PlanDiff& d, const std::string& an, const std:
                                {"from", p.from}, {"to", p.to}, {"bytes", p.bytes}});
   j["weights_only_a"] = d.weights_only_a;
   j["weights_only_b"] = d.weights_only_b;
+  j["parallel"] = json::array();
+  for (const auto& p : d.parallel)
+    j["parallel"].push_back({{"role", p.role}, {"layers", p.layers}, {"layers_text", format_layers(p.layers)},
+                             {"from", p.from}, {"to", p.to}});
+  j["collectives"] = json::array();
+  for (const auto& c : d.collectives)
+    j["collectives"].push_back({{"phase", c.phase}, {"a_all_reduce", c.a_reduce}, {"a_all_gather", c.a_gather},
+                                {"a_bytes", c.a_bytes}, {"a_us", c.a_us}, {"b_all_reduce", c.b_reduce},
+                                {"b_all_gather", c.b_gather}, {"b_bytes", c.b_bytes}, {"b_us", c.b_us}});
   j["segments"] = json::array();
   for (const auto& s : d.segments)
     j["segments"].push_back({{"phase", s.phase}, {"a_graphs", s.a_graphs}, {"a_outside", s.a_host},

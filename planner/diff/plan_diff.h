@@ -1,7 +1,8 @@
 // `flashplan diff A B`: what differs between two plans by meaning, not by bytes:
 // provenance, model, device and option fields; kernel choices per phase and node, folded
 // over layers and phases ("decode: blk.2-42/2 attn_q_b: K1 -> K2"); weights that moved
-// between device and host memory; graph segments; memory budget and predicted times.
+// between device and host memory or devices; how nodes run across devices and the
+// collectives of multi-GPU plans; graph segments; memory budget and predicted times.
 #pragma once
 #include <string>
 #include <vector>
@@ -40,6 +41,17 @@ struct PlanDiff {
     std::string name;
     double a = 0, b = 0;
   };
+  // How nodes run across devices (multi-GPU plans), folded over phases and layers.
+  struct ParallelChange {
+    std::string role;
+    std::vector<int> layers;
+    std::string from, to;
+  };
+  struct Collectives {
+    std::string phase;
+    uint32_t a_reduce = 0, a_gather = 0, b_reduce = 0, b_gather = 0;
+    double a_us = 0, b_us = 0, a_bytes = 0, b_bytes = 0;
+  };
 
   std::vector<Field> fields;
   std::vector<std::string> phases_only_a, phases_only_b;
@@ -48,12 +60,14 @@ struct PlanDiff {
   std::vector<PlacementChange> placements;
   uint32_t weights_only_a = 0, weights_only_b = 0;
   std::vector<SegmentChange> segments;
+  std::vector<ParallelChange> parallel;
+  std::vector<Collectives> collectives;
   std::vector<Delta> memory;  // bytes; only the entries that differ
   std::vector<Delta> times;   // predicted us per step, per phase in both; only those that differ
 
   bool equal() const {
     return fields.empty() && phases_only_a.empty() && phases_only_b.empty() && node_sets.empty() && kernels.empty() &&
-           placements.empty() && weights_only_a == 0 && weights_only_b == 0 && segments.empty() && memory.empty() &&
+           placements.empty() && parallel.empty() && collectives.empty() && weights_only_a == 0 && weights_only_b == 0 && segments.empty() && memory.empty() &&
            times.empty();
   }
 };

@@ -22,6 +22,17 @@ const char* phase_kind_name(PhaseKind k) {
   return "?";
 }
 
+const char* parallel_name(Parallel p) {
+  switch (p) {
+    case Parallel::single: return "single";
+    case Parallel::replicated: return "replicated";
+    case Parallel::tensor_split: return "tensor_split";
+    case Parallel::expert_split: return "expert_split";
+    case Parallel::collective: return "collective";
+  }
+  return "?";
+}
+
 const char* buffer_kind_name(BufferKind k) {
   switch (k) {
     case BufferKind::activation: return "activation";
@@ -74,12 +85,71 @@ std::vector<KvSizes> kv_sizes(const ModelConfig& c, bool has_mtp, uint64_t conte
   return out;
 }
 
+double expected_busiest_experts(uint32_t experts, uint32_t used, uint32_t devices) {
+  if (devices <= 1 || used == 0) return used;
+  // Ways to pick `used` experts with at most m on every device, by a product of
+  // polynomials (one per device, its coefficients the binomials of its slice); the
+  // expected maximum is the sum over m of P(max > m).
+  auto binom = [](double n, uint32_t r) {
+    double v = 1;
+    for (uint32_t i = 0; i < r; ++i) v = v * (n - i) / (i + 1);
+    return v;
+  };
+  const double all = binom(experts, used);
+  double expect = 0;
+  for (uint32_t m = 0; m < used; ++m) {
+    std::vector<double> ways(used + 1, 0.0);
+    ways[0] = 1;
+    for (uint32_t g = 0; g < devices; ++g) {
+      const uint64_t size = uint64_t(g + 1) * experts / devices - uint64_t(g) * experts / devices;
+      std::vector<double> next(used + 1, 0.0);
+      for (uint32_t have = 0; have <= used; ++have) {
+        if (ways[have] == 0) continue;
+        for (uint32_t c = 0; c <= m && c <= size && have + c <= used; ++c) next[have + c] += ways[have] * binom(double(size), c);
+      }
+      ways = std::move(next);
+    }
+    expect += 1.0 - ways[used] / all;
+  }
+  return expect;
+}
+
+std::string parallel_rejection(const Model& m, const ParallelOptions& par) {
+  const ModelConfig& c = m.config();
+  const uint32_t n = par.devices;
+  if (n <= 1) return "";
+  // A column split cuts every row of the tensor; each slice must hold whole quant blocks.
+  auto columns_ok = [&](const TensorRef& t) {
+    if (!t) return std::string();
+    const int64_t cols = t.ne(0);
+    const int64_t block = traits(t.type()).block;
+    if (cols % n != 0 || (cols / n) % block != 0)
+      return str(t.info->name, ": ", cols, " columns do not split into ", n, " slices of whole ", dtype_name(t.type()),
+                 " blocks (", block, " elements)");
+    return std::string();
+  };
+  if (par.attention_split) {
+    if (c.n_head % n != 0) return str("attention: ", c.n_head, " heads do not split over ", n, " devices");
+    if (c.o_groups % n != 0) return str("attention: ", c.o_groups, " output groups do not split over ", n, " devices");
+    for (uint32_t l = 0; l < c.n_layer; ++l)
+      if (auto why = columns_ok(m.layer(l).attn_output_b); !why.empty()) return "attention: " + why;
+  }
+  if (par.shared_split) {
+    if (c.n_expert_shared == 0) return "shared expert: the model has none";
+    if (c.shexp_ff() % n != 0) return str("shared expert: width ", c.shexp_ff(), " does not split over ", n, " devices");
+    for (uint32_t l = 0; l < c.n_layer; ++l)
+      if (auto why = columns_ok(m.layer(l).ffn_down_shexp); !why.empty()) return "shared expert: " + why;
+  }
+  return "";
+}
+
 namespace {
 
 class Builder {
  public:
   Builder(const Model& m, const GraphOptions& o) : m_(m), c_(m.config()), o_(o) {
     kvb_ = traits(o.kv_dtype).bytes;
+    n_ = std::max<uint32_t>(o.par.devices, 1);
     max_tokens_ = std::max<uint32_t>(o.prefill_buckets.empty() ? 1 : o.prefill_buckets.back(), 1);
     head_tokens_ = 1;
     if (m.mtp_available()) {
@@ -224,8 +294,69 @@ class Builder {
         auto it = per_token_bytes_.find(b);
         if (it != per_token_bytes_.end()) n.shape.act_bytes += static_cast<double>(it->second) * tokens;
       }
+    if (n_ > 1) {
+      n.device = -1;
+      n.parallel = Parallel::replicated;
+    }
     p.nodes.push_back(std::move(n));
     return p.nodes.back();
+  }
+
+  // ---- multi-GPU ---------------------------------------------------------------
+  // A split node runs on every device over 1/N of its weights: rows (the outer dim,
+  // outputs m) or columns (inputs k). Shapes are per device: what one GPU computes.
+
+  void split_rows(GraphNode* n) {
+    if (!n) return;
+    n->parallel = Parallel::tensor_split;
+    n->shape.m = static_cast<int64_t>(ceil_div(uint64_t(n->shape.m), n_));
+    n->shape.flops /= n_;
+    for (WeightUse& w : n->weights) {
+      w.axis = SliceAxis::outer;
+      w.read_bytes /= n_;
+    }
+  }
+  void split_columns(GraphNode* n) {
+    if (!n) return;
+    n->parallel = Parallel::tensor_split;
+    n->shape.k = static_cast<int64_t>(ceil_div(uint64_t(n->shape.k), n_));
+    n->shape.flops /= n_;
+    for (WeightUse& w : n->weights) {
+      w.axis = SliceAxis::columns;
+      w.read_bytes /= n_;
+    }
+  }
+  void split_heads(GraphNode& n) {
+    n.parallel = Parallel::tensor_split;
+    n.shape.heads /= n_;
+    n.shape.flops /= n_;
+  }
+  // A collective over `buf` (in place): `bytes` per step is the buffer each device ends with.
+  void collective(PhaseGraph& p, OpKind op, const std::string& name, int32_t layer, uint32_t t, const std::string& buf,
+                  double bytes) {
+    GraphNode& n = node(p, op, name, layer, t, {buf}, {buf});
+    n.parallel = Parallel::collective;
+    n.shape.link_bytes = bytes;
+  }
+  // Routed experts split by experts: device g holds [g*E/N, (g+1)*E/N) of every layer.
+  // The step is as slow as the busiest device: for one token, the expected largest
+  // number of the selected experts that fall on one device (uniform routing); for more
+  // tokens, the mean k/N slots per token and device (many tokens even the load out).
+  void split_experts(GraphNode& n, uint32_t t) {
+    const ModelConfig& c = c_;
+    n.parallel = Parallel::expert_split;
+    const int64_t local = static_cast<int64_t>(ceil_div(c.n_expert, n_));
+    const double busiest = t == 1 ? expected_busiest_experts(c.n_expert, c.n_expert_used, n_)
+                                  : std::ceil(double(c.n_expert_used) / n_);
+    const int64_t slots = std::max<int64_t>(1, std::llround(busiest));
+    const double touched = local * (1.0 - std::pow(1.0 - double(slots) / local, t));
+    n.shape.experts = local;
+    n.shape.groups = slots;
+    n.shape.flops = 6.0 * t * slots * c.expert_ff * c.n_embd;
+    for (WeightUse& w : n.weights) {
+      w.axis = SliceAxis::outer;
+      w.read_bytes = static_cast<double>(w.tensor->n_bytes) * touched / c.n_expert;
+    }
   }
 
   void weight(GraphNode& n, const TensorRef& t, double fraction = 1.0) {
@@ -235,14 +366,15 @@ class Builder {
     n.shape.wtypes.push_back(t.type());
   }
 
-  void matmul(PhaseGraph& p, const std::string& name, int32_t layer, uint32_t t, const TensorRef& w,
-              const std::string& in, const std::string& out) {
-    if (!w) return;
+  GraphNode* matmul(PhaseGraph& p, const std::string& name, int32_t layer, uint32_t t, const TensorRef& w,
+                    const std::string& in, const std::string& out) {
+    if (!w) return nullptr;
     GraphNode& n = node(p, OpKind::matmul, name, layer, t, {in}, {out});
     weight(n, w);
     n.shape.m = w.ne(1);
     n.shape.k = w.ne(0);
     n.shape.flops = 2.0 * t * n.shape.m * n.shape.k;
+    return &n;
   }
 
   void norm(PhaseGraph& p, const std::string& name, int32_t layer, uint32_t t, const TensorRef& w,
@@ -294,12 +426,15 @@ class Builder {
     norm(p, P + "attn_norm", li, t, L.attn_norm, "x_in", "h");
     matmul(p, P + "attn_q_a", li, t, L.attn_q_a, "h", "qa");
     norm(p, P + "attn_q_a_norm", li, t, L.attn_q_a_norm, "qa", "qr");
-    matmul(p, P + "attn_q_b", li, t, L.attn_q_b, "qr", "q");
+    const bool attn_split = n_ > 1 && o_.par.attention_split;
+    GraphNode* q_b = matmul(p, P + "attn_q_b", li, t, L.attn_q_b, "qr", "q");
+    if (attn_split) split_rows(q_b);
     {
       GraphNode& n = node(p, OpKind::q_head_norm_rope, P + "q_head_norm_rope", li, t, {"q"}, {"q"});
       n.shape.heads = c.n_head;
       n.shape.head_dim = c.head_dim;
       n.shape.flops = 6.0 * t * c.q_dim();
+      if (attn_split) split_heads(n);
     }
     matmul(p, P + "attn_kv", li, t, L.attn_kv, "h", "kv");
     norm(p, P + "attn_kv_a_norm", li, t, L.attn_kv_a_norm, "kv", "kv");
@@ -350,12 +485,14 @@ class Builder {
       n.max_rows = visible_raw(o_.max_context) + visible_compressed(ratio, o_.max_context);
       n.shape.act_bytes += static_cast<double>(rows) * c.head_dim * kvb_;
       n.shape.flops = 4.0 * t * c.n_head * rows * c.head_dim;
+      if (attn_split) split_heads(n);  // every device reads the whole (shared) KV rows
     }
     {
       GraphNode& n = node(p, OpKind::out_inv_rope, P + "out_inv_rope", li, t, {"o"}, {"o"});
       n.shape.heads = c.n_head;
       n.shape.head_dim = c.head_dim;
       n.shape.flops = 6.0 * t * c.n_head * c.rope_dim;
+      if (attn_split) split_heads(n);
     }
     if (L.attn_output_a) {
       GraphNode& n = node(p, OpKind::grouped_matmul, P + "attn_output_a", li, t, {"o"}, {"low"});
@@ -364,8 +501,21 @@ class Builder {
       n.shape.m = c.o_lora_rank;
       n.shape.k = c.o_group_in();
       n.shape.flops = 2.0 * t * c.o_groups * c.o_lora_rank * c.o_group_in();
+      if (attn_split) {  // whole groups per device: the outer dim of the grouped weight
+        n.parallel = Parallel::tensor_split;
+        n.shape.groups /= n_;
+        n.shape.flops /= n_;
+        for (WeightUse& w : n.weights) {
+          w.axis = SliceAxis::outer;
+          w.read_bytes /= n_;
+        }
+      }
     }
-    matmul(p, P + "attn_output_b", li, t, L.attn_output_b, "low", "a");
+    GraphNode* o_b = matmul(p, P + "attn_output_b", li, t, L.attn_output_b, "low", "a");
+    if (attn_split && o_b) {
+      split_columns(o_b);  // partial sums of the output projection, summed over the devices
+      collective(p, OpKind::all_reduce, P + "attn_all_reduce", li, t, "a", 4.0 * t * c.n_embd);
+    }
     hc_post("hc_attn_post", "a");
 
     // FFN sub-layer.
@@ -400,19 +550,40 @@ class Builder {
       n.shape.groups = c.n_expert_used;
       n.shape.experts = c.n_expert;
       n.shape.flops = 6.0 * t * c.n_expert_used * c.expert_ff * c.n_embd;
+      if (n_ > 1) split_experts(n, t);
     }
+    // Multi-GPU: each device holds a partial sum of the routed experts (its own) and,
+    // when the shared expert is split, of the shared expert; one all-reduce per layer
+    // sums them. Every device holds the token's activations, so expert parallelism
+    // needs no dispatch: routing runs on every device and each skips the experts it
+    // lacks (an all-to-all would only pay if tokens were spread over the devices).
+    const bool shared = c.n_expert_shared > 0 && L.ffn_gate_shexp;
+    const bool shared_split = n_ > 1 && o_.par.shared_split && shared;
+    if (n_ > 1 && !shared_split)
+      collective(p, OpKind::all_reduce, P + "ffn_all_reduce", li, t, "moe_out", 4.0 * t * c.n_embd);
     std::string ffn_out = "moe_out";
-    if (c.n_expert_shared > 0 && L.ffn_gate_shexp) {
-      matmul(p, P + "ffn_gate_shexp", li, t, L.ffn_gate_shexp, "u", "sh_gate");
-      matmul(p, P + "ffn_up_shexp", li, t, L.ffn_up_shexp, "u", "sh_up");
+    if (shared) {
+      GraphNode* gate = matmul(p, P + "ffn_gate_shexp", li, t, L.ffn_gate_shexp, "u", "sh_gate");
+      GraphNode* up = matmul(p, P + "ffn_up_shexp", li, t, L.ffn_up_shexp, "u", "sh_up");
+      if (shared_split) {
+        split_rows(gate);
+        split_rows(up);
+      }
       GraphNode& s = node(p, OpKind::swiglu, P + "ffn_swiglu_shexp", li, t, {"sh_gate", "sh_up"}, {"sh_mid"});
       s.shape.m = s.shape.k = c.shexp_ff();
       s.shape.flops = 8.0 * t * c.shexp_ff();
-      matmul(p, P + "ffn_down_shexp", li, t, L.ffn_down_shexp, "sh_mid", "sh_out");
+      if (shared_split) {
+        s.parallel = Parallel::tensor_split;
+        s.shape.m = s.shape.k = c.shexp_ff() / n_;
+        s.shape.flops /= n_;
+      }
+      GraphNode* down = matmul(p, P + "ffn_down_shexp", li, t, L.ffn_down_shexp, "sh_mid", "sh_out");
+      if (shared_split) split_columns(down);
       GraphNode& a = node(p, OpKind::add, P + "ffn_add", li, t, {"moe_out", "sh_out"}, {"f"});
       a.shape.m = a.shape.k = c.n_embd;
       a.shape.flops = 1.0 * t * c.n_embd;
       ffn_out = "f";
+      if (shared_split) collective(p, OpKind::all_reduce, P + "ffn_all_reduce", li, t, "f", 4.0 * t * c.n_embd);
     }
     hc_post("hc_ffn_post", ffn_out);
   }
@@ -462,7 +633,12 @@ class Builder {
       n.shape.flops = t * (2.0 * c_.hc_count * c_.hc_dim() + 4.0 * c_.hc_dim());
     }
     norm(p, prefix.empty() ? "output_norm" : prefix + "norm", layer, t, nw, "z", "zn");
-    matmul(p, prefix.empty() ? "output" : prefix + "head", layer, t, out_w, "zn", "logits");
+    GraphNode* head = matmul(p, prefix.empty() ? "output" : prefix + "head", layer, t, out_w, "zn", "logits");
+    if (n_ > 1 && o_.par.head_split && head) {
+      split_rows(head);  // a slice of the vocabulary per device
+      collective(p, OpKind::all_gather, prefix.empty() ? "output_all_gather" : prefix + "head_all_gather", layer, t,
+                 "logits", 4.0 * t * c_.n_vocab);
+    }
     GraphNode& n = node(p, pick, prefix + op_kind_name(pick), layer, t, {"logits"}, {"next_token"});
     n.shape.m = c_.n_vocab;
     n.shape.flops = 4.0 * t * c_.n_vocab;
@@ -499,6 +675,7 @@ class Builder {
   const ModelConfig& c_;
   const GraphOptions& o_;
   int64_t kvb_ = 4;
+  uint32_t n_ = 1;  // devices
   uint32_t max_tokens_ = 1, head_tokens_ = 1;
   OpGraph g_;
   std::map<std::string, uint32_t> ids_;

@@ -35,10 +35,17 @@ struct GraphBuffer {
   uint64_t bytes = 0;
 };
 
+// Multi-GPU plans (issue 8): how a node runs across the devices, and which part of a
+// weight each device holds. Values equal schemas/plan.fbs Parallel and SliceAxis.
+enum class Parallel : uint8_t { single = 0, replicated = 1, tensor_split = 2, expert_split = 3, collective = 4 };
+enum class SliceAxis : uint8_t { whole = 0, outer = 1, columns = 2 };
+const char* parallel_name(Parallel p);
+
 struct WeightUse {
   const gguf::TensorInfo* tensor = nullptr;
   uint8_t file = 0;      // 0 model, 1 separate MTP file
-  double read_bytes = 0; // bytes of it one step reads (embedding: the rows looked up)
+  double read_bytes = 0; // bytes of it one step reads (embedding: the rows looked up); per device when split
+  SliceAxis axis = SliceAxis::whole;  // multi-GPU: split into `devices` slices along this axis
 };
 
 struct GraphNode {
@@ -49,6 +56,8 @@ struct GraphNode {
   std::vector<uint32_t> inputs, outputs;  // buffer ids
   KernelShape shape;     // weight_bytes / host_weight_bytes filled after placement
   int64_t max_rows = 0;  // attention / indexer: visible KV rows at the max context (sizes workspaces)
+  int32_t device = 0;    // -1: every device of a multi-GPU plan
+  Parallel parallel = Parallel::single;
 };
 
 struct PhaseGraph {
@@ -58,12 +67,32 @@ struct PhaseGraph {
   std::vector<GraphNode> nodes;
 };
 
+// How a multi-GPU graph spreads the model (devices = 1: the one-GPU graph, unchanged).
+// Routed experts are always split by experts; the other parts are replicated or split
+// (tensor parallel) as the compiler chose (planner/compile/compile.cpp "Parallelism").
+struct ParallelOptions {
+  uint32_t devices = 1;
+  bool attention_split = false;  // q_b rows, heads, o_a groups, o_b columns; all-reduce after o_b
+  bool shared_split = false;     // shared expert gate/up rows, down columns; summed with the moe all-reduce
+  bool head_split = false;       // output rows (vocabulary); all-gather of the logits
+};
+
+// Why `par` cannot be built for `m` ("" when it can): divisibility of heads, groups, and
+// quant blocks of the column-split tensors.
+std::string parallel_rejection(const Model& m, const ParallelOptions& par);
+
+// Expected experts selected on the busiest device for one token, when `used` of
+// `experts` are picked uniformly without replacement and device g holds experts
+// [g*E/N, (g+1)*E/N).
+double expected_busiest_experts(uint32_t experts, uint32_t used, uint32_t devices);
+
 struct GraphOptions {
   uint64_t max_context = 0;           // sizes the KV cache
   uint64_t cost_context = 0;          // the context predicted times assume
   std::vector<uint32_t> prefill_buckets = {16, 128, 512, 2048};  // upper bounds, ascending
   uint32_t mtp_depth = 1;
   DType kv_dtype = DType::F32;
+  ParallelOptions par;
 };
 
 struct OpGraph {

@@ -31,9 +31,88 @@ std::vector<ModelTensor> model_tensors(const Model& m) {
   return out;
 }
 
+namespace {
+
+// Multi-GPU placement: each tensor's slices in device order, own chunks for large
+// slices, one packed chunk at a time per device for the small ones.
+WeightPlacement place_on_devices(const std::vector<ModelTensor>& tensors, const DeviceProfile& p, uint32_t n,
+                                 const std::vector<SliceAxis>& axis) {
+  const uint64_t gran = std::max<uint64_t>(p.vmm_granularity, 1);
+  const uint64_t base_align = std::max(kChunkBaseAlign, gran);
+  WeightPlacement w;
+  w.slots.resize(tensors.size());
+  w.per_device.assign(n, 0);
+  std::vector<int64_t> packed(n, -1);
+  std::vector<uint64_t> used(n, 0);
+  auto close_packed = [&](uint32_t d) {
+    if (packed[d] < 0) return;
+    Chunk& c = w.chunks[packed[d]];
+    c.bytes = round_up(used[d], gran);
+    w.device_bytes += c.bytes;
+    w.per_device[d] += c.bytes;
+    packed[d] = -1;
+    used[d] = 0;
+  };
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const gguf::TensorInfo& t = *tensors[i].info;
+    const SliceAxis a = axis.empty() ? SliceAxis::whole : axis[i];
+    const uint32_t dims = std::max<uint32_t>(t.n_dims, 1);
+    const uint64_t extent = a == SliceAxis::outer ? t.ne[dims - 1] : a == SliceAxis::columns ? t.ne[0] : 1;
+    WeightSlot& s = w.slots[i];
+    s.device = -1;
+    for (uint32_t d = 0; d < n; ++d) {
+      SliceSlot sl;
+      sl.device = static_cast<int32_t>(d);
+      sl.axis = a;
+      if (a == SliceAxis::whole) {
+        sl.count = dims ? t.ne[dims - 1] : 1;
+        sl.bytes = t.n_bytes;
+      } else {
+        sl.first = uint64_t(d) * extent / n;
+        sl.count = uint64_t(d + 1) * extent / n - sl.first;
+        sl.bytes = t.n_bytes / extent * sl.count;  // whole rows / blocks (checked by the op graph)
+      }
+      if (sl.bytes >= kOwnChunkMin) {
+        Chunk c{static_cast<uint32_t>(w.chunks.size()), Placement::device_chunk, sl.device, round_up(sl.bytes, gran),
+                base_align};
+        sl.placement = Placement::device_chunk;
+        sl.chunk = c.id;
+        w.device_bytes += c.bytes;
+        w.per_device[d] += c.bytes;
+        w.chunks.push_back(c);
+      } else {
+        const uint64_t at = round_up(used[d], kPackedAlign);
+        if (packed[d] < 0 || at + sl.bytes > kPackedChunkMax) {
+          close_packed(d);
+          packed[d] = static_cast<int64_t>(w.chunks.size());
+          w.chunks.push_back({static_cast<uint32_t>(packed[d]), Placement::device_packed, sl.device, 0, base_align});
+        }
+        sl.placement = Placement::device_packed;
+        sl.chunk = static_cast<uint32_t>(packed[d]);
+        sl.offset = round_up(used[d], kPackedAlign);
+        used[d] = sl.offset + sl.bytes;
+      }
+      s.slices.push_back(sl);
+    }
+    s.placement = s.slices[0].placement;
+    s.chunk = s.slices[0].chunk;
+    s.offset = s.slices[0].offset;
+  }
+  for (uint32_t d = 0; d < n; ++d) close_packed(d);
+  return w;
+}
+
+}  // namespace
+
 WeightPlacement place_weights(const std::vector<ModelTensor>& tensors, const std::vector<std::string>& host_reason,
-                              const DeviceProfile& p) {
+                              const DeviceProfile& p, uint32_t devices, const std::vector<SliceAxis>& axis) {
   if (host_reason.size() != tensors.size()) fail("place_weights: ", host_reason.size(), " reasons for ", tensors.size(), " tensors");
+  if (!axis.empty() && axis.size() != tensors.size()) fail("place_weights: ", axis.size(), " axes for ", tensors.size(), " tensors");
+  if (devices > 1) {
+    for (const auto& r : host_reason)
+      if (!r.empty()) fail("place_weights: host-mapped weights in a plan for ", devices, " devices");
+    return place_on_devices(tensors, p, devices, axis);
+  }
   const bool cpu = p.backend == Backend::Cpu;
   const uint64_t gran = cpu ? kHostPage : std::max<uint64_t>(p.vmm_granularity, 1);
   const uint64_t base_align = cpu ? kHostPage : std::max(kChunkBaseAlign, gran);
@@ -79,6 +158,7 @@ WeightPlacement place_weights(const std::vector<ModelTensor>& tensors, const std
     }
   }
   close_packed();
+  w.per_device = {w.device_bytes};
   return w;
 }
 

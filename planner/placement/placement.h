@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "planner/graph/op_graph.h"
 #include "planner/model/model.h"
 #include "planner/profile/device_profile.h"
 
@@ -41,25 +42,41 @@ struct Chunk {
   uint64_t alignment = 0;
 };
 
+// One device's part of a weight in a multi-GPU plan.
+struct SliceSlot {
+  int32_t device = 0;
+  SliceAxis axis = SliceAxis::whole;
+  uint64_t first = 0, count = 0;  // along axis
+  uint64_t bytes = 0;
+  Placement placement = Placement::device_chunk;
+  uint32_t chunk = 0;
+  uint64_t offset = 0;
+};
+
 struct WeightSlot {
   Placement placement = Placement::device_chunk;
-  int32_t device = 0;
+  int32_t device = 0;      // -1: on several devices (slices)
   uint32_t chunk = 0;
   uint64_t offset = 0;
   std::string reason;      // why it is host-mapped
+  std::vector<SliceSlot> slices;  // multi-GPU plans: one per device
 };
 
 struct WeightPlacement {
   std::vector<WeightSlot> slots;  // parallel to model_tensors()
   std::vector<Chunk> chunks;
-  uint64_t device_bytes = 0;      // sum of device chunk bytes
+  uint64_t device_bytes = 0;      // sum of device chunk bytes (over every device)
   uint64_t host_bytes = 0;        // sum of host chunk bytes
   uint32_t host_tensors = 0;
+  std::vector<uint64_t> per_device;  // device chunk bytes of each device (one entry on one GPU)
 };
 
 // `host[i]` (parallel to tensors) says which tensors are offloaded; `reason[i]` why.
+// `devices` > 1 (a multi-GPU cuda plan): every tensor is on every device, whole or as
+// the slice `axis[i]` says (parallel to tensors; empty = whole everywhere); device g
+// holds [g*X/N, (g+1)*X/N) of the axis' extent X. Offload is not available then.
 WeightPlacement place_weights(const std::vector<ModelTensor>& tensors, const std::vector<std::string>& host_reason,
-                              const DeviceProfile& p);
+                              const DeviceProfile& p, uint32_t devices = 1, const std::vector<SliceAxis>& axis = {});
 
 // Offload units in the order the planner gives them up: the routed experts (gate, up,
 // down) of the last trunk layer first, then the layer before, ... Each entry is the

@@ -2,6 +2,7 @@
 // check the runtime does before it trusts a plan (see plan_io.h).
 #include "planner/plan_io/plan_io.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -62,6 +63,12 @@ void check_references(const plan::Plan& p, const std::string& name) {
     const auto* w = p.weights()->Get(i);
     if (!w->name() || !w->shape()) bad("weight ", i, " has no name or shape");
     if (w->chunk() >= n_chunks) bad("weight ", w->name()->str(), " in chunk ", w->chunk(), " of ", n_chunks);
+    const uint32_t gpus = p.device()->gpus();
+    if (w->slices())
+      for (const auto* sl : *w->slices())
+        if (sl->chunk() >= n_chunks || sl->device() < 0 || uint32_t(sl->device()) >= std::max(gpus, 1u))
+          bad("weight ", w->name()->str(), ": slice on device ", sl->device(), " in chunk ", sl->chunk(), " (", gpus,
+              " devices, ", n_chunks, " chunks)");
   }
   for (size_t i = 0; i < n_buffers; ++i)
     if (p.buffers()->Get(i)->id() != i || !p.buffers()->Get(i)->name()) bad("buffer ", i, " has id ", p.buffers()->Get(i)->id());
@@ -74,6 +81,8 @@ void check_references(const plan::Plan& p, const std::string& name) {
       // Empty lists are stored as absent fields (FlatBuffers object API); read them as empty.
       if (!n->name() || !n->dims() || !n->launch()) bad(pn, " node ", i, " lacks its name, dims or launch");
       if (n->kernel() >= n_kernels) bad(pn, " node ", n->name()->str(), ": kernel ", n->kernel(), " of ", n_kernels);
+      if (n->device() < -1 || n->device() >= int(std::max(p.device()->gpus(), 1u)))
+        bad(pn, " node ", n->name()->str(), ": device ", n->device(), " of ", p.device()->gpus());
       if (n->weights())
         for (uint32_t w : *n->weights())
           if (w >= n_weights) bad(pn, " node ", n->name()->str(), ": weight ", w, " of ", n_weights);

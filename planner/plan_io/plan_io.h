@@ -13,8 +13,9 @@
 
 namespace fp {
 
-// The plan format this build reads and writes; any other is refused.
-inline constexpr uint32_t kPlanFormatVersion = 1;
+// The plan format this build reads and writes; any other is refused. 2: multi-GPU
+// plans (device per node, weight slices, collectives, per-device memory).
+inline constexpr uint32_t kPlanFormatVersion = 2;
 
 // The plan as FlatBuffers bytes (identifier "FPLN"), checksum filled in. The checksum
 // field of `p` is ignored.

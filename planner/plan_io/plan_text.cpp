@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 
+#include "ops/core/error.h"
 #include "planner/plan_io/plan_view.h"
 
 namespace fp {
@@ -55,6 +56,10 @@ void header(Out& o, const LoadedPlan& lp) {
     o(", host link %.0f GB/s", d->measured_pcie_gbps() > 0 ? d->measured_pcie_gbps() : d->pcie_gbps());
     if (d->measured() && d->measured()->size()) o(", %u measured kernel timings", d->measured()->size());
     o("\n");
+    if (d->gpus() > 1)
+      o("          x %u GPUs of one host (figures above per GPU), GPU link %.0f GB/s per direction, %.1f us per "
+        "collective\n",
+        d->gpus(), d->host_link_gbps(), d->collective_latency_us());
   } else {
     o("device    %s (%s): CPU, %u threads, %s usable, %.0f GB/s\n", sv(d->name()), sv(d->description()),
       d->cpu_threads(), format_gib(double(d->usable_bytes())).c_str(), d->bandwidth_gbps());
@@ -87,6 +92,38 @@ void memory(Out& o, const plan::Plan& p) {
     o("  weights in host memory  %9.2f   (%u tensors, pinned, mapped into the device)\n", m->weights_host_bytes() / gib,
       m->offloaded_tensors());
   o("  %s\n", sv(m->note()));
+  if (m->devices() && m->devices()->size()) {
+    o("\nmemory per device (GiB)  weights       KV  activ.  worksp.  reserve    total   usable  headroom\n");
+    for (const auto* x : *m->devices())
+      o("  device %-3d          %9.2f %8.2f %7.2f %8.2f %8.2f %8.2f %8.2f %9.2f\n", x->device(), x->weights_bytes() / gib,
+        x->kv_bytes() / gib, x->activation_bytes() / gib, x->workspace_bytes() / gib, x->reserve_bytes() / gib,
+        x->total_bytes() / gib, x->usable_bytes() / gib, x->headroom_bytes() / gib);
+  }
+}
+
+const char* parallel_word(plan::Parallel p) {
+  switch (p) {
+    case plan::Parallel::replicated: return "replicated";
+    case plan::Parallel::tensor_split: return "split";
+    case plan::Parallel::expert_split: return "split by experts";
+    case plan::Parallel::collective: return "collective";
+    default: return "single";
+  }
+}
+
+void parallelism(Out& o, const plan::Plan& p) {
+  const auto* x = p.parallelism();
+  if (!x) return;
+  o("\nparallelism over %u GPUs: routed experts %s, attention %s, shared expert %s, head %s\n", x->devices(),
+    parallel_word(x->routed_experts()), parallel_word(x->attention()), parallel_word(x->shared_expert()),
+    parallel_word(x->head()));
+  o("  %s\n", sv(x->reason()));
+  o("  %-11s %-13s %-11s %12s %14s  %s\n", "attention", "shared expert", "head", "decode step", "fullest GiB", "");
+  if (x->options())
+    for (const auto* t : *x->options())
+      o("  %-11s %-13s %-11s %12s %14.2f  %s\n", parallel_word(t->attention()), parallel_word(t->shared_expert()),
+        parallel_word(t->head()), t->decode_us() > 0 ? format_us(t->decode_us()).c_str() : "-",
+        t->max_device_bytes() / (1024.0 * 1024 * 1024), t == x->options()->Get(0) ? "chosen" : sv(t->why_not()));
 }
 
 void placement(Out& o, const plan::Plan& p) {
@@ -120,6 +157,45 @@ void placement(Out& o, const plan::Plan& p) {
   for (auto& [role, layers] : host)
     o("  host_mapped: blk.%s %s (%s): %s\n", format_layers(layers).c_str(), role.c_str(),
       format_gib(host_bytes[role]).c_str(), reason[role].c_str());
+  // Multi-GPU: what is split how, folded by role (whole copies are on every device).
+  struct Split {
+    std::vector<int> layers;
+    double bytes = 0;
+    std::string ranges;
+  };
+  std::map<std::string, Split> split;
+  std::vector<std::string> order;
+  uint32_t whole = 0;
+  double whole_bytes = 0;
+  for (const auto* w : *p.weights()) {
+    if (!w->slices() || w->slices()->size() == 0) continue;
+    const auto axis = w->slices()->Get(0)->axis();
+    if (axis == plan::SliceAxis::whole) {
+      ++whole;
+      whole_bytes += double(w->bytes());
+      continue;
+    }
+    const std::string name = w->name()->str();
+    const std::string key = weight_role(name) + (axis == plan::SliceAxis::columns ? " (columns)" : " (outer dim)");
+    if (!split.count(key)) {
+      order.push_back(key);
+      std::string r;
+      for (const auto* sl : *w->slices())
+        r += str(r.empty() ? "" : ", ", "[", sl->first(), ",", sl->first() + sl->count(), ") on ", sl->device());
+      split[key].ranges = r;
+    }
+    split[key].layers.push_back(layer_of(name));
+    split[key].bytes += double(w->bytes());
+  }
+  if (whole || !split.empty()) {
+    o("  on every device: %u tensors (%s each)\n", whole, format_gib(whole_bytes).c_str());
+    for (const auto& k : order) {
+      const Split& x = split[k];
+      const bool model_level = x.layers.size() == 1 && x.layers[0] < 0;
+      o("  split: %s%s (%s in all): %s\n", model_level ? "" : ("blk." + format_layers(x.layers) + " ").c_str(),
+        k.c_str(), format_gib(x.bytes).c_str(), x.ranges.c_str());
+    }
+  }
 }
 
 void kv(Out& o, const plan::Plan& p) {
@@ -227,7 +303,8 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
     const std::string role = node_role(n->name()->str());
     const bool host = n->host_bytes() > 0;
     const std::string key = role + "|" + std::to_string(n->kernel()) + "|" + round3(n->predicted_us()) + "|" +
-                            std::to_string(host) + "|" + std::to_string(int(n->choice()));
+                            std::to_string(host) + "|" + std::to_string(int(n->choice())) + "|" +
+                            std::to_string(int(n->parallel()));
     auto it = where.find(key);
     if (it == where.end()) {
       it = where.emplace(key, rows.size()).first;
@@ -238,12 +315,30 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
     ++r.count;
     r.total += n->predicted_us();
   }
-  o("  %-24s %-10s %-16s %-36s %9s %9s  %s\n", "node", "layers", "op", "kernel", "us/node", "us total",
-    "alternatives (predicted)");
+  const bool multi = p.device()->gpus() > 1;
+  if (multi) {
+    uint32_t reduce = 0, gather = 0;
+    double us = 0, bytes = 0;
+    for (const auto* n : *ph.nodes()) {
+      if (n->op() == plan::OpKind::all_reduce) ++reduce;
+      else if (n->op() == plan::OpKind::all_gather) ++gather;
+      else continue;
+      us += n->predicted_us();
+      bytes += n->link_bytes();
+    }
+    o("  collectives: %u all_reduce + %u all_gather, %s over the links, predicted %s per step (%.1f%%)\n", reduce,
+      gather, format_bytes(bytes).c_str(), format_us(us).c_str(), ph.predicted_us() > 0 ? us / ph.predicted_us() * 100 : 0.0);
+  }
+  o("  %-24s %-10s %-16s %-36s %9s %9s  %s\n", "node", "layers", multi ? "op (devices)" : "op", "kernel", "us/node",
+    "us total", "alternatives (predicted)");
   for (const Row& r : rows) {
     const std::string kern = kernel(p, r.first->kernel()) + choice_tag(*r.first);
-    o("  %-24s %-10s %-16s %-36s %9s %9s  %s%s\n", r.role.c_str(), format_layers(r.layers).c_str(),
-      plan::EnumNameOpKind(r.first->op()), kern.c_str(), round3(r.us).c_str(), round3(r.total).c_str(),
+    std::string op = plan::EnumNameOpKind(r.first->op());
+    if (multi) {
+      const auto par = r.first->parallel();
+      op += par == plan::Parallel::tensor_split ? " /N" : par == plan::Parallel::expert_split ? " /E" : par == plan::Parallel::collective ? " <>" : "";
+    }
+    o("  %-24s %-10s %-16s %-36s %9s %9s  %s%s\n", r.role.c_str(), format_layers(r.layers).c_str(), op.c_str(), kern.c_str(), round3(r.us).c_str(), round3(r.total).c_str(),
       r.host ? "[reads host memory] " : "", alternatives(p, *r.first).c_str());
   }
 }
@@ -254,6 +349,7 @@ std::string plan_to_text(const LoadedPlan& lp) {
   Out o;
   header(o, lp);
   memory(o, *lp);
+  parallelism(o, *lp);
   placement(o, *lp);
   kv(o, *lp);
   phase_summary(o, *lp);

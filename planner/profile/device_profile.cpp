@@ -213,6 +213,9 @@ DeviceRates DeviceProfile::rates() const {
     r.fp8 = pick(measured_fp8_tflops, fp8_tflops);
     r.int8 = pick(measured_int8_tops, int8_tops);
     r.launch_us = measured_launch_us > 0 ? measured_launch_us : kDefaultCudaLaunchUs;
+    r.devices = std::max<uint32_t>(host_gpus, 1);
+    r.gpu_link = host_link_gbps * 1e9;
+    r.collective_latency_us = collective_latency_us;
   } else {
     r.sm_count = cpu_threads;
     r.host_link = r.bandwidth;  // host memory is the CPU's own memory
@@ -288,16 +291,22 @@ DeviceProfile parse_device_profile(std::string_view yaml_text, const std::string
   p.host_gpus = p.backend == Backend::Cuda ? 1 : 0;
   if (top.has("host")) {
     Section host = top.section("host");
-    host.allow({"gpus", "memory_bytes", "gpu_link_gbps"});
+    host.allow({"gpus", "memory_bytes", "gpu_link_gbps", "collective_latency_us"});
     const uint64_t lo = p.backend == Backend::Cuda ? 1 : 0;
     p.host_gpus = static_cast<uint32_t>(host.u64_or("gpus", p.host_gpus, lo, 64,
                                                     p.backend == Backend::Cuda ? "1..64 GPUs" : "0..64 GPUs"));
     p.host_memory_bytes = host.u64_or("memory_bytes", 0, 0, kMaxBytes, "bytes (0 = not stated)");
     p.host_link_gbps = host.num_or("gpu_link_gbps", 0, 0, 1e5, "GB/s per direction >= 0");
+    p.collective_latency_us = host.num_or("collective_latency_us", 0, 0.01, 1e4, "microseconds > 0");
     host.finish();
     if (p.host_gpus > 1 && p.host_link_gbps <= 0)
       fail(source, ": host.gpu_link_gbps: missing with host.gpus = ", p.host_gpus,
            "; expected the GPU-to-GPU bandwidth when a host has several GPUs");
+    if (p.host_gpus > 1 && p.collective_latency_us <= 0)
+      fail(source, ": host.collective_latency_us: missing with host.gpus = ", p.host_gpus,
+           "; expected the fixed cost in microseconds of one collective between the host's GPUs");
+    if (p.host_gpus > 1 && p.backend != Backend::Cuda)
+      fail(source, ": host.gpus: value ", p.host_gpus, " with backend cpu; expected 0 (multi-GPU plans need backend cuda)");
   }
   if (top.has("measured")) read_measured(top.section("measured"), p);
   top.finish();

@@ -51,10 +51,11 @@ struct DeviceProfile {
   uint32_t cpu_threads = 0;
   double cpu_fp32_gflops = 0;
 
-  // host (issue 8 plans across several GPUs of one host; today plans use device 0)
+  // host: a plan places the model on all `host_gpus` GPUs (one-GPU plans: device 0)
   uint32_t host_gpus = 1;
   uint64_t host_memory_bytes = 0;  // 0 = not stated (offload is then unbounded)
-  double host_link_gbps = 0;       // GPU-to-GPU per direction
+  double host_link_gbps = 0;       // GPU-to-GPU per direction per GPU
+  double collective_latency_us = 0;  // fixed cost of one collective; required when host_gpus > 1
 
   // measured (0 = not measured)
   double measured_bandwidth_gbps = 0;

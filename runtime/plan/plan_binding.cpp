@@ -72,6 +72,12 @@ void check_plan_for_cpu(const LoadedPlan& p, const gguf::File& model, const gguf
 
 void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp, const GpuIdentity& g) {
   const plan::Device& d = *p->device();
+  // The planner places models over several GPUs (issue 8); no executor runs such a plan
+  // yet (NCCL communicators, collectives inside CUDA graphs). Refuse before anything
+  // else looks at its per-device weights or its collective kernel ids.
+  if (d.gpus() > 1)
+    fail(p.path, ": plan for ", d.gpus(), " GPUs: multi-GPU execution is not implemented in this build; compile a "
+         "plan for one GPU (a profile with host.gpus: 1, such as plans/devices/h200-141gb.yaml)");
   check_plan_matches(p, model, d.name()->str(), 0, mtp);
   if (plan_device_is(d, g)) return;
   fail(p.path, ": compiled for device ", describe(d), ", this GPU is ", g.name, " (", profile_name_for(g.name), ", cc ",

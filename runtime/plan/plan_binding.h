@@ -13,7 +13,8 @@
 //     memory within 3% of the GPU's (how probe matches a shipped datasheet profile such
 //     as plans/devices/h200-141gb.yaml to a GPU).
 // The compute capability must be equal in both cases. Everything else is refused with
-// both sides named.
+// both sides named. A plan for several GPUs is refused first: multi-GPU execution is not
+// implemented yet (the planner half of issue 8 is).
 #pragma once
 #include <cstdint>
 #include <string>

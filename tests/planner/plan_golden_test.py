@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 BIN = os.environ["FLASHPLAN_BIN"]
-DEVICES = ["h100-sxm-80gb", "h200-141gb"]
+DEVICES = ["h100-sxm-80gb", "h200-141gb", "2x-h100-sxm-80gb"]
 failures = []
 
 
@@ -54,6 +54,10 @@ with tempfile.TemporaryDirectory() as tmp:
     with open("plans/ds4-flash-q2.h100-vs-h200.diff.txt", "rb") as f:
         compare("ds4-flash-q2.h100-vs-h200.diff.txt",
                 run("diff", "plans/ds4-flash-q2.h100-sxm-80gb.fplan", "plans/ds4-flash-q2.h200-141gb.fplan", ok=(1,)),
+                f.read())
+    with open("plans/ds4-flash-q2.h200-vs-2x-h100.diff.txt", "rb") as f:
+        compare("ds4-flash-q2.h200-vs-2x-h100.diff.txt",
+                run("diff", "plans/ds4-flash-q2.h200-141gb.fplan", "plans/ds4-flash-q2.2x-h100-sxm-80gb.fplan", ok=(1,)),
                 f.read())
 
 if failures:

@@ -107,9 +107,14 @@ TEST_CASE("plan io: wrong identifier, wrong version, dangling indices") {
   // A well-formed plan of another format version (checksum valid).
   std::unique_ptr<plan::PlanT> p(verify_plan(tiny_plan_bytes(), "x").root->UnPack());
   p->provenance->format_version = kPlanFormatVersion + 1;
-  e = error_of([&] { verify_plan(serialize_plan(*p), "v2.fplan"); });
-  CHECK(e.find("format version 2") != std::string::npos);
-  CHECK(e.find("reads version 1") != std::string::npos);
+  e = error_of([&] { verify_plan(serialize_plan(*p), "v3.fplan"); });
+  CHECK(e.find("format version 3") != std::string::npos);
+  CHECK(e.find("reads version 2") != std::string::npos);
+  CHECK(e.find("recompile the plan") != std::string::npos);
+  // A plan of the one-GPU format before multi-GPU plans (version 1) is refused the same way.
+  p->provenance->format_version = 1;
+  e = error_of([&] { verify_plan(serialize_plan(*p), "v1.fplan"); });
+  CHECK(e.find("plan format version 1; this flashplan reads version 2") != std::string::npos);
 
   // Well-formed FlatBuffers, valid checksum, but an index that points nowhere.
   std::unique_ptr<plan::PlanT> q(verify_plan(tiny_plan_bytes(), "x").root->UnPack());

@@ -44,7 +44,8 @@ std::string with(std::string text, const std::string& from, const std::string& t
 
 TEST_CASE("profile: every shipped profile loads, with consistent numbers") {
   const std::vector<std::string> names = {"h100-sxm-80gb", "h200-141gb", "b200", "rtx-pro-6000-blackwell",
-                                          "gb10", "a100-80gb", "l40s", "rtx-4090", "cpu"};
+                                          "gb10", "a100-80gb", "l40s", "rtx-4090", "cpu", "2x-h100-sxm-80gb",
+                                          "8x-h100-sxm-80gb", "2x-h200-141gb"};
   for (const auto& n : names) {
     CAPTURE(n);
     const DeviceProfile p = test::shipped_profile(n);
@@ -134,7 +135,7 @@ TEST_CASE("profile: unknown key, wrong type, missing field, impossible value") {
 
 TEST_CASE("profile: host section and measured figures override the datasheet") {
   const std::string text = std::string(kGood) +
-                           "host:\n  gpus: 2\n  gpu_link_gbps: 450\n  memory_bytes: 1099511627776\n"
+                           "host:\n  gpus: 2\n  gpu_link_gbps: 450\n  collective_latency_us: 6\n  memory_bytes: 1099511627776\n"
                            "measured:\n  bandwidth_gbps: 800\n  pcie_gbps: 50\n  launch_us: 1.5\n"
                            "  kernels:\n    - {kernel: cuda.matvec.q8_0, shape: \"matmul t=1 m=8 k=32 w=Q8_0\", us: 3.5}\n";
   const DeviceProfile p = parse_device_profile(text, "m.yaml");
