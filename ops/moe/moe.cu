@@ -142,6 +142,9 @@ int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff) {
 }
 
 void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
+  const int64_t min_tokens = a.grouped_min_tokens > 0 ? a.grouped_min_tokens : kMoeGroupedMinTokens;
+  if (a.grouped_work && a.n >= min_tokens && !ws.exact && moe_grouped_unsupported(a.gate, a.up, a.down).empty())
+    return moe_grouped(a, s);
   const int64_t dim = a.gate.cols, ff = a.gate.rows, q = a.n * a.k;
   if (a.up.rows != ff || a.up.cols != dim || a.down.rows != dim || a.down.cols != ff)
     fail(a.down.name, ": expert shapes do not agree with ", a.gate.name);

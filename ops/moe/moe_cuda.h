@@ -8,10 +8,19 @@
 //   swiglu   silu(min(g, L))·clamp(u, −L, L), NaN kept as the CPU keeps it.
 //   moe      per (token, slot): gate/up/down through the linear family's expert-indexed
 //            products (every slot of every token in one launch each), swiglu, then the
-//            weighted sum in slot order.
+//            weighted sum in slot order. Decode (and any step without a grouped
+//            workspace) takes this path: cuda.moe.matvec.
+//   moe_grouped  cuda.moe.grouped_dequant_mma, the prefill path (moe_grouped.cu): slots
+//            grouped by expert on the device, per tile (expert, <= 64 slots, a block of
+//            weight rows) the weights dequantised once to f16 in shared memory, tensor
+//            cores with f32 accumulation, gate/up -> clamped SwiGLU -> down -> the same
+//            slot-order weighted sum. Activations and the SwiGLU output are rounded to f16
+//            (|mid| <= L·silu(L) by the clamps), weights too. Out-of-range ids read nothing
+//            and make their token's output NaN. Nothing allocates; capturable.
 // CUDA-free header.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "ops/linear/linear_cuda.h"
 #include "ops/moe/moe.h"
@@ -44,8 +53,37 @@ struct MoeArgs {
   float limit = 0;
   float* out = nullptr;            // [n][dim]
   float* work = nullptr;           // moe_work_floats(n, k, dim, ff)
+  // The grouped path: moe() takes it for n >= grouped_min_tokens when this workspace is
+  // set (moe_grouped_work_bytes for at least n tokens), the weight types have a grouped
+  // kernel and ws.exact is off; the matvec path otherwise.
+  void* grouped_work = nullptr;
+  int64_t grouped_work_bytes = 0;
+  int64_t grouped_min_tokens = 0;  // 0: kMoeGroupedMinTokens
 };
 int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff);
 void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s);
+
+inline constexpr const char* kMoeGroupedDequantMma = "cuda.moe.grouped_dequant_mma";
+inline constexpr int64_t kMoeGroupedMinTokens = 32;  // the registry entry's min_tokens
+inline constexpr int64_t kMoeGroupedTileSlots = 64;  // slots per tile (one expert each)
+// The grouped path's workspace, carved in one place (moe_grouped_layout.cpp, CUDA-free so
+// the registry's cost function sizes it the same way): byte offsets of the tile count,
+// the tile list (16 bytes a tile), the slot permutation, u as f16, the SwiGLU output as
+// f16 (sorted order) and the per-slot outputs (f32, slot order).
+struct MoeGroupedLayout {
+  int64_t max_tiles = 0;  // sum over experts of ceil(c_e / 64) < q / 64 + min(E, q) + 1
+  int64_t ntiles = 0, tiles = 0, perm = 0, xh = 0, mid = 0, ys = 0, bytes = 0;
+};
+MoeGroupedLayout moe_grouped_layout(int64_t n, int64_t k, int64_t dim, int64_t ff, int64_t n_expert);
+// Bytes of the grouped path's workspace for n tokens (monotone in n: size it for the
+// largest step). a.work is not used by this path.
+inline int64_t moe_grouped_work_bytes(int64_t n, int64_t k, int64_t dim, int64_t ff, int64_t n_expert) {
+  return moe_grouped_layout(n, k, dim, ff, n_expert).bytes;
+}
+// Why the grouped kernel cannot serve these experts ("" when it can).
+std::string moe_grouped_unsupported(const ref::Weight& gate, const ref::Weight& up, const ref::Weight& down);
+// Uploads this path's IQ tables to the current device; call it before capturing a graph.
+void moe_grouped_init();
+void moe_grouped(const MoeArgs& a, Stream s);
 
 }  // namespace fp::cuda

@@ -7,7 +7,11 @@
 // the experts a step is expected to touch (the op graph computes that expectation).
 // - cuda.moe.matvec: per (token, slot) warp-per-row matvecs, every slot of every token
 //   one slot of one launch (ops/moe/moe.cu); each slot re-reads its expert's matrices,
-//   so it suits decode but is also what prefill runs in this build.
+//   so it suits decode.
+// - cuda.moe.grouped_dequant_mma (moe_grouped.cu): slots grouped by expert on the
+//   device; per tile of <= 64 slots of one expert the weight block is dequantised to f16
+//   in shared memory and multiplied on f16 tensor cores (f32 accumulate); capturable.
+//   Each touched expert's weights are read and decoded once per slot tile.
 // Registered ahead of their kernels (implemented = false, never planned):
 // - cuda.moe.grouped_int8_tc: tokens sorted by expert on the device, quantised blocks
 //   unpacked to int8 in shared memory, int8 tensor cores; capturable (grid sized for
@@ -17,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/moe/moe_cuda.h"
 #include "ops/registry/entries.h"
 
 namespace fp {
@@ -66,6 +71,50 @@ KernelInfo moe_matvec() {
     p.parallel = cost::parallel_fraction(static_cast<double>(s.tokens) * s.groups * s.m / 4.0, r);
     KernelCost c{cost::us(p, r) + r.launch_us, 0, {}};  // two launches
     c.launch = {{cost::ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), s.tokens}, {32, 4, 1}, 0};
+    return c;
+  };
+  return k;
+}
+
+KernelInfo moe_grouped_mma() {
+  KernelInfo k;
+  k.id = cuda::kMoeGroupedDequantMma;
+  k.op = OpKind::moe;
+  k.backend = Backend::Cuda;
+  k.min_cc = 70;  // WMMA f16
+  k.min_tokens = uint32_t(cuda::kMoeGroupedMinTokens);
+  k.dtypes = {DType::IQ2_XXS, DType::Q2_K, DType::Q4_K, DType::Q8_0, DType::F16};
+  k.summary = "slots grouped by expert on the device; weight tiles dequantised to f16 in shared memory, f16 tensor cores";
+  k.check = [](const KernelShape& s) {
+    if (s.k % 256 != 0 || s.m % 256 != 0) return str("widths ", s.k, " and ", s.m, ", expected multiples of 256");
+    if (s.wtypes.size() == 3 && s.wtypes[0] != s.wtypes[1]) return std::string("gate and up dtypes differ");
+    return whole_blocks(s);
+  };
+  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+    const double touched = std::max(1.0, touched_experts(s));
+    const double slots = static_cast<double>(s.tokens) * s.groups;
+    const double tiles = std::ceil(slots / touched / double(cuda::kMoeGroupedTileSlots));  // per touched expert
+    // Weights: read and decoded once per tile. Activations: u in, u as f16, mid (f16) and
+    // the per-slot outputs (f32) written and read back, the output.
+    cost::Pass decode;
+    decode.dev_bytes = s.weight_bytes * tiles;
+    decode.host_bytes = s.host_weight_bytes * tiles;
+    decode.flops = touched * tiles * 3.0 * s.m * s.k * 8.0 * 2.0;  // ~8 lane instructions a weight
+    decode.rate = r.fp32;
+    decode.flop_eff = 0.5;
+    decode.parallel = cost::parallel_fraction(touched * tiles * (s.m / 64.0 + s.k / 128.0), r);
+    cost::Pass mma;
+    mma.dev_bytes = s.act_bytes + slots * (s.m * 2.0 * 2.0 + s.k * 4.0 * 2.0) + s.tokens * s.k * 2.0;
+    mma.flops = s.flops;
+    mma.rate = r.fp16;
+    mma.flop_eff = 0.2;  // WMMA, single-buffered, tiles padded to 64 slots (NOTES.md)
+    mma.parallel = decode.parallel;
+    // Single-buffered: decoding and MMAs of a block do not overlap, so the two add.
+    // Five launches (group, to_f16, gate/up, down, combine): four beyond the first.
+    const double us = cost::us(decode, r) + cost::us(mma, r) + 4 * r.launch_us;
+    const cuda::MoeGroupedLayout l = cuda::moe_grouped_layout(s.tokens, s.groups, s.k, s.m, std::max<int64_t>(s.experts, 1));
+    KernelCost c{us, static_cast<uint64_t>(l.bytes), {}};
+    c.launch = {{static_cast<uint32_t>(s.m / 64), static_cast<uint32_t>(l.max_tiles), 1}, {256, 1, 1}, 52224};
     return c;
   };
   return k;
@@ -146,6 +195,7 @@ void register_moe_kernels(std::vector<KernelInfo>& out) {
                                      "one block per token: scores, hash lookup or biased top-k, weights", false));
   out.push_back(entries::cuda_simple("cuda.swiglu", OpKind::swiglu, "elementwise clamped SwiGLU", false));
   out.push_back(moe_matvec());
+  out.push_back(moe_grouped_mma());
   out.push_back(moe_grouped_int8());
   out.push_back(moe_grouped_cublas());
 }

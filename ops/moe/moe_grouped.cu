@@ -1,0 +1,344 @@
+// Prefill path of the routed experts (cuda.moe.grouped_dequant_mma, see moe_cuda.h and
+// NOTES.md). The per-slot matvec path re-reads an expert's whole matrix for every
+// (token, slot) that chose it; here the step's slots are grouped by expert on the device
+// and each tile (expert, up to kBM slots, a block of weight rows) dequantises its weight
+// block once into shared memory as f16 and multiplies it against all the tile's slots on
+// tensor cores (WMMA 16x16x16, f32 accumulate). So an expert's weights are read once per
+// slot tile instead of once per slot.
+//
+//   group    one block: counts per expert, prefix sums, the tile list and the slot
+//            permutation (slots sorted by expert). Out-of-range ids are left out of every
+//            tile; the combine makes their token's output NaN, as the matvec path does.
+//   to_f16   u -> f16 (the tensor cores' A operand).
+//   gemm     <T, pair>: pair = gate and up of one expert in one block (64 + 64 rows),
+//            epilogue clamped SwiGLU -> mid (f16, sorted order); !pair = down (128
+//            rows), epilogue ys[slot] (f32, slot order).
+//   combine  out[t] = sum over slots in slot order of weight * ys[slot].
+//
+// Every buffer is carved from the caller's workspace (moe_grouped_work_bytes, sized for
+// the step's token count at set-up); grids are sized for the worst-case tile count and
+// blocks past the device-side count return at once, so nothing reads a count on the host
+// and the whole path can be captured in a CUDA graph.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "ops/moe/moe_cuda.h"
+#include "ops/quant/cuda_common.cuh"
+#include "ops/quant/decode.cuh"
+
+namespace fp::cuda {
+namespace {
+
+constexpr int kBM = int(kMoeGroupedTileSlots);
+constexpr int kBN = 128;         // weight rows per block (pair: 64 gate + 64 up)
+constexpr int kBK = 128;         // inputs per k step (half a 256-block, four 32-runs)
+constexpr int kLd = kBK + 8;     // f16 row stride in shared memory: rows 4 banks apart
+constexpr int kLdc = kBN + 4;    // f32 staging row stride
+constexpr int kThreads = 256;    // 8 warps: 2 (slots) x 4 (rows), 32 x 32 outputs each
+constexpr int kGroupThreads = 1024;
+constexpr size_t kSmemBytes = size_t(kBM + kBN) * kLd * sizeof(__half);
+static_assert(size_t(kBM) * kLdc * sizeof(float) <= kSmemBytes, "f32 staging must fit in the operand buffers");
+
+struct Tile {
+  int32_t expert, p0, rows, pad;  // slots [p0, p0 + rows) of the sorted order
+};
+static_assert(sizeof(Tile) == 16, "moe_grouped_layout counts 16 bytes a tile");
+
+// ---- kernels ------------------------------------------------------------------------
+
+// One block. Shared: count / cursor, first sorted position and first tile per expert.
+__global__ void group_kernel(const int32_t* ids, int32_t q, int32_t n_expert, int32_t* n_tiles, Tile* tiles,
+                             int32_t* perm) {
+  extern __shared__ int32_t sh[];
+  int32_t *cnt = sh, *start = sh + n_expert, *tstart = sh + 2 * n_expert;
+  for (int e = threadIdx.x; e < n_expert; e += blockDim.x) cnt[e] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < q; i += blockDim.x) {
+    const int32_t e = ids[i];
+    if (e >= 0 && e < n_expert) atomicAdd(&cnt[e], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {  // a few hundred experts: serial is cheaper than a scan here
+    int32_t p = 0, t = 0;
+    for (int e = 0; e < n_expert; ++e) {
+      start[e] = p;
+      tstart[e] = t;
+      p += cnt[e];
+      t += (cnt[e] + kBM - 1) / kBM;
+    }
+    *n_tiles = t;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < n_expert; e += blockDim.x) {
+    const int32_t c = cnt[e];
+    for (int32_t j = 0; j * kBM < c; ++j) tiles[tstart[e] + j] = Tile{e, start[e] + j * kBM, min(kBM, c - j * kBM), 0};
+    cnt[e] = 0;  // now the scatter cursor (this thread owns e)
+  }
+  __syncthreads();
+  // Order within an expert is the atomics' order: harmless, each slot's row of the tile
+  // product is computed the same way wherever it sits, so results are bit-identical.
+  for (int i = threadIdx.x; i < q; i += blockDim.x) {
+    const int32_t e = ids[i];
+    if (e >= 0 && e < n_expert) perm[start[e] + atomicAdd(&cnt[e], 1)] = i;
+  }
+}
+
+__global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2half_rn(x[i]);
+}
+
+// 32 weights starting at input column c (a multiple of 32) of the row at `row` -> y.
+template <DType T>
+__device__ __forceinline__ void decode_run(const uint8_t* row, int64_t c, float* y) {
+  if constexpr (T == DType::F16) {
+    const uint8_t* p = row + 2 * c;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) y[j] = dev::h2f(dev::ld_u16(p + 2 * j));
+  } else {
+    constexpr int qk = dev::kRuns<T> * 32;
+    dev::decode32<T>(row + (c / qk) * dev::kBlockBytes<T>, int((c % qk) / 32), y);
+  }
+}
+
+struct GemmArgs {
+  const uint8_t* w = nullptr;   // [experts][rows][cols]: gate (pair) or down
+  const uint8_t* w2 = nullptr;  // up (pair)
+  int64_t rows = 0, cols = 0, row_bytes = 0;
+  const __half* a = nullptr;    // pair: xh [n][cols] read through perm / k; else mid [pos][cols]
+  int32_t k = 0;
+  const int32_t* perm = nullptr;
+  const Tile* tiles = nullptr;
+  const int32_t* n_tiles = nullptr;
+  __half* mid = nullptr;        // pair output [pos][rows]
+  float* ys = nullptr;          // down output [slot][rows]
+  float limit = 0;
+};
+
+__device__ __forceinline__ float swiglu1(float g, float u, float limit) {
+  if (limit > 0) {  // std::min / std::clamp semantics: a NaN stays NaN
+    g = limit < g ? limit : g;
+    u = u < -limit ? -limit : (limit < u ? limit : u);
+  }
+  return float(double(g) / (1.0 + exp(-double(g)))) * u;
+}
+
+// Block (blockIdx.x: weight-row block, blockIdx.y: tile). Single-buffered: load A and
+// decode W for one k step, sync, 8 k-fragments of WMMA, sync.
+template <DType T, bool kPair>
+__global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
+  using namespace nvcuda;
+  if (int32_t(blockIdx.y) >= *g.n_tiles) return;
+  const Tile tl = g.tiles[blockIdx.y];
+  extern __shared__ __align__(128) uint8_t smem[];
+  __half* sA = reinterpret_cast<__half*>(smem);
+  __half* sW = sA + kBM * kLd;
+  float* sC = reinterpret_cast<float*>(smem);
+  __shared__ const __half* a_row[kBM];
+  __shared__ int32_t out_slot[kBM];
+  const int tid = threadIdx.x, warp = tid / 32, wm = warp & 1, wn = warp >> 1;
+  if (tid < kBM) {
+    const bool ok = tid < tl.rows;
+    const int32_t slot = ok ? g.perm[tl.p0 + tid] : -1;
+    if constexpr (kPair) a_row[tid] = ok ? g.a + int64_t(slot / g.k) * g.cols : nullptr;
+    else a_row[tid] = ok ? g.a + int64_t(tl.p0 + tid) * g.cols : nullptr;
+    out_slot[tid] = slot;
+  }
+  const int64_t n0 = int64_t(blockIdx.x) * (kPair ? kBN / 2 : kBN);
+  const uint8_t* w1 = g.w + int64_t(tl.expert) * g.rows * g.row_bytes;
+  const uint8_t* w2 = kPair ? g.w2 + int64_t(tl.expert) * g.rows * g.row_bytes : nullptr;
+  __syncthreads();
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  const bool active = 32 * wm < tl.rows;  // warps whose 32 slots are all padding skip the MMAs
+
+  for (int64_t k0 = 0; k0 < g.cols; k0 += kBK) {
+    for (int i = tid; i < kBM * (kBK / 8); i += kThreads) {
+      const int r = i / (kBK / 8), c = i % (kBK / 8);
+      const __half* src = a_row[r];
+      const uint4 v = src ? *reinterpret_cast<const uint4*>(src + k0 + 8 * c) : make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(sA + r * kLd + 8 * c) = v;
+    }
+    for (int i = tid; i < kBN * (kBK / 32); i += kThreads) {
+      const int r = i / (kBK / 32), run = i % (kBK / 32);
+      const uint8_t* row;
+      if constexpr (kPair) row = r < kBN / 2 ? w1 + (n0 + r) * g.row_bytes : w2 + (n0 + r - kBN / 2) * g.row_bytes;
+      else row = w1 + (n0 + r) * g.row_bytes;
+      float y[32];
+      decode_run<T>(row, k0 + 32 * run, y);
+      uint4* dst = reinterpret_cast<uint4*>(sW + r * kLd + 32 * run);
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        __half2 h[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(y[8 * v + 2 * j], y[8 * v + 2 * j + 1]);
+        dst[v] = *reinterpret_cast<const uint4*>(h);
+      }
+    }
+    __syncthreads();
+    if (active) {
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2];
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], sA + (32 * wm + 16 * i) * kLd + 16 * kk, kLd);
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], sW + (32 * wn + 16 * j) * kLd + 16 * kk, kLd);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(sC + (32 * wm + 16 * i) * kLdc + 32 * wn + 16 * j, acc[i][j], kLdc, wmma::mem_row_major);
+  __syncthreads();
+  if constexpr (kPair) {
+    constexpr int H = kBN / 2;
+    for (int i = tid; i < kBM * H; i += kThreads) {
+      const int r = i / H, c = i % H;
+      if (r < tl.rows)
+        g.mid[int64_t(tl.p0 + r) * g.rows + n0 + c] = __float2half_rn(swiglu1(sC[r * kLdc + c], sC[r * kLdc + H + c], g.limit));
+    }
+  } else {
+    for (int i = tid; i < kBM * kBN; i += kThreads) {
+      const int r = i / kBN, c = i % kBN;
+      if (r < tl.rows) g.ys[int64_t(out_slot[r]) * g.rows + n0 + c] = sC[r * kLdc + c];
+    }
+  }
+}
+
+// out[t][d] = sum_i w[t][i] * ys[t*k + i][d] in slot order; a slot whose id is out of
+// range was in no tile, and adds NaN (as its matvec outputs would).
+__global__ void combine_kernel(const float* ys, const float* w, const int32_t* ids, int32_t n_expert, int64_t k,
+                               int64_t dim, float* out) {
+  const int64_t t = blockIdx.x;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+    float o = 0.0f;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t q = t * k + i;
+      const int32_t e = ids[q];
+      o += w[q] * (e >= 0 && e < n_expert ? ys[q * dim + d] : __int_as_float(0x7fc00000));
+    }
+    out[t * dim + d] = o;
+  }
+}
+
+// ---- launch helpers -----------------------------------------------------------------
+
+template <DType T, bool kPair>
+void launch_gemm(const GemmArgs& g, dim3 grid, Stream s) {
+  static std::once_flag once;  // > 48 KiB of dynamic shared memory needs the opt-in
+  std::call_once(once, [] {
+    check(cudaFuncSetAttribute(gemm_kernel<T, kPair>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
+          "moe grouped gemm smem opt-in");
+  });
+  gemm_kernel<T, kPair><<<grid, kThreads, kSmemBytes, s>>>(g);
+  check_launch(kPair ? "moe grouped gate/up" : "moe grouped down");
+}
+
+template <bool kPair>
+void gemm(DType t, const GemmArgs& g, dim3 grid, Stream s) {
+  switch (t) {
+    case DType::IQ2_XXS: return launch_gemm<DType::IQ2_XXS, kPair>(g, grid, s);
+    case DType::Q2_K: return launch_gemm<DType::Q2_K, kPair>(g, grid, s);
+    case DType::Q4_K: return launch_gemm<DType::Q4_K, kPair>(g, grid, s);
+    case DType::Q8_0: return launch_gemm<DType::Q8_0, kPair>(g, grid, s);
+    case DType::F16: return launch_gemm<DType::F16, kPair>(g, grid, s);
+    default: fail("cuda moe grouped: weight type ", dtype_name(t), " has no grouped kernel");
+  }
+}
+
+bool grouped_type(DType t) {
+  return t == DType::IQ2_XXS || t == DType::Q2_K || t == DType::Q4_K || t == DType::Q8_0 || t == DType::F16;
+}
+
+}  // namespace
+
+// ---- launchers ----------------------------------------------------------------------
+
+std::string moe_grouped_unsupported(const ref::Weight& gate, const ref::Weight& up, const ref::Weight& down) {
+  for (const ref::Weight* w : {&gate, &up, &down})
+    if (!grouped_type(w->type)) return str(w->name, ": dtype ", dtype_name(w->type), ", grouped kernel serves IQ2_XXS, Q2_K, Q4_K, Q8_0, F16");
+  if (gate.type != up.type) return str(up.name, ": dtype ", dtype_name(up.type), ", expected the gate's ", dtype_name(gate.type));
+  const int64_t dim = gate.cols, ff = gate.rows;
+  if (dim % kBN != 0 || dim % 256 != 0) return str(gate.name, ": model width ", dim, ", expected a multiple of 256");
+  if (ff % kBK != 0 || ff % 256 != 0) return str(gate.name, ": expert width ", ff, ", expected a multiple of 256");
+  return "";
+}
+
+void moe_grouped_init() { upload_iq_tables(); }
+
+void moe_grouped(const MoeArgs& a, Stream s) {
+  const int64_t dim = a.gate.cols, ff = a.gate.rows, q = a.n * a.k, NE = a.gate.experts;
+  if (a.up.rows != ff || a.up.cols != dim || a.down.rows != dim || a.down.cols != ff)
+    fail(a.down.name, ": expert shapes do not agree with ", a.gate.name);
+  if (a.gate.experts != a.up.experts || a.gate.experts != a.down.experts)
+    fail(a.gate.name, ": expert counts differ between gate, up and down");
+  if (!a.u || !a.ids || !a.weights || !a.out || !a.grouped_work || q <= 0)
+    fail("cuda moe grouped: null buffer or no tokens");
+  if (const std::string why = moe_grouped_unsupported(a.gate, a.up, a.down); !why.empty()) fail("cuda moe grouped: ", why);
+  const MoeGroupedLayout l = moe_grouped_layout(a.n, a.k, dim, ff, NE);
+  if (a.grouped_work_bytes < l.bytes)
+    fail("cuda moe grouped: workspace of ", a.grouped_work_bytes, " bytes, ", a.n, " tokens need ", l.bytes);
+  if (l.max_tiles > 65535) fail("cuda moe grouped: ", l.max_tiles, " tiles, at most 65535 per launch");
+  if (NE * 3 * 4 > 48 * 1024) fail("cuda moe grouped: ", NE, " experts, at most 4096 supported");
+  moe_grouped_init();  // once per device; the first call must come before any capture
+
+  uint8_t* base = static_cast<uint8_t*>(a.grouped_work);
+  int32_t* n_tiles = reinterpret_cast<int32_t*>(base + l.ntiles);
+  Tile* tiles = reinterpret_cast<Tile*>(base + l.tiles);
+  int32_t* perm = reinterpret_cast<int32_t*>(base + l.perm);
+  __half* xh = reinterpret_cast<__half*>(base + l.xh);
+  __half* mid = reinterpret_cast<__half*>(base + l.mid);
+  float* ys = reinterpret_cast<float*>(base + l.ys);
+
+  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(a.ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
+  check_launch("moe grouped group");
+  to_f16_kernel<<<unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, s>>>(a.u, a.n * dim, xh);
+  check_launch("moe grouped to_f16");
+
+  GemmArgs g;
+  g.k = int32_t(a.k);
+  g.perm = perm;
+  g.tiles = tiles;
+  g.n_tiles = n_tiles;
+  g.limit = a.limit;
+  g.w = a.gate.data;
+  g.w2 = a.up.data;
+  g.rows = ff;
+  g.cols = dim;
+  g.row_bytes = a.gate.row_bytes();
+  g.a = xh;
+  g.mid = mid;
+  gemm<true>(a.gate.type, g, dim3(unsigned(ff / (kBN / 2)), unsigned(l.max_tiles)), s);
+
+  g.w = a.down.data;
+  g.w2 = nullptr;
+  g.rows = dim;
+  g.cols = ff;
+  g.row_bytes = a.down.row_bytes();
+  g.a = mid;
+  g.ys = ys;
+  gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(l.max_tiles)), s);
+
+  combine_kernel<<<unsigned(a.n), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
+  check_launch("moe grouped combine");
+}
+
+}  // namespace fp::cuda
