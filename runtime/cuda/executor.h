@@ -48,6 +48,7 @@ enum class ProductKernel : uint8_t {
   matvec_xf32,       // the same with .xf32: f32 activations
   gemm_dequant_f16,  // cuda.gemm.dequant_cublas_f16
   moe_matvec,        // cuda.moe.matvec
+  moe_grouped_mma,   // cuda.moe.grouped_dequant_mma
 };
 
 // The kernel of every product node of the phases the executor runs (decode and the
@@ -60,6 +61,7 @@ struct ProductKernels {
   };
   std::vector<Phase> phases;  // decode first, then the prefill buckets in order
   bool uses_gemm = false;
+  bool uses_moe_grouped = false;
   const Phase* for_step(int64_t n) const;  // nullptr when no phase covers n
 };
 

@@ -113,6 +113,8 @@ struct Executor::Impl {
   // Activations ([S][...] each).
   float *X, *X2, *x_in, *post, *comb, *hc_scratch, *h, *qa, *q, *kv, *attn, *low, *a;
   float *ckv, *cgate, *iq, *iw, *u, *rlog, *wts, *moe, *sg, *su, *smid, *sh, *f, *z, *logits, *moe_work;
+  uint8_t* moe_grouped_work = nullptr;  // cuda.moe.grouped_dequant_mma (steps of many tokens)
+  int64_t moe_grouped_bytes = 0;
   int32_t *ids, *isel, *nsel;
   double* iscores = nullptr;
   int64_t idx_max_rows = 0;
@@ -267,6 +269,11 @@ void Executor::Impl::setup() {
   z = arena.alloc<float>(S * E, "z");
   logits = arena.alloc<float>(S * V, "logits");
   moe_work = arena.alloc<float>(moe_work_floats(S, K, E, ff_exp), "moe workspace");
+  if (S >= kMoeGroupedMinTokens || (o.products && o.products->uses_moe_grouped)) {
+    moe_grouped_bytes = moe_grouped_work_bytes(S, K, E, ff_exp, c.n_expert);
+    moe_grouped_work = arena.alloc<uint8_t>(moe_grouped_bytes, "moe grouped workspace");
+    moe_grouped_init();  // its IQ tables, before any capture
+  }
   tokens = arena.alloc<int32_t>(S, "tokens");
   pos = arena.alloc<int64_t>(1, "position");
   err = arena.alloc<uint32_t>(1, "error flags");
@@ -514,8 +521,19 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
   m.limit = L.clamp_exp;
   m.out = moe;
   m.work = moe_work;
+  if (!phase) {  // no plan: moe() picks (the grouped path for steps of many tokens)
+    m.grouped_work = moe_grouped_work;
+    m.grouped_work_bytes = moe_grouped_bytes;
+    fp::cuda::moe(m, lin, stream);
+    return;
+  }
   switch (moe_kernel(L.gate_exps)) {
     case ProductKernel::moe_matvec: fp::cuda::moe(m, lin, stream); break;
+    case ProductKernel::moe_grouped_mma:
+      m.grouped_work = moe_grouped_work;
+      m.grouped_work_bytes = moe_grouped_bytes;
+      fp::cuda::moe_grouped(m, stream);
+      break;
     default: fail(L.gate_exps.name, ": the plan names a non-MoE kernel for an moe node");
   }
 }

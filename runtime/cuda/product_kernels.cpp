@@ -37,6 +37,10 @@ std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, Pr
     out = ProductKernel::moe_matvec;
     return "";
   }
+  if (op == OpKind::moe && id == "cuda.moe.grouped_dequant_mma") {  // moe_grouped.cu checks the dtypes
+    out = ProductKernel::moe_grouped_mma;
+    return "";
+  }
   return "the CUDA executor does not implement it";
 }
 
@@ -74,6 +78,7 @@ ProductKernels product_kernels(const LoadedPlan& p) {
         if (!why.empty()) refuse(why);
         dst.by_weight[w->name()->str()] = k;
         out.uses_gemm |= k == ProductKernel::gemm_dequant_f16;
+        out.uses_moe_grouped |= k == ProductKernel::moe_grouped_mma;
         continue;
       }
       const KernelInfo* k = find_kernel(id);
