@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "ops/core/error.h"
+#include "ops/linear/linear_cuda.h"
+#include "ops/moe/moe_cuda.h"
 #include "ops/quant/quant_cuda.h"
 #include "runtime/cuda/bandwidth.h"
 #include "tools/command.h"
@@ -170,6 +172,94 @@ Row bench_gemm(DType t, int64_t rows, int64_t cols, int64_t n_tok, cudaStream_t 
           flops, us, flops / (us * 1e-6) / 1e12};
 }
 
+// ---- Prefill MoE: cuda.moe.grouped_dequant_mma vs the per-slot matvec path ----------
+// One DS4 layer's routed experts at real shapes (256 experts; gate/up IQ2_XXS 4096->2048,
+// down Q2_K 2048->4096; 6 per token, uniform random distinct ids; random valid weights)
+// at n tokens. FLOPs = 2·n·6·3·4096·2048. Bytes: grouped = each touched expert's weights
+// once per 64-slot tile (from the actual routing) + activations (u, its f16 copy, mid f16
+// and per-slot f32 outputs written and read, out); matvec = the expert's weights once per
+// slot + its f32 intermediates. Tensor-core peak = SMs · 4096 dense f16 flop/clk (sm_90
+// mma) · the SM clock the device reports.
+struct MoeRow {
+  std::string kernel;
+  int64_t n;
+  double flops, bytes, us;
+};
+
+std::vector<MoeRow> bench_moe(cudaStream_t s, bool quick) {
+  const int64_t NE = 256, dim = 4096, ff = 2048, K = 6, nmax = 2048;
+  const DType gt = DType::IQ2_XXS, dt = DType::Q2_K;
+  const int64_t gbytes = row_bytes(gt, dim) * ff, dbytes = row_bytes(dt, ff) * dim;  // one expert
+  Buf g(size_t(gbytes * NE)), u(size_t(gbytes * NE)), d(size_t(dbytes * NE));
+  cuda::fill_random(gt, g.p, NE * ff * dim, {11, 0.05f}, s);
+  cuda::fill_random(gt, u.p, NE * ff * dim, {12, 0.05f}, s);
+  cuda::fill_random(dt, d.p, NE * dim * ff, {13, 0.05f}, s);
+  Buf x(size_t(nmax * dim) * 4), wts(size_t(nmax * K) * 4), out(size_t(nmax * dim) * 4), ids(size_t(nmax * K) * 4);
+  cuda::fill_random(DType::F32, x.p, nmax * dim, {14, 1.0f}, s);
+  cuda::fill_random(DType::F32, wts.p, nmax * K, {15, 0.2f, 0.3f}, s);
+  std::vector<int32_t> h_ids(size_t(nmax * K));
+  std::vector<int32_t> all(static_cast<size_t>(NE));
+  std::mt19937 rng(5);
+  for (int64_t e = 0; e < NE; ++e) all[size_t(e)] = int32_t(e);
+  for (int64_t t = 0; t < nmax; ++t) {
+    std::shuffle(all.begin(), all.end(), rng);
+    std::copy(all.begin(), all.begin() + K, h_ids.begin() + t * K);
+  }
+  ck(cudaMemcpy(ids.p, h_ids.data(), h_ids.size() * 4, cudaMemcpyHostToDevice), "moe ids");
+  const int64_t gwb = cuda::moe_grouped_work_bytes(nmax, K, dim, ff, NE);
+  Buf gw{size_t(gwb)};
+  Buf mw{size_t(cuda::moe_work_floats(nmax, K, dim, ff)) * 4};
+  const int64_t qact = std::max(cuda::linear_qact_bytes(gt, dim, nmax * K), cuda::linear_qact_bytes(dt, ff, nmax * K));
+  Buf qa{size_t(qact)};
+  cuda::LinearWorkspace ws;
+  ws.qact = qa.p;
+  ws.qact_bytes = qact;
+  ck(cudaStreamSynchronize(s), "moe bench set-up");
+
+  auto weight = [&](const Buf& b, DType t, int64_t rows, int64_t cols, const char* name) {
+    ref::Weight w;
+    w.type = t;
+    w.data = static_cast<const uint8_t*>(b.p);
+    w.rows = rows;
+    w.cols = cols;
+    w.experts = NE;
+    w.name = name;
+    return w;
+  };
+  std::vector<MoeRow> rows;
+  for (int64_t n : {int64_t(512), int64_t(2048)}) {
+    cuda::MoeArgs m;
+    m.u = static_cast<const float*>(x.p);
+    m.n = n;
+    m.k = K;
+    m.ids = static_cast<const int32_t*>(ids.p);
+    m.weights = static_cast<const float*>(wts.p);
+    m.gate = weight(g, gt, ff, dim, "gate");
+    m.up = weight(u, gt, ff, dim, "up");
+    m.down = weight(d, dt, dim, ff, "down");
+    m.limit = 10.0f;
+    m.out = static_cast<float*>(out.p);
+    m.work = static_cast<float*>(mw.p);
+    m.grouped_work = gw.p;
+    m.grouped_work_bytes = gwb;
+    const double q = double(n * K), flops = 2.0 * q * 3.0 * double(dim) * double(ff);
+    std::vector<int64_t> cnt(size_t(NE), 0);
+    for (int64_t i = 0; i < n * K; ++i) ++cnt[size_t(h_ids[size_t(i)])];
+    double tiles = 0;
+    for (int64_t c : cnt) tiles += double((c + cuda::kMoeGroupedTileSlots - 1) / cuda::kMoeGroupedTileSlots);
+    const double expert = double(2 * gbytes + dbytes);
+    const double gact = double(n * dim) * (4 + 2 + 4) + q * (double(ff) * 2 * 2 + double(dim) * 4 * 2);
+    const double mact = q * 4.0 * 2.0 * double(2 * dim + 3 * ff) + double(n * dim) * 4 * 2;
+    const double gus = time_calls(s, quick ? 2 : 5, 3, [&](int) { cuda::moe_grouped(m, s); });
+    rows.push_back({cuda::kMoeGroupedDequantMma, n, flops, tiles * expert + gact, gus});
+    cuda::MoeArgs mv = m;
+    mv.grouped_work = nullptr;
+    const double mus = time_calls(s, 1, quick ? 2 : 3, [&](int) { cuda::moe(mv, ws, s); });
+    rows.push_back({"cuda.moe.matvec", n, flops, q * expert + mact, mus});
+  }
+  return rows;
+}
+
 std::vector<Case> ds4_cases(bool quick) {
   std::vector<Case> v = {
       {"attn_q_a 4096->1024", DType::Q8_0, 1024, 4096},
@@ -218,7 +308,33 @@ std::string today() {
   return b;
 }
 
-int run(const std::string& csv, bool quick) {
+// Prints the MoE rows; CSV (when moe_csv is set) with GPU, date and commit in the header.
+void report_moe(const std::vector<MoeRow>& rows, const cudaDeviceProp& prop, double read_gbps, const std::string& moe_csv) {
+  int dev = 0, khz = 0;
+  ck(cudaGetDevice(&dev), "device");
+  ck(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev), "clock");
+  const double peak = double(prop.multiProcessorCount) * 4096.0 * double(khz) * 1e3;  // dense f16 flop/s
+  std::printf("# prefill MoE, one DS4 layer (256 experts, IQ2_XXS gate/up, Q2_K down, 6/token); f16 tensor peak %.0f TFLOP/s\n",
+              peak / 1e12);
+  for (const MoeRow& r : rows)
+    std::printf("%-28s n=%-5lld %9.1f us %7.1f TFLOP/s %5.1f%% tc %8.0f MB %6.0f GB/s %5.1f%% read %8.0f tok/s/layer\n",
+                r.kernel.c_str(), (long long)r.n, r.us, r.flops / r.us / 1e6, 100 * r.flops / (r.us * 1e-6) / peak,
+                r.bytes / 1e6, r.bytes / r.us / 1e3, 100 * r.bytes / r.us / 1e3 / read_gbps, double(r.n) / (r.us * 1e-6));
+  if (moe_csv.empty()) return;
+  std::ofstream out(moe_csv);
+  if (!out) fail("cannot write ", moe_csv);
+  out << "# flashplan bench-kernels --moe, " << FLASHPLAN_GIT_COMMIT << ", " << today() << ", " << prop.name << " ("
+      << prop.multiProcessorCount << " SMs, " << khz / 1000 << " MHz)\n";
+  out << "# one DS4 layer's routed experts: 256 x (IQ2_XXS gate/up 4096->2048, Q2_K down 2048->4096), 6 per token;"
+         " flops = 2*n*6*3*4096*2048; tc_peak_tflops = SMs*4096*clock\n";
+  out << "kernel,tokens,flops,bytes,us,tflops,pct_tc,gbps,pct_read,tok_per_s\n";
+  for (const MoeRow& r : rows)
+    out << r.kernel << "," << r.n << "," << r.flops << "," << r.bytes << "," << r.us << "," << r.flops / r.us / 1e6 << ","
+        << 100 * r.flops / (r.us * 1e-6) / peak << "," << r.bytes / r.us / 1e3 << "," << 100 * r.bytes / r.us / 1e3 / read_gbps
+        << "," << double(r.n) / (r.us * 1e-6) << "\n";
+}
+
+int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv) {
   int dev = 0;
   ck(cudaGetDevice(&dev), "device");
   cudaDeviceProp prop{};
@@ -230,6 +346,11 @@ int run(const std::string& csv, bool quick) {
   std::printf("# %s, %d SMs, %.1f GiB, L2 %d MiB; copy %.0f GB/s (read+write), read %.0f GB/s\n", prop.name,
               prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30), prop.l2CacheSize >> 20,
               bw.copy_gbps, bw.read_gbps);
+  if (moe) {  // the prefill MoE cases only
+    report_moe(bench_moe(s, quick), prop, bw.read_gbps, moe_csv);
+    ck(cudaStreamDestroy(s), "stream");
+    return 0;
+  }
   std::vector<Row> rows;
   for (const Case& c : ds4_cases(quick)) {
     rows.push_back(bench_matvec(c, s, quick));
@@ -271,7 +392,11 @@ FP_COMMAND("bench-kernels", "Microbenchmark the CUDA decode matvecs at DS4 sizes
            [](CLI::App& app) {
              auto csv = std::make_shared<std::string>();
              auto quick = std::make_shared<bool>(false);
+             auto moe = std::make_shared<bool>(false);
+             auto moe_csv = std::make_shared<std::string>();
              app.add_option("--csv", *csv, "Write the results as CSV (with GPU, date and commit in the header)");
              app.add_flag("--quick", *quick, "Fewer launches and repetitions, no .xf32 variants");
-             return [csv, quick]() { return fp::cli::bench_kernels::run(*csv, *quick); };
+             app.add_flag("--moe", *moe, "Only the prefill MoE cases: grouped tensor-core path vs per-slot matvecs");
+             app.add_option("--moe-csv", *moe_csv, "With --moe: write the MoE rows as CSV");
+             return [csv, quick, moe, moe_csv]() { return fp::cli::bench_kernels::run(*csv, *quick, *moe, *moe_csv); };
            });
