@@ -46,6 +46,7 @@ static_assert(size_t(kBM) * kLdc * sizeof(float) <= kSmemBytes, "f32 staging mus
 struct Tile {
   int32_t expert, p0, rows, pad;  // slots [p0, p0 + rows) of the sorted order
 };
+static_assert(kThreads == 256, "the IQ2_XXS grid is copied one entry a thread");
 static_assert(sizeof(Tile) == 16, "moe_grouped_layout counts 16 bytes a tile");
 
 // ---- kernels ------------------------------------------------------------------------
@@ -92,18 +93,87 @@ __global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
     y[i] = __float2half_rn(x[i]);
 }
 
-// 32 weights starting at input column c (a multiple of 32) of the row at `row` -> y.
+// One 32-weight run of a row, split into fetch (global loads into registers, issued a k
+// step ahead so their latency hides behind the MMAs) and decode (f32 values, the same
+// formulas and bits as dev::decode32). IQ2_XXS and Q2_K, DS4's expert types, keep the raw
+// bits in registers; the other types keep the address and decode from global memory.
+struct Tables {
+  const uint64_t* grid;  // IQ2_XXS grid in shared memory
+  const uint8_t* signs;  // ksigns in shared memory
+};
+
 template <DType T>
-__device__ __forceinline__ void decode_run(const uint8_t* row, int64_t c, float* y) {
-  if constexpr (T == DType::F16) {
-    const uint8_t* p = row + 2 * c;
-#pragma unroll
-    for (int j = 0; j < 32; ++j) y[j] = dev::h2f(dev::ld_u16(p + 2 * j));
-  } else {
-    constexpr int qk = dev::kRuns<T> * 32;
-    dev::decode32<T>(row + (c / qk) * dev::kBlockBytes<T>, int((c % qk) / 32), y);
+struct Run {
+  const uint8_t* row;
+  int64_t c;
+  __device__ __forceinline__ void fetch(const uint8_t* r, int64_t c_) {
+    row = r;
+    c = c_;
   }
-}
+  __device__ __forceinline__ void decode(const Tables&, float* y) const {
+    if constexpr (T == DType::F16) {
+      const uint8_t* p = row + 2 * c;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) y[j] = dev::h2f(dev::ld_u16(p + 2 * j));
+    } else {
+      constexpr int qk = dev::kRuns<T> * 32;
+      dev::decode32<T>(row + (c / qk) * dev::kBlockBytes<T>, int((c % qk) / 32), y);
+    }
+  }
+};
+
+template <>
+struct Run<DType::IQ2_XXS> {
+  uint32_t d, a, w;
+  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c) {
+    const uint8_t* b = row + (c / 256) * 66;
+    const int r = int(c % 256) / 32;
+    d = dev::ld_u16(b);
+    a = dev::ld_u32_a2(b + 2 + 8 * r);
+    w = dev::ld_u32_a2(b + 6 + 8 * r);
+  }
+  __device__ __forceinline__ void decode(const Tables& t, float* y) const {
+    const float db = dev::h2f(d) * (0.5f + float(w >> 28)) * 0.25f;
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const uint64_t G = t.grid[(a >> (8 * l)) & 255];
+      const uint32_t signs = t.signs[(w >> (7 * l)) & 127];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) y[8 * l + j] = db * float((G >> (8 * j)) & 255) * dev::fsign(signs, j);
+    }
+  }
+};
+
+template <>
+struct Run<DType::Q2_K> {
+  uint32_t sc, dm, qs[8];
+  int shift;
+  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c) {
+    const uint8_t* b = row + (c / 256) * 84;
+    const int r = int(c % 256) / 32;
+    // 84-byte blocks in rows of whole blocks from a 16-aligned base: every block is
+    // 4-aligned, so the 32 quant bytes come in as eight 4-byte loads.
+    sc = dev::ld_u16(b + 2 * r);
+    dm = *reinterpret_cast<const uint32_t*>(b + 80);
+    const uint32_t* q4 = reinterpret_cast<const uint32_t*>(b + 16 + 32 * (r >> 2));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) qs[j] = q4[j];
+    shift = 2 * (r & 3);
+  }
+  __device__ __forceinline__ void decode(const Tables&, float* y) const {
+    const float d = dev::h2f(dm), dmin = dev::h2f(dm >> 16);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const uint32_t s8 = (sc >> (8 * k)) & 255;
+      const float dl = d * float(s8 & 15), ml = dmin * float(s8 >> 4);
+#pragma unroll
+      for (int l = 0; l < 16; ++l) {
+        const int i = 16 * k + l;
+        y[i] = dl * float((qs[i / 4] >> (8 * (i % 4) + shift)) & 3) - ml;
+      }
+    }
+  }
+};
 
 struct GemmArgs {
   const uint8_t* w = nullptr;   // [experts][rows][cols]: gate (pair) or down
@@ -127,8 +197,9 @@ __device__ __forceinline__ float swiglu1(float g, float u, float limit) {
   return float(double(g) / (1.0 + exp(-double(g)))) * u;
 }
 
-// Block (blockIdx.x: weight-row block, blockIdx.y: tile). Single-buffered: load A and
-// decode W for one k step, sync, 8 k-fragments of WMMA, sync.
+// Block (blockIdx.x: weight-row block, blockIdx.y: tile). One shared buffer: store the
+// k step's A vectors and decoded weights (fetched into registers during the previous
+// step's MMAs), sync, fetch the next step, 8 k-fragments of WMMA, sync.
 template <DType T, bool kPair>
 __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
   using namespace nvcuda;
@@ -140,7 +211,13 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
   float* sC = reinterpret_cast<float*>(smem);
   __shared__ const __half* a_row[kBM];
   __shared__ int32_t out_slot[kBM];
+  __shared__ uint64_t s_grid[T == DType::IQ2_XXS ? 256 : 1];
+  __shared__ uint8_t s_signs[T == DType::IQ2_XXS ? 128 : 1];
   const int tid = threadIdx.x, warp = tid / 32, wm = warp & 1, wn = warp >> 1;
+  if constexpr (T == DType::IQ2_XXS) {
+    s_grid[tid] = g_iq2xxs_grid[tid];  // kThreads == 256 entries
+    if (tid < 128) s_signs[tid] = g_ksigns[tid];
+  }
   if (tid < kBM) {
     const bool ok = tid < tl.rows;
     const int32_t slot = ok ? g.perm[tl.p0 + tid] : -1;
@@ -160,30 +237,51 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
   const bool active = 32 * wm < tl.rows;  // warps whose 32 slots are all padding skip the MMAs
 
-  for (int64_t k0 = 0; k0 < g.cols; k0 += kBK) {
-    for (int i = tid; i < kBM * (kBK / 8); i += kThreads) {
-      const int r = i / (kBK / 8), c = i % (kBK / 8);
+  // Register stage: this thread's A vectors and weight runs of the next k step.
+  constexpr int kAVec = kBM * (kBK / 8) / kThreads, kWRuns = kBN * (kBK / 32) / kThreads;
+  static_assert(kAVec * kThreads == kBM * (kBK / 8) && kWRuns * kThreads == kBN * (kBK / 32), "tile split");
+  uint4 av[kAVec];
+  Run<T> wr[kWRuns];
+  auto fetch = [&](int64_t k0) {
+#pragma unroll
+    for (int v = 0; v < kAVec; ++v) {
+      const int i = tid + v * kThreads, r = i / (kBK / 8), c = i % (kBK / 8);
       const __half* src = a_row[r];
-      const uint4 v = src ? *reinterpret_cast<const uint4*>(src + k0 + 8 * c) : make_uint4(0, 0, 0, 0);
-      *reinterpret_cast<uint4*>(sA + r * kLd + 8 * c) = v;
+      av[v] = src ? *reinterpret_cast<const uint4*>(src + k0 + 8 * c) : make_uint4(0, 0, 0, 0);
     }
-    for (int i = tid; i < kBN * (kBK / 32); i += kThreads) {
-      const int r = i / (kBK / 32), run = i % (kBK / 32);
+#pragma unroll
+    for (int v = 0; v < kWRuns; ++v) {
+      const int i = tid + v * kThreads, r = i / (kBK / 32), run = i % (kBK / 32);
       const uint8_t* row;
       if constexpr (kPair) row = r < kBN / 2 ? w1 + (n0 + r) * g.row_bytes : w2 + (n0 + r - kBN / 2) * g.row_bytes;
       else row = w1 + (n0 + r) * g.row_bytes;
+      wr[v].fetch(row, k0 + 32 * run);
+    }
+  };
+  const Tables tab{s_grid, s_signs};
+  fetch(0);
+  for (int64_t k0 = 0; k0 < g.cols; k0 += kBK) {
+#pragma unroll
+    for (int v = 0; v < kAVec; ++v) {
+      const int i = tid + v * kThreads, r = i / (kBK / 8), c = i % (kBK / 8);
+      *reinterpret_cast<uint4*>(sA + r * kLd + 8 * c) = av[v];
+    }
+#pragma unroll
+    for (int v = 0; v < kWRuns; ++v) {
+      const int i = tid + v * kThreads, r = i / (kBK / 32), run = i % (kBK / 32);
       float y[32];
-      decode_run<T>(row, k0 + 32 * run, y);
+      wr[v].decode(tab, y);
       uint4* dst = reinterpret_cast<uint4*>(sW + r * kLd + 32 * run);
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
+      for (int q = 0; q < 4; ++q) {
         __half2 h[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(y[8 * v + 2 * j], y[8 * v + 2 * j + 1]);
-        dst[v] = *reinterpret_cast<const uint4*>(h);
+        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(y[8 * q + 2 * j], y[8 * q + 2 * j + 1]);
+        dst[q] = *reinterpret_cast<const uint4*>(h);
       }
     }
     __syncthreads();
+    if (k0 + kBK < g.cols) fetch(k0 + kBK);  // in flight during the MMAs
     if (active) {
 #pragma unroll
       for (int kk = 0; kk < kBK / 16; ++kk) {
@@ -293,6 +391,8 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   if (!a.u || !a.ids || !a.weights || !a.out || !a.grouped_work || q <= 0)
     fail("cuda moe grouped: null buffer or no tokens");
   if (const std::string why = moe_grouped_unsupported(a.gate, a.up, a.down); !why.empty()) fail("cuda moe grouped: ", why);
+  for (const ref::Weight* w : {&a.gate, &a.up, &a.down})
+    if (!aligned(w->data, 16)) fail(w->name, ": device base not 16-byte aligned");
   const MoeGroupedLayout l = moe_grouped_layout(a.n, a.k, dim, ff, NE);
   if (a.grouped_work_bytes < l.bytes)
     fail("cuda moe grouped: workspace of ", a.grouped_work_bytes, " bytes, ", a.n, " tokens need ", l.bytes);
