@@ -322,19 +322,18 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
 }
 
 // out[t][d] = sum_i w[t][i] * ys[t*k + i][d] in slot order; a slot whose id is out of
-// range was in no tile, and adds NaN (as its matvec outputs would).
+// range was in no tile, and adds NaN (as its matvec outputs would). Block (256 dims, token).
 __global__ void combine_kernel(const float* ys, const float* w, const int32_t* ids, int32_t n_expert, int64_t k,
                                int64_t dim, float* out) {
-  const int64_t t = blockIdx.x;
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    float o = 0.0f;
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t q = t * k + i;
-      const int32_t e = ids[q];
-      o += w[q] * (e >= 0 && e < n_expert ? ys[q * dim + d] : __int_as_float(0x7fc00000));
-    }
-    out[t * dim + d] = o;
+  const int64_t t = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d >= dim) return;
+  float o = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t q = t * k + i;
+    const int32_t e = ids[q];
+    o += w[q] * (e >= 0 && e < n_expert ? ys[q * dim + d] : __int_as_float(0x7fc00000));
   }
+  out[t * dim + d] = o;
 }
 
 // ---- launch helpers -----------------------------------------------------------------
@@ -396,7 +395,7 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   const MoeGroupedLayout l = moe_grouped_layout(a.n, a.k, dim, ff, NE);
   if (a.grouped_work_bytes < l.bytes)
     fail("cuda moe grouped: workspace of ", a.grouped_work_bytes, " bytes, ", a.n, " tokens need ", l.bytes);
-  if (l.max_tiles > 65535) fail("cuda moe grouped: ", l.max_tiles, " tiles, at most 65535 per launch");
+  if (l.max_tiles > 65535 || a.n > 65535) fail("cuda moe grouped: ", a.n, " tokens (", l.max_tiles, " tiles), at most 65535 each per launch");
   if (NE * 3 * 4 > 48 * 1024) fail("cuda moe grouped: ", NE, " experts, at most 4096 supported");
   moe_grouped_init();  // once per device; the first call must come before any capture
 
@@ -437,7 +436,7 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   g.ys = ys;
   gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(l.max_tiles)), s);
 
-  combine_kernel<<<unsigned(a.n), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
+  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
   check_launch("moe grouped combine");
 }
 
