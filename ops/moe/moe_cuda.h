@@ -64,7 +64,11 @@ int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff);
 void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s);
 
 inline constexpr const char* kMoeGroupedDequantMma = "cuda.moe.grouped_dequant_mma";
-inline constexpr int64_t kMoeGroupedMinTokens = 32;  // the registry entry's min_tokens
+// moe()'s default switch-over. The grouped path works for any n; it wins once its cost
+// (~19 us per touched expert on an H200, NOTES.md) drops below the matvec's (~22 us per
+// token: 6 expert reads): about 220 tokens with uniform routing. The planner decides by
+// the registry's cost instead; this is only the host entry's default.
+inline constexpr int64_t kMoeGroupedMinTokens = 256;
 inline constexpr int64_t kMoeGroupedTileSlots = 64;  // slots per tile (one expert each)
 // The grouped path's workspace, carved in one place (moe_grouped_layout.cpp, CUDA-free so
 // the registry's cost function sizes it the same way): byte offsets of the tile count,

@@ -211,7 +211,8 @@ TEST_CASE("gpu moe grouped: one captured graph replayed under changing routing; 
   GPU_CHECK(cudaGraphDestroy(graph));
   GPU_CHECK(cudaStreamDestroy(s));
 
-  // moe() takes the grouped path for n >= kMoeGroupedMinTokens when given its workspace.
+  // moe() takes the grouped path for n >= grouped_min_tokens when given its workspace.
+  run.m.grouped_min_tokens = 32;
   ids = route(Route::uniform, n, K, NE, rng);
   GPU_CHECK(cudaMemcpy(run.dids.p, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
   run.dout.poison();
