@@ -52,7 +52,7 @@ TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256
   CHECK(kernel(*p, node(*p, "decode", "blk.7.attn_q_b")) == "cuda.matvec.q8_0");
   CHECK(kernel(*p, node(*p, "decode", "blk.7.ffn_moe")) == "cuda.moe.matvec");
   CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_q_b")) == "cuda.gemm.dequant_cublas_f16");
-  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.ffn_moe")) == "cuda.moe.matvec");  // the only MoE kernel
+  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.ffn_moe")) == "cuda.moe.grouped_dequant_mma");  // grouped by expert
   // Even the full 1M context fits.
   CompileOptions o;
   o.max_context = 1048576;
