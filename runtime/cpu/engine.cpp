@@ -40,13 +40,8 @@ CpuEngine::CpuEngine(Model model, const CpuOptions& o) : model_(std::move(model)
 }
 
 void CpuEngine::bind_plan(const LoadedPlan& p) {
+  check_options_against_plan(p, opts_.numerics, opts_.max_context, opts_.max_step);
   const PlanSettings s = plan_settings(p);
-  if (opts_.numerics != s.numerics)
-    fail(p.path, ": numerics ", numerics_name(opts_.numerics), " asked for, the plan fixes ", numerics_name(s.numerics));
-  if (uint64_t(opts_.max_context) != s.max_context)
-    fail(p.path, ": max context ", opts_.max_context, " asked for, the plan fixes ", s.max_context);
-  if (uint64_t(opts_.max_step) > s.max_step)
-    fail(p.path, ": prefill chunk ", opts_.max_step, " asked for, the plan's largest prefill bucket is ", s.max_step);
   if (opts_.mtp_draft != 0 && uint32_t(opts_.mtp_draft) != s.mtp_depth)
     fail(p.path, ": MTP draft ", opts_.mtp_draft, " asked for, the plan fixes depth ", s.mtp_depth, " (0 turns MTP off)");
   graph_ = build_op_graph(model_, plan_graph_options(p));

@@ -65,13 +65,7 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
   if (opts_.plan) {
     const LoadedPlan& p = *opts_.plan;
     check_plan_for_gpu(p, model_.file(), model_.mtp_file(), gpu);
-    const PlanSettings s = plan_settings(p);
-    if (opts_.numerics != s.numerics)
-      fail(p.path, ": numerics ", numerics_name(opts_.numerics), " asked for, the plan fixes ", numerics_name(s.numerics));
-    if (uint64_t(opts_.max_context) != s.max_context)
-      fail(p.path, ": max context ", opts_.max_context, " asked for, the plan fixes ", s.max_context);
-    if (uint64_t(opts_.max_step) > s.max_step)
-      fail(p.path, ": prefill chunk ", opts_.max_step, " asked for, the plan's largest prefill bucket is ", s.max_step);
+    check_options_against_plan(p, opts_.numerics, opts_.max_context, opts_.max_step);
     products_ = std::make_shared<ProductKernels>(product_kernels(p));
     placements = plan_placements(p, opts_.device);
     size_t free_b = 0, total_b = 0;

@@ -25,6 +25,16 @@ PlanSettings plan_settings(const LoadedPlan& p) {
   return s;
 }
 
+void check_options_against_plan(const LoadedPlan& p, Numerics numerics, int64_t max_context, int64_t max_step) {
+  const PlanSettings s = plan_settings(p);
+  if (numerics != s.numerics)
+    fail(p.path, ": numerics ", numerics_name(numerics), " asked for, the plan fixes ", numerics_name(s.numerics));
+  if (uint64_t(max_context) != s.max_context)
+    fail(p.path, ": max context ", max_context, " asked for, the plan fixes ", s.max_context);
+  if (uint64_t(max_step) > s.max_step)
+    fail(p.path, ": prefill chunk ", max_step, " asked for, the plan's largest prefill bucket is ", s.max_step);
+}
+
 GraphOptions plan_graph_options(const LoadedPlan& p) {
   const plan::Options* o = p->provenance()->options();
   GraphOptions g;

@@ -38,6 +38,10 @@ struct PlanSettings {
 };
 PlanSettings plan_settings(const LoadedPlan& p);
 
+// Refuses engine options the plan contradicts (numerics, max context, a prefill chunk
+// beyond its largest bucket), naming the plan and both values. Both executors call it.
+void check_options_against_plan(const LoadedPlan& p, Numerics numerics, int64_t max_context, int64_t max_step);
+
 // The op-graph options the plan was compiled with (build_op_graph of the same model
 // with these gives the plan's phases).
 GraphOptions plan_graph_options(const LoadedPlan& p);

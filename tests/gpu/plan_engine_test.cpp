@@ -26,8 +26,11 @@
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/engine.h"
 #include "runtime/plan/plan_binding.h"
+#include "tests/support/greedy.h"
 
 using namespace fp;
+using fp::test::error_of;
+using fp::test::greedy;
 
 namespace {
 
@@ -71,33 +74,6 @@ DeviceProfile profile_for_this_gpu() {
 std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const DeviceProfile& prof, CompileOptions o) {
   const auto pl = compile_plan(m, prof, o);
   return std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*pl), prof.name + ".fplan"));
-}
-
-int32_t argmax(std::span<const float> x) {
-  size_t b = 0;
-  for (size_t i = 1; i < x.size(); ++i)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
-
-std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
-  auto s = e.new_session();
-  std::vector<int32_t> out;
-  int32_t t = argmax(s->append(prompt));
-  for (int i = 0; i < n; ++i) {
-    out.push_back(t);
-    t = argmax(s->append(std::span<const int32_t>(&t, 1)));
-  }
-  return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 cuda::CudaOptions options_of(const std::shared_ptr<const LoadedPlan>& p) {
@@ -231,7 +207,7 @@ TEST_CASE("random weights: the full model from a header-only GGUF runs with fini
   for (int i = 0; i < 3; ++i) {
     const auto l = s->append(std::span<const int32_t>(&t, 1));
     CHECK(check_finite(l) == 0);
-    t = argmax(l);
+    t = argmax_token(l);
   }
   std::filesystem::remove_all(dir);
 }

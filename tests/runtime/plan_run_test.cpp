@@ -20,8 +20,11 @@
 #include "runtime/cuda/executor.h"
 #include "runtime/plan/plan_binding.h"
 #include "tests/planner/model_test_util.h"
+#include "tests/support/greedy.h"
 
 using namespace fp;
+using fp::test::error_of;
+using fp::test::greedy;
 
 namespace {
 
@@ -40,35 +43,6 @@ std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const std::string&
 const Model& builtin() {
   static const Model m = Model::open(builtin_model_path());
   return m;
-}
-
-int32_t argmax(std::span<const float> x) {
-  size_t b = 0;
-  for (size_t i = 1; i < x.size(); ++i)
-    if (x[i] > x[b]) b = i;
-  return int32_t(b);
-}
-
-// Greedy tokens after `prompt`, with MTP drafting when the session has it (verified one
-// token at a time: exact either way).
-std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt, int n) {
-  auto s = e.new_session();
-  std::vector<int32_t> out;
-  int32_t t = argmax(s->append(prompt));
-  for (int i = 0; i < n; ++i) {
-    out.push_back(t);
-    t = argmax(s->append(std::span<const int32_t>(&t, 1)));
-  }
-  return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 cpu::CpuOptions options_of(const LoadedPlan& p) {
