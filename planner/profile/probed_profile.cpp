@@ -86,7 +86,9 @@ std::vector<DeviceProfile> load_profiles_in(const std::string& dir) {
 
 const DeviceProfile* match_profile(const ProbedGpu& g, const std::vector<DeviceProfile>& shipped) {
   for (const auto& p : shipped) {
-    if (p.backend != Backend::Cuda || p.cc_major != g.cc_major || p.cc_minor != g.cc_minor ||
+    // A host profile of several GPUs (2x-h100-...) describes links and counts, not the GPU:
+    // the datasheet figures come from the one-GPU profile.
+    if (p.backend != Backend::Cuda || p.host_gpus > 1 || p.cc_major != g.cc_major || p.cc_minor != g.cc_minor ||
         p.sm_count != g.sm_count || g.total_bytes == 0)
       continue;
     const double rel = std::fabs(double(p.memory_bytes) - double(g.total_bytes)) / double(g.total_bytes);
@@ -225,6 +227,8 @@ ProbedProfile render_probed_profile(const ProbedGpu& g, const std::vector<Device
     if (ship && ship->nvlink_gbps > 0) w.value(2, "gpu_link_gbps", fmt(ship->nvlink_gbps, 0), ship_tag + " NVLink");
     else w.value(2, "gpu_link_gbps", fmt(std::max(g.h2d_gbps, 0.1), 0),
                  edit("host.gpu_link_gbps", "GPU-to-GPU link not probed; PCIe copy rate as a stand-in"));
+    w.value(2, "collective_latency_us", "10",
+            edit("host.collective_latency_us", "collective latency not probed; measure it with nccl-tests"));
   }
 
   // ---- measured ----
