@@ -83,6 +83,11 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
     p.rate = r.fp32 * (intq ? 2.0 : 1.0);  // dp4a doubles integer dot throughput
     p.bw_eff = bw_eff;
     p.flop_eff = 0.5;
+    if (const double dr = intq ? cost::decode_rate(s.wtypes, r) : 0; dr > 0) {
+      p.flops = s.flops / 2;  // weights decoded (one multiply-add each)
+      p.rate = dr;
+      p.flop_eff = 1.0;
+    }
     p.parallel = cost::parallel_fraction(rows / 4.0, r);
     KernelCost c{cost::us(p, r), 0, {}};
     c.launch = {{ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), 1}, {32, 4, 1}, 0};

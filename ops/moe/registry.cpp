@@ -68,6 +68,11 @@ KernelInfo moe_matvec() {
     p.rate = r.fp32 * 2.0;
     p.bw_eff = 0.7;
     p.flop_eff = 0.5;
+    if (const double dr = cost::decode_rate(s.wtypes, r); dr > 0) {
+      p.flops = s.flops / 2;  // weights decoded (one multiply-add each)
+      p.rate = dr;
+      p.flop_eff = 1.0;
+    }
     p.parallel = cost::parallel_fraction(static_cast<double>(s.tokens) * s.groups * s.m / 4.0, r);
     KernelCost c{cost::us(p, r) + r.launch_us, 0, {}};  // two launches
     c.launch = {{cost::ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), s.tokens}, {32, 4, 1}, 0};

@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "ops/registry/kernel_registry.h"
 
@@ -50,5 +51,33 @@ inline double gemm_parallel(double tiles, double k, const DeviceRates& r) {
 }
 
 inline uint32_t ceil_div(int64_t a, int64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+// Weights per SM per clock the CUDA-core decode matvecs of a low-bit type sustain: their
+// limit is instruction issue, not bytes (the same microseconds on an H100 at 2970 GB/s and
+// an H200 at 4248 GB/s). Measured on an H200 (132 SMs, 1980 MHz), 2026-12-02: the per-slot
+// MoE path at 2048 tokens decoded 12288 slots x 25.2M weights (IQ2_XXS gate and up, Q2_K
+// down) in 45.0 ms, 26 weights per SM per clock (bench/results/moe-prefill-h200-2026-12-02-v2.csv);
+// a single 6-slot call adds 3-5 us of fixed cost on top (matvec-h200-2026-12-02.md).
+// 0: no measured decode bound (the bytes rule alone; Q4_K was not measured at scale).
+inline double decode_weights_per_sm_clock(DType t) {
+  switch (t) {
+    case DType::IQ2_XXS:
+    case DType::Q2_K: return 26.0;
+    default: return 0;
+  }
+}
+
+// Weights per second a device decodes for the slowest of `types` (0: none is bound by its
+// decode). A CUDA SM retires 256 FP32 flops a clock, so SMs x clock = fp32 / 256.
+inline double decode_rate(const std::vector<DType>& types, const DeviceRates& r) {
+  double rate = 0;
+  for (DType t : types) {
+    const double w = decode_weights_per_sm_clock(t);
+    if (w <= 0 || r.backend != Backend::Cuda || r.fp32 <= 0) continue;
+    const double v = r.fp32 / 256.0 * w;
+    rate = rate == 0 ? v : std::min(rate, v);
+  }
+  return rate;
+}
 
 }  // namespace fp::cost
