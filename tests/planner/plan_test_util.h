@@ -8,6 +8,7 @@
 #include "planner/compile/compile.h"
 #include "planner/model/model.h"
 #include "planner/profile/device_profile.h"
+#include "tests/support/error_of.h"
 
 namespace fp::test {
 
@@ -39,17 +40,6 @@ inline DeviceProfile shipped_profile(const std::string& name) {
 inline std::vector<uint8_t> compile_bytes(const Model& m, const DeviceProfile& p, CompileOptions o = {}) {
   if (o.model_file.empty()) o.model_file = "model.gguf";
   return serialize_plan(*compile_plan(m, p, o));
-}
-
-// The message of the fp::Error `f` throws ("" when it does not throw).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace fp::test

@@ -13,6 +13,7 @@
 #include "runtime/tokenizer/byte_level.h"
 #include "runtime/tokenizer/pretokenizer.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/support/error_of.h"
 #include "runtime/tokenizer/utf8.h"
 
 namespace {
@@ -35,16 +36,9 @@ int32_t id_of(const fp::Vocab& v, const std::string& text) {
   return -1;
 }
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const fp::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
+
+using fp::test::error_of;
 
 TEST_CASE("byte-level alphabet: 256 distinct printable code points, GPT-2 layout") {
   std::set<uint32_t> seen;

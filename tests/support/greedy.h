@@ -1,15 +1,14 @@
 // Engine-level helpers shared by the runtime suites (CPU and GPU): greedy tokens through
-// an fp::Engine session, and the message of the fp::Error a call throws.
+// an fp::Engine session (and error_of, from tests/support/error_of.h).
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "ops/core/error.h"
 #include "runtime/engine.h"
 #include "runtime/sampling/sampler.h"
+#include "tests/support/error_of.h"
 
 namespace fp::test {
 
@@ -24,16 +23,6 @@ inline std::vector<int32_t> greedy(Engine& e, const std::vector<int32_t>& prompt
     t = argmax_token(s->append(std::span<const int32_t>(&t, 1)));
   }
   return out;
-}
-
-// What `f` throws as fp::Error ("" when it returns).
-inline std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace fp::test
