@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/build_commit.h"
 #include "ops/core/error.h"
 #include "ops/core/parallel.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -114,7 +115,7 @@ FP_COMMAND("bench", "Prefill/decode tok/s at growing context frontiers (ds4-benc
         {"backend", engine->backend_name()},
         {"device", device},
         {"date", fp::bench::utc_now()},
-        {"commit", FLASHPLAN_GIT_COMMIT},
+        {"commit", fp::build_commit()},
         {"flashplan", FLASHPLAN_VERSION},
         {"numerics", o->engine.numerics},
         {"chunk", std::to_string(o->engine.chunk)},

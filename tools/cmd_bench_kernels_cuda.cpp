@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/build_commit.h"
 #include "ops/core/error.h"
 #include "ops/linear/linear_cuda.h"
 #include "ops/moe/moe_cuda.h"
@@ -323,7 +324,7 @@ void report_moe(const std::vector<MoeRow>& rows, const cudaDeviceProp& prop, dou
   if (moe_csv.empty()) return;
   std::ofstream out(moe_csv);
   if (!out) fail("cannot write ", moe_csv);
-  out << "# flashplan bench-kernels --moe, " << FLASHPLAN_GIT_COMMIT << ", " << today() << ", " << prop.name << " ("
+  out << "# flashplan bench-kernels --moe, " << fp::build_commit() << ", " << today() << ", " << prop.name << " ("
       << prop.multiProcessorCount << " SMs, " << khz / 1000 << " MHz)\n";
   out << "# one DS4 layer's routed experts: 256 x (IQ2_XXS gate/up 4096->2048, Q2_K down 2048->4096), 6 per token;"
          " flops = 2*n*6*3*4096*2048; tc_peak_tflops = SMs*4096*clock\n";
@@ -369,7 +370,7 @@ int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv
   if (!csv.empty()) {
     std::ofstream out(csv);
     if (!out) fail("cannot write ", csv);
-    out << "# flashplan bench-kernels, " << FLASHPLAN_GIT_COMMIT << ", " << today() << ", " << prop.name << " ("
+    out << "# flashplan bench-kernels, " << fp::build_commit() << ", " << today() << ", " << prop.name << " ("
         << prop.multiProcessorCount << " SMs)\n";
     out << "# copy_gbps=" << bw.copy_gbps << " read_gbps=" << bw.read_gbps
         << " (copy counts bytes read + written; matvec rows: bytes = weights read + activations + outputs;"

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/build_commit.h"
 #include "ops/core/error.h"
 #include "ops/quant/quant_cuda.h"
 #include "planner/profile/probed_profile.h"
@@ -235,7 +236,7 @@ FP_COMMAND("probe", "Write this GPU's device profile YAML (properties + measured
     }
     const std::vector<fp::DeviceProfile> shipped = fp::load_profiles_in(o->devices);
     const fp::ProbedGpu g = fp::cli::probe::probe(o->device, o->quick ? 4096 : 8192);
-    const std::string stamp = fp::bench::utc_now() + ", flashplan " FLASHPLAN_VERSION " (" FLASHPLAN_GIT_COMMIT ")";
+    const std::string stamp = fp::bench::utc_now() + ", flashplan " FLASHPLAN_VERSION " (" + fp::build_commit() + ")";
     const fp::ProbedProfile p = fp::render_probed_profile(g, shipped, stamp);
     fp::parse_device_profile(p.yaml, "the probed profile");  // what we write must load
     if (file.is_open()) {

@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "ops/core/error.h"
+#include "tools/build_commit.h"
 #include "tools/command.h"
 
 namespace fp::cli {
@@ -16,7 +17,7 @@ std::vector<Command>& registry() {
 int main(int argc, char** argv) {
   using fp::cli::registry;
   CLI::App app{"flashplan: plan-compiled runtime for DeepSeek V4 Flash"};
-  app.set_version_flag("--version", std::string("flashplan ") + FLASHPLAN_VERSION + " (" + FLASHPLAN_GIT_COMMIT + ")");
+  app.set_version_flag("--version", std::string("flashplan ") + FLASHPLAN_VERSION + " (" + fp::build_commit() + ")");
   app.require_subcommand(1);
 
   auto& cmds = registry();
