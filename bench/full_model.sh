@@ -9,7 +9,10 @@
 #
 # BIN_DIR holds flashplan (and any shared libraries it needs); default build. Environment:
 # MODEL (default /dev/shm/ds4-full.gguf; reused when present), CTX_MAX (4096), GEN (64),
-# CHUNK (256), PROBE (1: run flashplan probe). Writes OUT_DIR/{env.txt, probe.yaml, run.json, run.err, bench.csv,
+# CHUNK (256), PROBE (1: run flashplan probe). PROFILE=plans/devices/<gpu>.yaml runs from a
+# plan instead: a header-only synth, `flashplan compile` for that profile (its placement,
+# host offload included, and its kernel choices; prefill chunk = the plan's largest bucket)
+# and `--weights random:1` (no file read); PLAN_CTX sets the plan's max context. Writes OUT_DIR/{env.txt, probe.yaml, run.json, run.err, bench.csv,
 # bench.err} and prints a summary last.
 set -uo pipefail
 bin=${1:-build}
@@ -30,6 +33,18 @@ chunk=${CHUNK:-256}
 } > "$out/env.txt" 2>&1
 
 
+engine=(--backend cuda -c "$ctx_max" --chunk "$chunk")
+bench_engine=(--backend cuda -c "$((ctx_max + gen))" --chunk "$chunk")
+if [ -n "${PROFILE:-}" ]; then
+  model=${MODEL:-/dev/shm/ds4-full-header.gguf}
+  "$fp" synth --preset full --header-only --seed 1 -o "$model" > "$out/synth.err" 2>&1
+  # PLAN_CTX: the plan's max context (default: the planner's, as in the golden plans).
+  "$fp" compile "$model" --profile "$PROFILE" ${PLAN_CTX:+--max-context "$PLAN_CTX"} -o "$out/full.fplan" \
+    > "$out/compile.txt" 2>&1
+  echo "compile rc $?: $(grep -iE 'host|offload' "$out/compile.txt" | head -3)"
+  engine=(--plan "$out/full.fplan" --weights random:1)
+  bench_engine=("${engine[@]}")
+fi
 if [ ! -f "$model" ]; then
   t0=$SECONDS
   timeout 200 "$fp" synth --preset full --seed 1 --no-progress -o "$model" > "$out/synth.err" 2>&1
@@ -37,10 +52,10 @@ if [ ! -f "$model" ]; then
 fi
 ls -l "$model"
 
-timeout 180 "$fp" run "$model" --backend cuda -c "$ctx_max" --chunk "$chunk" -p "The quick brown fox jumps over the lazy dog" \
+timeout 180 "$fp" run "$model" "${engine[@]}" -p "The quick brown fox jumps over the lazy dog" \
   -n "$gen" --ignore-eos --json > "$out/run.json" 2> "$out/run.err"
 echo "run rc $?"
-timeout 200 "$fp" bench "$model" --backend cuda -c "$((ctx_max + gen))" --chunk "$chunk" --ctx-start 512 --ctx-max "$ctx_max" \
+timeout 200 "$fp" bench "$model" "${bench_engine[@]}" --ctx-start 512 --ctx-max "$ctx_max" \
   --step-mul 2 -n "$gen" -o "$out/bench.csv" > "$out/bench.err" 2>&1
 echo "bench rc $?"
 if [ "${PROBE:-1}" = 1 ]; then
