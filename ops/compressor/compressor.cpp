@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/compressor/compressor_cuda.h"
 #include "ops/core/error.h"
 #include "ops/norm/norm.h"
 
@@ -45,3 +46,11 @@ void compressor_emit(const CompressorRing& ring, const CompressorShape& s, int64
 }
 
 }  // namespace fp::ref
+
+// The CUDA ring's size is a pure function of the shape, defined here (CUDA-free) so that
+// the planner sizes the executor's state the same way (planner/memory/cuda_buffers.h).
+namespace fp::cuda {
+
+int64_t compressor_ring_min(const ref::CompressorShape& s, int64_t n) { return (s.overlap() ? 2 : 1) * s.ratio + n; }
+
+}  // namespace fp::cuda

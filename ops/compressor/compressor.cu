@@ -85,10 +85,6 @@ __global__ void emit_kernel(CompressorArgs a, int64_t w, bool overlap) {
 
 // ---- launchers ----------------------------------------------------------------------
 
-int64_t compressor_ring_min(const ref::CompressorShape& s, int64_t n) {
-  return (s.overlap() ? 2 : 1) * s.ratio + n;
-}
-
 void compressor(const CompressorArgs& a, Stream s) {
   const char* what = "cuda compressor";
   if (!a.kv || !a.gate || !a.ape || !a.ring_kv || !a.ring_score || !a.rows || !a.norm || !a.pos0 || !a.tab.inv_freq)

@@ -60,10 +60,6 @@ int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots) {
   return f == ActFormat::f32 ? 0 : act_bytes(f, slots * cols);
 }
 
-int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows) {
-  return CublasGemm::workspace_bytes(cols, n_tok, tile_rows);
-}
-
 void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
             LinearPath path) {
   check_weight(w, "cuda linear");

@@ -136,11 +136,6 @@ void swiglu(const float* gate, const float* up, int64_t n, float limit, float* o
   check_launch("swiglu");
 }
 
-int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff) {
-  const int64_t q = n * k;
-  return q * dim /*xs*/ + 3 * q * ff /*g, up, mid*/ + q * dim /*ys*/;
-}
-
 void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
   const int64_t min_tokens = a.grouped_min_tokens > 0 ? a.grouped_min_tokens : kMoeGroupedMinTokens;
   if (a.grouped_work && a.n >= min_tokens && !ws.exact && moe_grouped_unsupported(a.gate, a.up, a.down).empty())

@@ -1,5 +1,6 @@
-// The grouped MoE path's workspace layout (see moe_cuda.h): the one function that both
-// sizes the workspace (executor set-up, the registry's cost) and carves it (moe_grouped.cu).
+// The MoE paths' workspace sizes (see moe_cuda.h): the grouped path's layout, the one
+// function that both sizes its workspace (executor set-up, the registry's cost, the
+// planner's memory budget) and carves it (moe_grouped.cu); and the matvec path's size.
 #include <algorithm>
 
 #include "ops/moe/moe_cuda.h"
@@ -24,6 +25,11 @@ MoeGroupedLayout moe_grouped_layout(int64_t n, int64_t k, int64_t dim, int64_t f
   l.ys = take(q * dim * 4);
   l.bytes = at;
   return l;
+}
+
+int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff) {
+  const int64_t q = n * k;
+  return q * dim /*xs*/ + 3 * q * ff /*g, up, mid*/ + q * dim /*ys*/;
 }
 
 }  // namespace fp::cuda

@@ -52,10 +52,6 @@ CublasGemm::~CublasGemm() {
   delete impl_;
 }
 
-int64_t CublasGemm::workspace_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows) {
-  return round_up(2 * n_tok * cols, 256) + round_up(2 * tile_rows * cols, 256);
-}
-
 void CublasGemm::run(DType t, const void* w, int64_t rows, int64_t cols, const float* x, int64_t n_tok, float* y,
                      void* workspace, int64_t ws_bytes, int64_t tile_rows) {
   const char* what = "cuda gemm dequant_cublas_f16";

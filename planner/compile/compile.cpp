@@ -7,7 +7,10 @@
 #include <map>
 
 #include "ops/core/error.h"
+#include "ops/moe/moe_cuda.h"
+#include "ops/quant/quant_cuda.h"
 #include "planner/graph/op_graph.h"
+#include "planner/memory/cuda_buffers.h"
 #include "planner/placement/placement.h"
 #include "planner/plan_io/fingerprint.h"
 #include "planner/plan_io/plan_view.h"
@@ -248,9 +251,30 @@ class Compiler {
         }
         a.workspace = std::max(a.workspace, round_up(c.cost.workspace_bytes, 256));
       }
+    if (p_.backend == Backend::Cuda) budget_cuda_executor(a);
     a.reserve = p_.backend == Backend::Cuda ? kGraphReserveBytes : 0;
     if (devices_ > 1) a.reserve += kCollectiveReserveBytes;
     return a;
+  }
+
+  // A CUDA plan budgets what the CUDA executor allocates (planner/memory/cuda_buffers.h)
+  // for the plan's largest step and context, in place of the op graph's buffer sizes: the
+  // executor holds every step's activations at the largest bucket, the logits of every
+  // row, and the indexer's scores over the whole context.
+  void budget_cuda_executor(Attempt& a) const {
+    CudaBufferOptions bo;
+    bo.max_context = int64_t(a.context);
+    for (const PhaseGraph& ph : a.graph.phases)
+      if (ph.kind == PhaseKind::prefill) bo.max_step = std::max<int64_t>(bo.max_step, ph.max_tokens);
+    for (const PhaseSelection& sel : a.selection)
+      for (const NodeChoice& c : sel.nodes) {
+        bo.moe_grouped = bo.moe_grouped || c.kernel->id == cuda::kMoeGroupedDequantMma;
+        bo.gemm = bo.gemm || (c.kernel->op == OpKind::matmul && c.kernel->id == cuda::kGemmDequantCublasF16);
+      }
+    const CudaBuffers b = cuda_buffers(m_.config(), bo);
+    a.kv = b.state_bytes();
+    a.activations = b.activation_bytes() + b.table_bytes();
+    a.workspace = b.workspace_bytes();
   }
 
   bool fits(const Attempt& a) const {

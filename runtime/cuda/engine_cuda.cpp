@@ -133,6 +133,10 @@ namespace {
 
 ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const ProductKernels> products) {
   ExecutorOptions e;
+  if (o.plan && (*o.plan)->memory()) {
+    const auto* m = (*o.plan)->memory();
+    e.planned_bytes = m->kv_bytes() + m->activation_bytes() + m->workspace_bytes();
+  }
   e.products = std::move(products);
   e.numerics = o.numerics;
   e.max_context = o.max_context;

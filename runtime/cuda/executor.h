@@ -77,6 +77,9 @@ struct ExecutorOptions {
   bool graphs = true;         // capture step shapes into CUDA graphs (decode, prefill chunks)
   bool exact_matmul = false;  // f32 activations in every product (no q8 quantisation)
   std::shared_ptr<const ProductKernels> products;  // from a plan; null: the linear family picks
+  // The plan's budget for activations, workspace and sequence state (0: no plan). The
+  // executor refuses to start when its buffer table needs more.
+  uint64_t planned_bytes = 0;
 };
 
 class Executor {

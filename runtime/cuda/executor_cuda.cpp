@@ -19,6 +19,7 @@
 #include "ops/norm/norm_cuda.h"
 #include "ops/quant/quant_cuda.h"
 #include "ops/rope/rope_cuda.h"
+#include "planner/memory/cuda_buffers.h"
 #include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
 
@@ -41,6 +42,7 @@ class Arena {
     const size_t bytes = size_t(std::max<int64_t>(count, 1)) * sizeof(T);
     const cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
+      cudaGetLastError();  // a failed cudaMalloc is not sticky: clear it so later launches do not report it
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
       fail("cuda executor: allocating ", what, " (", bytes, " bytes, ", free_b, " free of ", total_b,
@@ -136,6 +138,7 @@ struct Executor::Impl {
   }
 
   void setup();
+  void check_memory(const CudaBuffers& B) const;
   CompState make_comp(int64_t ratio, int64_t dim, const ref::Weight& ape);
   RopeTab upload_rope(const ref::Rope& r);
   const RopeTab& tab_for(const cpu::LayerW& L) const { return L.ratio == 0 ? tab_main : tab_comp; }
@@ -229,6 +232,14 @@ void Executor::Impl::setup() {
   S = o.max_step;
   hd = hcs.hc * E;
 
+  CudaBufferOptions bo;
+  bo.max_step = S;
+  bo.max_context = o.max_context;
+  bo.moe_grouped = o.products && o.products->uses_moe_grouped;
+  bo.gemm = o.products && o.products->uses_gemm;
+  const CudaBuffers B = cuda_buffers(c, bo);
+  check_memory(B);
+
   int64_t ff_sh = 0, ff_exp = 0, max_cols = 0;
   for (const auto& L : w.layers) {
     ff_sh = std::max(ff_sh, L.gate_sh.rows);
@@ -238,70 +249,70 @@ void Executor::Impl::setup() {
       if (!m->empty()) max_cols = std::max(max_cols, m->cols);
   }
   max_cols = std::max(max_cols, w.output.cols);
-  const int64_t cw = std::max<int64_t>(2 * D, 2 * ID);
-  X = arena.alloc<float>(S * hd, "X");
-  X2 = arena.alloc<float>(S * hd, "X2");
-  x_in = arena.alloc<float>(S * E, "x_in");
-  post = arena.alloc<float>(S * hcs.hc, "post");
-  comb = arena.alloc<float>(S * hcs.hc * hcs.hc, "comb");
-  hc_scratch = arena.alloc<float>(S * (hd + hcs.mix()), "hc scratch");
-  h = arena.alloc<float>(S * E, "h");
-  qa = arena.alloc<float>(S * QL, "qa");
-  q = arena.alloc<float>(S * H * D, "q");
-  kv = arena.alloc<float>(S * D, "kv");
-  attn = arena.alloc<float>(S * H * D, "attn");
-  low = arena.alloc<float>(S * int64_t(c.o_groups) * c.o_lora_rank, "low");
-  a = arena.alloc<float>(S * E, "a");
-  ckv = arena.alloc<float>(S * cw, "ckv");
-  cgate = arena.alloc<float>(S * cw, "cgate");
-  iq = arena.alloc<float>(S * std::max<int64_t>(1, IH * ID), "iq");
-  iw = arena.alloc<float>(S * std::max<int64_t>(1, IH), "iw");
-  u = arena.alloc<float>(S * E, "u");
-  rlog = arena.alloc<float>(S * c.n_expert, "router logits");
-  wts = arena.alloc<float>(S * K, "router weights");
-  ids = arena.alloc<int32_t>(S * K, "expert ids");
-  moe = arena.alloc<float>(S * E, "moe");
-  sg = arena.alloc<float>(S * ff_sh, "sg");
-  su = arena.alloc<float>(S * ff_sh, "su");
-  smid = arena.alloc<float>(S * ff_sh, "smid");
-  sh = arena.alloc<float>(S * E, "sh");
-  f = arena.alloc<float>(S * E, "f");
-  z = arena.alloc<float>(S * E, "z");
-  logits = arena.alloc<float>(S * V, "logits");
-  moe_work = arena.alloc<float>(moe_work_floats(S, K, E, ff_exp), "moe workspace");
-  if (S >= kMoeGroupedMinTokens || (o.products && o.products->uses_moe_grouped)) {
-    moe_grouped_bytes = moe_grouped_work_bytes(S, K, E, ff_exp, c.n_expert);
+  // The weights must be no wider than the config says: the table sized every buffer from it.
+  if (ff_sh > B.ff_shared || ff_exp > B.ff_expert || max_cols > B.max_cols)
+    fail("cuda executor: weight widths (shared expert ", ff_sh, ", expert ", ff_exp, ", inputs ", max_cols,
+         ") exceed the config's (", B.ff_shared, ", ", B.ff_expert, ", ", B.max_cols, ")");
+  X = arena.alloc<float>(B.X, "X");
+  X2 = arena.alloc<float>(B.X, "X2");
+  x_in = arena.alloc<float>(B.x_in, "x_in");
+  post = arena.alloc<float>(B.post, "post");
+  comb = arena.alloc<float>(B.comb, "comb");
+  hc_scratch = arena.alloc<float>(B.hc_scratch, "hc scratch");
+  h = arena.alloc<float>(B.h, "h");
+  qa = arena.alloc<float>(B.qa, "qa");
+  q = arena.alloc<float>(B.q, "q");
+  kv = arena.alloc<float>(B.kv, "kv");
+  attn = arena.alloc<float>(B.attn, "attn");
+  low = arena.alloc<float>(B.low, "low");
+  a = arena.alloc<float>(B.a, "a");
+  ckv = arena.alloc<float>(B.ckv, "ckv");
+  cgate = arena.alloc<float>(B.cgate, "cgate");
+  iq = arena.alloc<float>(B.iq, "iq");
+  iw = arena.alloc<float>(B.iw, "iw");
+  u = arena.alloc<float>(B.u, "u");
+  rlog = arena.alloc<float>(B.rlog, "router logits");
+  wts = arena.alloc<float>(B.wts, "router weights");
+  ids = arena.alloc<int32_t>(B.ids, "expert ids");
+  moe = arena.alloc<float>(B.moe, "moe");
+  sg = arena.alloc<float>(B.sg, "sg");
+  su = arena.alloc<float>(B.su, "su");
+  smid = arena.alloc<float>(B.smid, "smid");
+  sh = arena.alloc<float>(B.sh, "sh");
+  f = arena.alloc<float>(B.f, "f");
+  z = arena.alloc<float>(B.z, "z");
+  logits = arena.alloc<float>(B.logits, "logits");
+  moe_work = arena.alloc<float>(B.moe_work, "moe workspace");
+  if (B.moe_grouped_bytes > 0) {
+    moe_grouped_bytes = B.moe_grouped_bytes;
     moe_grouped_work = arena.alloc<uint8_t>(moe_grouped_bytes, "moe grouped workspace");
     moe_grouped_init();  // its IQ tables, before any capture
   }
-  tokens = arena.alloc<int32_t>(S, "tokens");
+  tokens = arena.alloc<int32_t>(B.tokens, "tokens");
   pos = arena.alloc<int64_t>(1, "position");
   err = arena.alloc<uint32_t>(1, "error flags");
-  const int64_t topk = std::max<int64_t>(1, c.indexer_top_k);
-  isel = arena.alloc<int32_t>(S * topk, "indexer selection");
-  nsel = arena.alloc<int32_t>(S, "indexer counts");
-  for (const auto& L : w.layers)
-    if (L.kind == LayerKind::CSA) idx_max_rows = std::max<int64_t>(idx_max_rows, (o.max_context + L.ratio - 1) / L.ratio);
-  iscores = arena.alloc<double>(S * std::max<int64_t>(1, idx_max_rows), "indexer scores");
+  isel = arena.alloc<int32_t>(B.isel, "indexer selection");
+  nsel = arena.alloc<int32_t>(B.nsel, "indexer counts");
+  idx_max_rows = B.iscores / S;
+  iscores = arena.alloc<double>(B.iscores, "indexer scores");
 
   // Products: quantised activations (bounded by the largest slot layout), the group
   // table of attn_output_a, and the prefill GEMM for quantised weights.
   const int64_t groups = c.o_groups;
-  const int64_t widest = std::max({K * std::max(E, ff_exp), H * D, E, QL, ff_sh, max_cols, int64_t(c.n_expert)});
-  lin.qact_bytes = (S * widest + 255) / 256 * 292 + 4096;
+  lin.qact_bytes = B.qact_bytes;
   lin.qact = arena.alloc<uint8_t>(lin.qact_bytes, "quantised activations");
-  std::vector<int32_t> iota(size_t(S * groups));
+  std::vector<int32_t> iota(size_t(B.group_table));
   for (size_t i = 0; i < iota.size(); ++i) iota[i] = int32_t(int64_t(i) % groups);
-  int32_t* iota_d = arena.alloc<int32_t>(S * groups, "group table");
+  int32_t* iota_d = arena.alloc<int32_t>(B.group_table, "group table");
   ck(cudaMemcpy(iota_d, iota.data(), iota.size() * sizeof(int32_t), cudaMemcpyHostToDevice), "group table");
   lin.iota = iota_d;
   lin.iota_n = S * groups;
   lin.iota_groups = groups;
   lin.exact = o.exact_matmul;
-  if (S >= lin.gemm_min_tokens || (o.products && o.products->uses_gemm)) {
+  if (B.gemm_bytes > 0) {
     gemm = std::make_unique<CublasGemm>(stream);
     lin.gemm = gemm.get();
-    lin.gemm_ws_bytes = linear_gemm_bytes(max_cols, S, lin.gemm_tile_rows);
+    lin.gemm_ws_bytes = B.gemm_bytes;
     lin.gemm_ws = arena.alloc<uint8_t>(lin.gemm_ws_bytes, "gemm workspace");
   }
 
@@ -311,7 +322,7 @@ void Executor::Impl::setup() {
     LayerState st;
     st.kind = L.kind;
     st.ratio = L.ratio;
-    st.raw_cap = int64_t(c.sliding_window) + S;
+    st.raw_cap = B.layers[l].raw_rows;
     st.raw = arena.alloc<float>(st.raw_cap * D, "raw kv ring");
     state_bytes += uint64_t(st.raw_cap * D) * sizeof(float);
     if (L.kind != LayerKind::SWA) st.attn = make_comp(L.ratio, D, L.comp_ape);
@@ -324,6 +335,26 @@ void Executor::Impl::setup() {
   ck(cudaMallocHost(&h_err, sizeof(uint32_t)), "pinned flags");
   ck(cudaMallocHost(&h_logits, size_t(S * V) * sizeof(float)), "pinned logits");
   ck(cudaDeviceSynchronize(), "executor setup");
+  // The planner budgeted this table; allocating more than it says would make a plan that
+  // fits run out of memory.
+  if (arena.bytes() != B.total_bytes())
+    fail("cuda executor: allocated ", arena.bytes(), " bytes, the buffer table (planner/memory/cuda_buffers) says ",
+         B.total_bytes(), ": the two disagree");
+}
+
+void Executor::Impl::check_memory(const CudaBuffers& B) const {
+  size_t free_b = 0, total_b = 0;
+  ck(cudaMemGetInfo(&free_b, &total_b), "memory info");
+  const uint64_t need = B.total_bytes();
+  if (o.planned_bytes > 0 && need > o.planned_bytes)
+    fail("cuda executor: needs ", need, " bytes (activations ", B.activation_bytes(), ", workspace ",
+         B.workspace_bytes(), ", state ", B.state_bytes(), ") for ", S, "-token steps and ", o.max_context,
+         " positions; the plan budgets ", o.planned_bytes, ": recompile the plan with this build");
+  if (need > free_b)
+    fail("cuda executor: out of device memory: activations, workspaces and sequence state need ", need,
+         " bytes (activations ", B.activation_bytes(), ", workspace ", B.workspace_bytes(), ", state ",
+         B.state_bytes(), ") for ", S, "-token steps and ", o.max_context, " positions; the device has ", free_b,
+         " free of ", total_b, " (lower -c/--ctx or --chunk, or compile a plan for this GPU)");
 }
 
 // =============================================================================

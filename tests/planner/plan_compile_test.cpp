@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "plan_test_util.h"
+#include "planner/memory/cuda_buffers.h"
 #include "planner/plan_io/plan_io.h"
 
 using namespace fp;
@@ -58,7 +59,34 @@ TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256
   o.max_context = 1048576;
   const auto big = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
   CHECK(big->memory->offloaded_tensors == 0u);
-  CHECK(big->memory->kv_bytes / kGiB == doctest::Approx(13.45).epsilon(0.01));
+  // KV rows and index keys (13.44 GiB) + the CUDA executor's raw rings (window + a
+  // 2048-token step) and compressor rings (0.75 GiB): what runtime/cuda allocates.
+  CHECK(big->memory->kv_bytes / kGiB == doctest::Approx(14.19).epsilon(0.01));
+}
+
+TEST_CASE("compile: a CUDA plan budgets exactly the CUDA executor's buffer table") {
+  const auto p = compile_plan(test::full_model(), test::shipped_profile("h100-sxm-80gb"), {});
+  CudaBufferOptions bo;
+  bo.max_step = 2048;  // the largest prefill bucket
+  bo.max_context = int64_t(p->provenance->options->max_context);
+  bo.moe_grouped = true;  // prefill.513-2048 runs the grouped MoE
+  const CudaBuffers b = cuda_buffers(test::full_model().config(), bo);
+  CHECK(p->memory->kv_bytes == b.state_bytes());
+  CHECK(p->memory->activation_bytes == b.activation_bytes() + b.table_bytes());
+  CHECK(p->memory->workspace_bytes == b.workspace_bytes());
+  // The big items, by hand: every row's logits, and the indexer's f64 scores of every
+  // compressed row (ratio 4) of the context for every token of the step.
+  CHECK(b.logits == 2048 * 129280);
+  CHECK(b.iscores == 2048 * (bo.max_context / 4));
+  CHECK(b.layers.size() == 43u);
+  CHECK(b.layers[2].index.max_rows == bo.max_context / 4);
+  CHECK(b.layers[3].attn.max_rows == (bo.max_context + 127) / 128);
+  CHECK(b.layers[0].attn.ratio == 0);
+  // A smaller step shrinks everything the step holds, not the state's rows.
+  bo.max_step = 16;
+  const CudaBuffers small = cuda_buffers(test::full_model().config(), bo);
+  CHECK(small.activation_bytes() * 100 < b.activation_bytes());
+  CHECK(small.layers[2].index.max_rows == b.layers[2].index.max_rows);
 }
 
 TEST_CASE("compile: H100 offloads the routed experts of the last layers, and says so") {
