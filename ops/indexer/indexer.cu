@@ -26,7 +26,7 @@ __global__ void prep_kernel(IndexerArgs a, float wscale) {
   float* q = a.q + (t * a.heads + h) * D;
   for (int i = threadIdx.x; i < D; i += blockDim.x) row[i] = q[i];
   __syncthreads();
-  dev::rope_heads_block(row, 1, D, int(a.tab.n_rot), a.tab.inv_freq, *a.pos0 + t, false);
+  dev::rope_heads_block(row, 1, D, int(a.tab.n_rot), a.tab.inv_freq, *a.pos0 + a.t0 + t, false);
   __syncthreads();
   if (a.official) dev::indexer_qat_row(row, D);
   for (int i = threadIdx.x; i < D; i += blockDim.x) q[i] = row[i];
@@ -34,7 +34,7 @@ __global__ void prep_kernel(IndexerArgs a, float wscale) {
 }
 
 __device__ __forceinline__ int64_t visible_rows(const IndexerArgs& a, int64_t t) {
-  const int64_t N = (*a.pos0 + t + 1) / a.ratio;
+  const int64_t N = (*a.pos0 + a.t0 + t + 1) / a.ratio;
   return N < a.max_rows ? N : a.max_rows;
 }
 

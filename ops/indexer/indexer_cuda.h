@@ -24,12 +24,17 @@ struct IndexerArgs {
   int64_t max_rows = 0, ratio = 0, topk = 0;
   RopeTab tab;
   const int64_t* pos0 = nullptr;
+  int64_t t0 = 0;                // token t of this call sits at position *pos0 + t0 + t (a tile of a step)
   bool official = false;
   double* scores = nullptr;      // workspace [n][max_rows]
   int32_t* sel = nullptr;        // [n][topk]
   int32_t* nsel = nullptr;       // [n]
 };
 void indexer_topk(const IndexerArgs& a, Stream s);
+// Tokens per indexer_topk call in the executor: a step's tokens go in tiles of this many,
+// so the f64 score workspace is kIndexerTileTokens x the context's compressed rows (134 MB
+// at 256k positions), not a whole 2048-token step's (1.07 GB).
+inline constexpr int64_t kIndexerTileTokens = 256;
 
 // The selection step alone, for tests: row t picks k of scores[t*ld .. t*ld + count).
 // Same output convention (count <= k: nsel = -1 and nothing written).

@@ -7,6 +7,7 @@
 #include "ops/compressor/compressor.h"
 #include "ops/compressor/compressor_cuda.h"
 #include "ops/hc/hc.h"
+#include "ops/indexer/indexer_cuda.h"
 #include "ops/linear/linear_cuda.h"
 #include "ops/moe/moe_cuda.h"
 
@@ -49,7 +50,7 @@ CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   b.moe = S * E;
   b.sg = b.su = b.smid = S * b.ff_shared;
   b.sh = b.f = b.z = S * E;
-  b.logits = S * V;
+  b.logits = (o.logit_rows > 0 ? std::min(o.logit_rows, S) : S) * V;
   b.tokens = S;
   b.isel = S * std::max<int64_t>(1, c.indexer_top_k);
   b.nsel = S;
@@ -62,7 +63,7 @@ CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   for (uint32_t l = 0; l < c.n_layer; ++l)
     if (c.layer_kind(l) == LayerKind::CSA)
       idx_rows = std::max<int64_t>(idx_rows, (o.max_context + c.compress_ratio(l) - 1) / c.compress_ratio(l));
-  b.iscores = S * std::max<int64_t>(1, idx_rows);
+  b.iscores = std::min(S, cuda::kIndexerTileTokens) * std::max<int64_t>(1, idx_rows);
   b.qact_bytes = (S * b.widest + 255) / 256 * 292 + 4096;  // Q8_K blocks of the widest slot layout, + slack
   const cuda::LinearWorkspace lin_defaults;
   if (o.gemm || S >= lin_defaults.gemm_min_tokens)

@@ -19,6 +19,7 @@ namespace fp {
 struct CudaBufferOptions {
   int64_t max_step = 1;      // tokens per step (the plan's largest prefill bucket)
   int64_t max_context = 1;   // positions
+  int64_t logit_rows = 0;    // rows of logits a step returns (0: max_step)
   bool moe_grouped = false;  // the grouped prefill MoE runs (its workspace)
   bool gemm = false;         // the dequantise + cuBLAS prefill GEMM runs (its workspace)
 };

@@ -136,6 +136,7 @@ ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const Product
   if (o.plan && (*o.plan)->memory()) {
     const auto* m = (*o.plan)->memory();
     e.planned_bytes = m->kv_bytes() + m->activation_bytes() + m->workspace_bytes();
+    e.logit_rows = int64_t((*o.plan)->provenance()->options()->mtp_depth()) + 1;  // as the planner budgeted
   }
   e.products = std::move(products);
   e.numerics = o.numerics;
@@ -174,8 +175,11 @@ std::span<const float> CudaSession::append_all(std::span<const int32_t> tokens) 
   if (n == 0) fail("append: no tokens");
   if (pos_ + n > max_ctx_) fail("context full: ", pos_, " + ", n, " tokens exceed the session's max context ", max_ctx_);
   all_logits_.resize(size_t(n * vocab_));
-  for (int64_t b = 0; b < n; b += step_) {
-    const int64_t m = std::min(step_, n - b);
+  // Steps of at most as many rows as the executor holds logits for (a plan budgets only
+  // the rows generation needs; chunked prefill gives the same logits as one step).
+  const int64_t rows = exec_.logit_rows();
+  for (int64_t b = 0; b < n; b += rows) {
+    const int64_t m = std::min(rows, n - b);
     exec_.forward(tokens.data() + b, m, pos_, 0, all_logits_.data() + b * vocab_);
     pos_ += m;
   }

@@ -80,6 +80,10 @@ struct ExecutorOptions {
   // The plan's budget for activations, workspace and sequence state (0: no plan). The
   // executor refuses to start when its buffer table needs more.
   uint64_t planned_bytes = 0;
+  // Rows of logits one step may return (0: max_step). Generation needs the last row (one
+  // per verified MTP draft); every row of a prefill chunk costs n_vocab floats of device
+  // and pinned memory (1.06 GB for 2048 rows of DS4).
+  int64_t logit_rows = 0;
 };
 
 class Executor {
@@ -93,6 +97,7 @@ class Executor {
   const ExecutorOptions& options() const { return o_; }
   uint64_t device_bytes() const;  // everything this executor allocated
   uint64_t state_bytes() const;   // of which the sequence state (KV, compressors, indexer keys)
+  int64_t logit_rows() const;     // rows of logits one step may return
 
   // Trunk over tokens[0..n) at positions pos0.. (n <= max_step); the sequence state is
   // this executor's. Logits of rows [logit_from, n) to host `logits` when non-null.

@@ -120,6 +120,7 @@ struct Executor::Impl {
   int32_t *ids, *isel, *nsel;
   double* iscores = nullptr;
   int64_t idx_max_rows = 0;
+  int64_t logit_rows = 0;  // rows of logits a step may return
   LinearWorkspace lin;
 
   std::vector<LayerState> layers;
@@ -237,6 +238,8 @@ void Executor::Impl::setup() {
   bo.max_context = o.max_context;
   bo.moe_grouped = o.products && o.products->uses_moe_grouped;
   bo.gemm = o.products && o.products->uses_gemm;
+  bo.logit_rows = o.logit_rows > 0 ? std::min(o.logit_rows, S) : S;
+  logit_rows = bo.logit_rows;
   const CudaBuffers B = cuda_buffers(c, bo);
   check_memory(B);
 
@@ -293,7 +296,7 @@ void Executor::Impl::setup() {
   err = arena.alloc<uint32_t>(1, "error flags");
   isel = arena.alloc<int32_t>(B.isel, "indexer selection");
   nsel = arena.alloc<int32_t>(B.nsel, "indexer counts");
-  idx_max_rows = B.iscores / S;
+  idx_max_rows = B.iscores / std::min(S, kIndexerTileTokens);
   iscores = arena.alloc<double>(B.iscores, "indexer scores");
 
   // Products: quantised activations (bounded by the largest slot layout), the group
@@ -333,7 +336,7 @@ void Executor::Impl::setup() {
   ck(cudaMallocHost(&h_tokens, size_t(S) * sizeof(int32_t)), "pinned tokens");
   ck(cudaMallocHost(&h_pos, sizeof(int64_t)), "pinned position");
   ck(cudaMallocHost(&h_err, sizeof(uint32_t)), "pinned flags");
-  ck(cudaMallocHost(&h_logits, size_t(S * V) * sizeof(float)), "pinned logits");
+  ck(cudaMallocHost(&h_logits, size_t(B.logits) * sizeof(float)), "pinned logits");
   ck(cudaDeviceSynchronize(), "executor setup");
   // The planner budgeted this table; allocating more than it says would make a plan that
   // fits run out of memory.
@@ -464,10 +467,18 @@ void Executor::Impl::indexer_topk(const cpu::LayerW& L, LayerState& st, const Ro
   ia.pos0 = pos;
   ia.official = o.numerics == Numerics::official;
   ia.scores = iscores;
-  ia.sel = isel;
-  ia.nsel = nsel;
   if (ia.max_rows > idx_max_rows) fail("cuda executor: indexer rows ", ia.max_rows, " beyond the workspace");
-  fp::cuda::indexer_topk(ia, stream);
+  // In tiles of kIndexerTileTokens tokens: the score workspace holds one tile's rows.
+  for (int64_t t0 = 0; t0 < n; t0 += kIndexerTileTokens) {
+    IndexerArgs tile = ia;
+    tile.t0 = t0;
+    tile.n = std::min(kIndexerTileTokens, n - t0);
+    tile.q = iq + t0 * IH * ID;
+    tile.w = iw + t0 * IH;
+    tile.sel = isel + t0 * c.indexer_top_k;
+    tile.nsel = nsel + t0;
+    fp::cuda::indexer_topk(tile, stream);
+  }
 }
 
 void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) {
@@ -664,10 +675,13 @@ Executor::~Executor() = default;
 
 uint64_t Executor::device_bytes() const { return impl_->arena.bytes(); }
 uint64_t Executor::state_bytes() const { return impl_->state_bytes; }
+int64_t Executor::logit_rows() const { return impl_->logit_rows; }
 
 void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t logit_from, float* out) {
   Impl& m = *impl_;
   if (n <= 0 || n > m.S) fail("cuda forward: step of ", n, " tokens, expected 1..", m.S);
+  if (out && n - std::min(logit_from, n) > m.logit_rows)
+    fail("cuda forward: logits of ", n - std::min(logit_from, n), " rows asked, the executor holds ", m.logit_rows);
   if (pos0 < 0 || pos0 + n > o_.max_context)
     fail("cuda forward: positions ", pos0, "..", pos0 + n - 1, " exceed the context of ", o_.max_context);
   for (int64_t t = 0; t < n; ++t)
