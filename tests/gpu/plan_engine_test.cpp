@@ -9,7 +9,8 @@
 //     exactly one graph launch; a plan whose decode phase is split (graph, eager, graph,
 //     and a graph of the head alone) runs each decode step as that many graph launches
 //     plus the eager nodes, with greedy tokens identical to the unsplit plan's, to the
-//     engine without a plan and to the CPU executor's;
+//     engine without a plan and to the CPU executor's; replayed steps allocate no device
+//     memory (free bytes unchanged after the capture);
 //   - a plan for another GPU is refused naming both;
 //   - --weights random:SEED: the full DS4 Flash layout from a header-only GGUF, planned
 //     for this GPU, filled on the device (no weight bytes read) runs a prefill chunk and
@@ -172,6 +173,12 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
   struct Run {
     std::vector<int32_t> tokens;
     std::vector<cuda::Executor::StepStats> decode;  // per decode step
+    size_t free_after_capture = 0, free_at_end = 0;  // device bytes free
+  };
+  auto free_bytes = [] {
+    size_t f = 0, t = 0;
+    REQUIRE(cudaMemGetInfo(&f, &t) == cudaSuccess);
+    return f;
   };
   // As test::greedy, with the executor's stats after every decode step.
   auto run = [&](const cuda::CudaOptions& o) {
@@ -184,7 +191,9 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
       r.tokens.push_back(tok);
       tok = argmax_token(s->append(std::span<const int32_t>(&tok, 1)));
       r.decode.push_back(x.last_step());
+      if (i == 1) r.free_after_capture = free_bytes();
     }
+    r.free_at_end = free_bytes();
     return r;
   };
   auto describe = [](const Run& r) {
@@ -214,6 +223,7 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
     CHECK(whole.decode[i].graph_launches == 1);
     CHECK(whole.decode[i].eager_nodes == 0);
   }
+  CHECK(whole.free_at_end == whole.free_after_capture);  // replayed steps allocate no device memory
 
   const Run parts = run(options_of(split));
   MESSAGE("split plan (graph ", a, ", eager 3, graph ", head - a - 3, ", graph 4 nodes):", describe(parts));
@@ -223,6 +233,7 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
     CHECK(parts.decode[i].graph_launches == 3);
     CHECK(parts.decode[i].eager_nodes == 3);
   }
+  CHECK(parts.free_at_end == parts.free_after_capture);
 
   cuda::CudaOptions eager = options_of(split);
   eager.graphs = false;
