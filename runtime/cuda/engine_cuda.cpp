@@ -66,6 +66,7 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
     const LoadedPlan& p = *opts_.plan;
     check_plan_for_gpu(p, model_.file(), model_.mtp_file(), gpu);
     check_options_against_plan(p, opts_.numerics, opts_.max_context, opts_.max_step);
+    plan_op_graph(p, model_);  // the plan's nodes are this build's graph; the executor checks its walk against them
     products_ = std::make_shared<ProductKernels>(product_kernels(p));
     placements = plan_placements(p, opts_.device);
     size_t free_b = 0, total_b = 0;

@@ -5,15 +5,26 @@
 // Everything a step needs is allocated at construction for max_step tokens and
 // max_context positions: activations, workspaces, the sequence's KV rings, compressor
 // rings and rows, indexer keys. A step never allocates. The step's tokens and first
-// position live in device memory, so each step shape (the decode step; a full prefill
-// chunk) is captured once into a CUDA graph, on its second use, and replayed at every
-// position after that (at most 8 shapes; others run eagerly).
+// position live in device memory, so a step shape (tokens in the step, first logit row,
+// logits wanted) can be captured into CUDA graphs and replayed at every position.
+//
+// Graph segments: with a plan, every op method is one node of the step's phase, in the
+// plan's order (a cursor walks the phase's node list and refuses, naming the node and
+// both sides, a method that is not the plan's next node; at construction a dry walk of
+// every phase the executor runs does this before any step). The phase's segments
+// (schemas/plan.fbs Segment) decide how the nodes run: a graph segment is captured into
+// one CUDA graph on the second use of a step shape and replayed with one cudaGraphLaunch
+// after that (its op methods then launch nothing); a segment with graph: false always runs
+// eagerly. With the default segmentation (every CUDA kernel capturable) a decode step is
+// one graph launch. Without a plan the whole step is one implicit graph segment.
+// Limits: at most kMaxShapes = 8 step shapes are captured and at most kMaxGraphs = 512
+// graphs in all (a shape whose phase needs more than are left runs eagerly); a step that
+// is traced, a shape's first use and --no-graphs run eagerly.
 //
 // Products: with a plan (ProductKernels), every matmul, grouped_matmul and moe node runs
 // the kernel the plan chose for it in the step's phase (decode for one token, else the
-// prefill bucket holding the step's size); the products inside other nodes (compressor,
-// indexer, router) and every other op kind have one CUDA kernel each and run it. With
-// no plan the linear family picks (ops/linear/linear_cuda.h).
+// prefill bucket holding the step's size); every other op kind has one CUDA kernel and
+// runs it. With no plan the linear family picks (ops/linear/linear_cuda.h).
 //
 // Numerics follow the plan's mode exactly as the CPU does (plain / official round
 // trips). Results differ from the CPU executor only by summation order (f32 dot
@@ -31,6 +42,7 @@
 #include "ops/hc/hc.h"
 #include "ops/numerics/mode.h"
 #include "ops/rope/rope.h"
+#include "planner/graph/op_kind.h"
 #include "planner/model/config.h"
 #include "runtime/cpu/weights.h"
 
@@ -51,13 +63,34 @@ enum class ProductKernel : uint8_t {
   moe_grouped_mma,   // cuda.moe.grouped_dequant_mma
 };
 
-// The kernel of every product node of the phases the executor runs (decode and the
-// prefill buckets), keyed by the node's first weight (the matrix; moe: ffn_gate_exps).
+// The phases the executor runs (decode and the prefill buckets) as it runs them: the
+// kernel of every product node, keyed by the node's first weight (the matrix; moe:
+// ffn_gate_exps), every node's op, layer and first weight (the executor's walk is checked
+// against them), and the graph segments.
 struct ProductKernels {
+  struct Node {
+    OpKind op = OpKind::matmul;
+    int32_t layer = -1;
+    std::string name;    // "blk.7.attn_q_b", for messages
+    std::string weight;  // the first weight's name; "" when the node reads none
+  };
+  struct Segment {
+    uint32_t first = 0, count = 0;
+    bool graph = false;  // one CUDA graph; false: its nodes launch eagerly every step
+  };
   struct Phase {
     std::string name;
     uint32_t min_tokens = 1, max_tokens = 1;
     std::unordered_map<std::string, ProductKernel> by_weight;
+    std::vector<Node> nodes;
+    std::vector<Segment> segments;  // cover nodes in order (verify_plan checks)
+    uint32_t head_first = 0;        // the output head's first node: a step without logits ends there
+    // "" when the executor's i-th node of a step (op, layer, first weight: "" to not
+    // compare) is the plan's node i; else the phase, node and both sides.
+    std::string walk_difference(uint32_t i, OpKind op, int32_t layer, std::string_view weight) const;
+    // "" when a step that ran `ran` nodes ended where the plan's phase does (with the
+    // head when logits were computed, else before it).
+    std::string walk_end_difference(uint32_t ran, bool logits) const;
   };
   std::vector<Phase> phases;  // decode first, then the prefill buckets in order
   bool uses_gemm = false;
@@ -65,9 +98,11 @@ struct ProductKernels {
   const Phase* for_step(int64_t n) const;  // nullptr when no phase covers n
 };
 
-// Reads the plan's product nodes; refuses, naming node, phase and id, a kernel id this
-// executor does not implement or one that does not read the node's weight dtype, and a
-// node of any other op whose kernel is not a registered, implemented CUDA kernel.
+// Reads the plan's phases; refuses, naming node, phase and id, a kernel id this executor
+// does not implement or one that does not read the node's weight dtype, a node of any
+// other op whose kernel is not a registered, implemented CUDA kernel, a graph segment
+// holding a kernel this build cannot capture, and a segment on another stream or with
+// events (one stream only).
 ProductKernels product_kernels(const LoadedPlan& p);
 
 struct ExecutorOptions {
@@ -112,14 +147,21 @@ class Executor {
     std::vector<float> final_hidden;
   } trace;
 
-  int64_t graph_launches() const { return graph_launches_; }
+  // CUDA graph launches so far, and what the last step ran: graph launches and nodes
+  // launched outside a graph (eager steps, segments with graph: false). A replayed
+  // decode step under the default segmentation: {1, 0}.
+  int64_t graph_launches() const;
+  struct StepStats {
+    int64_t graph_launches = 0;
+    int64_t eager_nodes = 0;
+  };
+  StepStats last_step() const;
 
   struct Impl;
 
  private:
   std::unique_ptr<Impl> impl_;
   ExecutorOptions o_;
-  int64_t graph_launches_ = 0;
 };
 
 }  // namespace fp::cuda

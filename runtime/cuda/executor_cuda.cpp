@@ -1,6 +1,6 @@
 // The CUDA executor (see executor.h): buffers, the op methods in the CPU executor's
-// order, the output head, the decode graph, and the dispatch of product nodes by the
-// plan's kernel ids.
+// order, the output head, the node cursor and its graph segments (capture, replay,
+// eager), and the dispatch of product nodes by the plan's kernel ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -86,17 +86,44 @@ struct Executor::Impl {
   ExecutorOptions o;
   Arena arena;
   cudaStream_t stream = nullptr;
-  // Captured step graphs, one per shape bucket (tokens in the step, first logit row,
-  // logits wanted): the decode step is (1, 0, yes), a full prefill chunk (S, S, no).
-  struct StepGraph {
+  // Captured graphs per step shape (tokens in the step, first logit row, logits wanted:
+  // the decode step is (1, 0, yes), a full prefill chunk (S, S, no)), one per segment of
+  // the shape's phase (nullptr for a segment with graph: false).
+  struct StepShape {
     int64_t uses = 0;
-    cudaGraphExec_t exec = nullptr;
+    bool captured = false;
+    std::vector<cudaGraphExec_t> execs;
   };
-  std::map<std::tuple<int64_t, int64_t, bool>, StepGraph> graphs;
-  static constexpr int kMaxGraphs = 8;
-  int n_graphs = 0;
+  std::map<std::tuple<int64_t, int64_t, bool>, StepShape> shapes;
+  static constexpr int kMaxShapes = 8;
+  static constexpr int kMaxGraphs = 512;
+  int n_shapes = 0, n_graphs = 0;
   std::unique_ptr<CublasGemm> gemm;
-  const ProductKernels::Phase* phase = nullptr;  // the plan's choices for the running step
+  const ProductKernels::Phase* phase = nullptr;  // the plan's phase of the running step
+
+  // ---- the node cursor (see executor.h "Graph segments") -------------------------
+  // walk: check the order only (at construction); eager: launch every node; capture:
+  // capture each graph segment and launch it; replay: launch each graph segment's graph.
+  enum class Mode : uint8_t { walk, eager, capture, replay };
+  Mode mode = Mode::eager;
+  StepShape* shape = nullptr;  // capture / replay
+  // Without a plan the whole step is one graph segment.
+  const std::vector<ProductKernels::Segment> whole_step{{0, UINT32_MAX, true}};
+  const std::vector<ProductKernels::Segment>* segments = &whole_step;
+  uint32_t cursor = 0;  // nodes the step has reached
+  size_t seg = 0;       // the segment holding the cursor's last node
+  bool seg_open = false, capturing = false, skip = false;
+  int32_t cur_layer = -1;  // the layer the op methods run (-1: embedding, head)
+  int64_t graph_launches = 0;
+  Executor::StepStats step;
+
+  void begin_step(Mode m, StepShape* sh);
+  bool node(OpKind op, const ref::Weight* w = nullptr);
+  void open_segment();
+  void close_segment();
+  void end_step(bool logits);
+  void abandon_step();
+  void walk_phases();
 
   ref::HcShape hcs;
   ref::Rope rope_main, rope_comp;
@@ -128,8 +155,9 @@ struct Executor::Impl {
 
   Impl(const ModelConfig& c_, const cpu::ModelW& w_, const ExecutorOptions& o_) : c(c_), w(w_), o(o_) {}
   ~Impl() {
-    for (auto& [k, g] : graphs)
-      if (g.exec) cudaGraphExecDestroy(g.exec);
+    for (auto& [k, sh] : shapes)
+      for (cudaGraphExec_t e : sh.execs)
+        if (e) cudaGraphExecDestroy(e);
     gemm.reset();
     if (h_tokens) cudaFreeHost(h_tokens);
     if (h_pos) cudaFreeHost(h_pos);
@@ -364,18 +392,25 @@ void Executor::Impl::check_memory(const CudaBuffers& B) const {
 // Op kinds
 // =============================================================================
 
-void Executor::Impl::embed(int64_t n) { fp::cuda::embed(w.token_embd, tokens, n, hcs, X, err, stream); }
+void Executor::Impl::embed(int64_t n) {
+  if (!node(OpKind::embed, &w.token_embd)) return;
+  // The step's first node clears the error flags that it and later nodes raise.
+  ck(cudaMemsetAsync(err, 0, sizeof(uint32_t), stream), "error flags");
+  fp::cuda::embed(w.token_embd, tokens, n, hcs, X, err, stream);
+}
 
 void Executor::Impl::hc_pre(const ref::Weight& fn, const float* scale, const float* base, int64_t n) {
+  if (!node(OpKind::hc_pre, &fn)) return;
   fp::cuda::hc_pre(X, n, fn, scale, base, hcs, x_in, post, comb, hc_scratch, stream);
 }
 
 void Executor::Impl::rms_norm(const float* x, const float* wt, float* y, int64_t n, int64_t dim) {
+  if (!node(OpKind::rms_norm)) return;
   fp::cuda::rms_norm(x, wt, y, n, dim, c.rms_eps, stream);
 }
 
-// The plan's kernel for a product node's matrix in the running step's phase; products
-// inside other nodes (compressor, indexer, router) are not product nodes: automatic.
+// The plan's kernel for a product node's matrix in the running step's phase (without a
+// plan, or for a matrix no product node names: the linear family's pick).
 LinearPath Executor::Impl::path(const ref::Weight& wt) const {
   if (!phase) return LinearPath::automatic;
   const auto it = phase->by_weight.find(wt.name);
@@ -396,10 +431,12 @@ ProductKernel Executor::Impl::moe_kernel(const ref::Weight& gate) const {
 }
 
 void Executor::Impl::matmul(const ref::Weight& wt, const float* x, int64_t n, float* y) {
+  if (!node(OpKind::matmul, &wt)) return;
   linear(wt, x, n, y, lin, stream, path(wt));
 }
 
 void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
+  if (!node(OpKind::q_head_norm_rope)) return;
   RopeArgs r;
   r.x = q;
   r.n = n;
@@ -413,6 +450,7 @@ void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
 }
 
 void Executor::Impl::kv_rope_store(LayerState& st, const RopeTab& t, int64_t n) {
+  if (!node(OpKind::kv_rope_store)) return;
   KvStoreArgs k;
   k.kv = kv;
   k.n = n;
@@ -429,6 +467,7 @@ void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const re
                                 const RopeTab& t, bool index_keys, int64_t n) {
   matmul(kv_w, h, n, ckv);
   matmul(gate_w, h, n, cgate);
+  if (!node(OpKind::compressor)) return;
   CompressorArgs ca;
   ca.kv = ckv;
   ca.gate = cgate;
@@ -453,6 +492,7 @@ void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const re
 void Executor::Impl::indexer_topk(const cpu::LayerW& L, LayerState& st, const RopeTab& t, int64_t n) {
   matmul(L.idx_q_b, qa, n, iq);
   matmul(L.idx_proj, h, n, iw);
+  if (!node(OpKind::indexer_topk)) return;
   IndexerArgs ia;
   ia.q = iq;
   ia.w = iw;
@@ -482,6 +522,7 @@ void Executor::Impl::indexer_topk(const cpu::LayerW& L, LayerState& st, const Ro
 }
 
 void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) {
+  if (!node(OpKind::attention)) return;
   AttentionArgs aa;
   aa.q = q;
   aa.out = attn;
@@ -508,6 +549,7 @@ void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) 
 }
 
 void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
+  if (!node(OpKind::out_inv_rope)) return;
   RopeArgs r;
   r.x = attn;
   r.n = n;
@@ -520,16 +562,18 @@ void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
 }
 
 void Executor::Impl::grouped_matmul(const ref::Weight& wt, int64_t n) {
+  if (!node(OpKind::grouped_matmul, &wt)) return;
   grouped_linear(wt, c.o_groups, attn, n, low, lin, stream, path(wt));
 }
 
 void Executor::Impl::hc_post(const float* av, int64_t n) {
-  fp::cuda::hc_post(av, X, post, comb, n, hcs, X2, stream);
-  std::swap(X, X2);
+  if (node(OpKind::hc_post)) fp::cuda::hc_post(av, X, post, comb, n, hcs, X2, stream);
+  std::swap(X, X2);  // also when replayed or walked: later nodes (and graphs) address the new X
 }
 
 void Executor::Impl::router(const cpu::LayerW& L, int64_t n) {
   matmul(L.gate_inp, u, n, rlog);
+  if (!node(OpKind::router)) return;
   RouterArgs r;
   r.logits = rlog;
   r.n = n;
@@ -551,6 +595,7 @@ void Executor::Impl::router(const cpu::LayerW& L, int64_t n) {
 }
 
 void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
+  if (!node(OpKind::moe, &L.gate_exps)) return;
   MoeArgs m;
   m.u = u;
   m.n = n;
@@ -580,11 +625,16 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
   }
 }
 
-void Executor::Impl::swiglu(float limit, int64_t n_values) { fp::cuda::swiglu(sg, su, n_values, limit, smid, stream); }
+void Executor::Impl::swiglu(float limit, int64_t n_values) {
+  if (node(OpKind::swiglu)) fp::cuda::swiglu(sg, su, n_values, limit, smid, stream);
+}
 
-void Executor::Impl::add(int64_t n) { fp::cuda::add(moe, sh, f, n * E, stream); }
+void Executor::Impl::add(int64_t n) {
+  if (node(OpKind::add)) fp::cuda::add(moe, sh, f, n * E, stream);
+}
 
 void Executor::Impl::output_hc_head(int64_t row0, int64_t n) {
+  if (!node(OpKind::output_hc_head, &w.output_hc_fn)) return;
   hc_head(X + row0 * hd, n, w.output_hc_fn, w.output_hc_scale, w.output_hc_base, hcs, z, hc_scratch, stream);
 }
 
@@ -594,6 +644,7 @@ void Executor::Impl::output_hc_head(int64_t row0, int64_t n) {
 
 void Executor::Impl::layer(const cpu::LayerW& L, LayerState& st, int64_t n) {
   const RopeTab& t = tab_for(L);
+  cur_layer = int32_t(L.index);
   // ---- attention sub-layer
   hc_pre(L.hc_attn_fn, L.hc_attn_scale, L.hc_attn_base, n);
   rms_norm(x_in, L.attn_norm, h, n, E);
@@ -635,19 +686,16 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
     ck(cudaStreamSynchronize(stream), "trace");
     tr->after_layer.push_back(std::move(v));
   };
-  phase = nullptr;
-  if (o.products) {
-    phase = o.products->for_step(n);
-    if (!phase) fail("cuda executor: no phase of the plan runs a step of ", n, " tokens");
-  }
-  ck(cudaMemsetAsync(err, 0, sizeof(uint32_t), stream), "error flags");
+  cur_layer = -1;
   embed(n);
   snapshot();
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     layer(w.layers[l], layers[l], n);
     snapshot();
   }
-  if (want_logits && logit_from < n) {
+  cur_layer = -1;
+  const bool head = want_logits && logit_from < n;
+  if (head) {
     const int64_t rows = n - logit_from;
     output_hc_head(logit_from, rows);
     rms_norm(z, w.output_norm, z, rows, E);
@@ -659,7 +707,121 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
       ck(cudaStreamSynchronize(stream), "trace");
     }
     matmul(w.output, z, rows, logits);
+    node(OpKind::sample);  // the plan's sample node: the session samples on the host today
   }
+  end_step(head);
+}
+
+// =============================================================================
+// The node cursor: segments captured, replayed or run eagerly
+// =============================================================================
+
+void Executor::Impl::begin_step(Mode m, StepShape* sh) {
+  mode = m;
+  shape = sh;
+  segments = phase ? &phase->segments : &whole_step;
+  cursor = 0;
+  seg = 0;
+  seg_open = capturing = skip = false;
+  step = {};
+}
+
+// Called by every op method before it launches: checks that the method is the plan's
+// next node, closes the segment that ended before it and opens the one it starts.
+// Returns whether the method launches its kernels (not when walking, nor when its
+// segment's graph was launched instead).
+bool Executor::Impl::node(OpKind op, const ref::Weight* wt) {
+  if (phase) {
+    const std::string d = phase->walk_difference(cursor, op, cur_layer, wt ? std::string_view(wt->name) : std::string_view());
+    if (!d.empty()) fail("cuda executor: ", d);
+  }
+  if (seg_open && uint64_t(cursor) == uint64_t((*segments)[seg].first) + (*segments)[seg].count) {
+    close_segment();
+    ++seg;
+  }
+  if (!seg_open) open_segment();
+  ++cursor;
+  if (mode == Mode::walk || skip) return false;
+  if (!capturing) ++step.eager_nodes;
+  return true;
+}
+
+void Executor::Impl::open_segment() {
+  if (seg >= segments->size()) fail("cuda executor: node ", cursor, " lies beyond the phase's segments");
+  seg_open = true;
+  skip = false;
+  if (!(*segments)[seg].graph || mode == Mode::walk || mode == Mode::eager) return;
+  if (mode == Mode::replay) {
+    cudaGraphExec_t e = shape->execs[seg];
+    if (!e) fail("cuda executor: segment ", seg, " of this step shape was not captured");
+    ck(cudaGraphLaunch(e, stream), "graph launch");
+    ++graph_launches;
+    ++step.graph_launches;
+    skip = true;
+    return;
+  }
+  ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  capturing = true;
+}
+
+// Ends the open segment; a captured one becomes its graph and runs (the capture only
+// recorded its kernels).
+void Executor::Impl::close_segment() {
+  seg_open = skip = false;
+  if (!capturing) return;
+  capturing = false;
+  cudaGraph_t g = nullptr;
+  ck(cudaStreamEndCapture(stream, &g), "end capture");
+  cudaGraphExec_t& e = shape->execs[seg];
+  const cudaError_t r = cudaGraphInstantiate(&e, g, 0);
+  cudaGraphDestroy(g);
+  ck(r, "graph instantiate");
+  ++n_graphs;
+  ck(cudaGraphLaunch(e, stream), "graph launch");
+  ++graph_launches;
+  ++step.graph_launches;
+}
+
+void Executor::Impl::end_step(bool logits) {
+  if (seg_open) close_segment();
+  if (!phase) return;
+  const std::string d = phase->walk_end_difference(cursor, logits);
+  if (!d.empty()) fail("cuda executor: ", d);
+}
+
+// A step that threw: end a capture in progress and drop the shape's partial graphs, so
+// the next use captures it again.
+void Executor::Impl::abandon_step() {
+  if (capturing) {
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream, &g);
+    if (g) cudaGraphDestroy(g);
+  }
+  seg_open = capturing = skip = false;
+  if (mode != Mode::capture || !shape) return;
+  cudaStreamSynchronize(stream);
+  for (cudaGraphExec_t& e : shape->execs)
+    if (e) {
+      cudaGraphExecDestroy(e);
+      e = nullptr;
+      --n_graphs;
+    }
+}
+
+// Every phase the executor can run, walked once with and once without the head: the
+// op methods' order against the plan's node lists, before any step.
+void Executor::Impl::walk_phases() {
+  if (!o.products) return;
+  for (const ProductKernels::Phase& ph : o.products->phases) {
+    if (ph.min_tokens > uint32_t(S)) continue;  // steps this executor never runs
+    const int64_t n = std::min<int64_t>(ph.max_tokens, S);
+    phase = &ph;
+    for (bool logits : {true, false}) {
+      begin_step(Mode::walk, nullptr);
+      body(n, logits ? n - 1 : n, logits, nullptr);
+    }
+  }
+  phase = nullptr;
 }
 
 // =============================================================================
@@ -669,6 +831,7 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
 Executor::Executor(const ModelConfig& c, const cpu::ModelW& w, const ExecutorOptions& o)
     : impl_(std::make_unique<Impl>(c, w, o)), o_(o) {
   impl_->setup();
+  impl_->walk_phases();
 }
 
 Executor::~Executor() = default;
@@ -676,6 +839,8 @@ Executor::~Executor() = default;
 uint64_t Executor::device_bytes() const { return impl_->arena.bytes(); }
 uint64_t Executor::state_bytes() const { return impl_->state_bytes; }
 int64_t Executor::logit_rows() const { return impl_->logit_rows; }
+int64_t Executor::graph_launches() const { return impl_->graph_launches; }
+Executor::StepStats Executor::last_step() const { return impl_->step; }
 
 void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t logit_from, float* out) {
   Impl& m = *impl_;
@@ -697,35 +862,42 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
     tr->after_layer.clear();
     tr->final_hidden.clear();
   }
+  m.phase = nullptr;
+  if (o_.products) {
+    m.phase = o_.products->for_step(n);
+    if (!m.phase) fail("cuda forward: no phase of the plan runs a step of ", n, " tokens");
+  }
   // A step shape's first run is eager (it also warms up every launcher's one-time
-  // setup); its second captures a graph that every later step of that shape replays
-  // (positions and tokens are read from device memory). Traced steps stay eager.
+  // setup); its second captures each graph segment of its phase, and every later step
+  // of that shape replays them (positions and tokens are read from device memory).
+  // Traced steps stay eager.
   const int64_t lf = want ? std::min(logit_from, n) : n;
-  Impl::StepGraph* sg = nullptr;
-  if (o_.graphs && !tr) sg = &m.graphs[{n, lf, want}];
-  if (sg && !sg->exec && sg->uses >= 1 && m.n_graphs < Impl::kMaxGraphs) {
-    cudaGraph_t g = nullptr;
-    ck(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "begin capture");
-    try {
-      m.body(n, lf, want, nullptr);
-    } catch (...) {
-      cudaStreamEndCapture(m.stream, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
+  Impl::StepShape* sh = nullptr;
+  if (o_.graphs && !tr) sh = &m.shapes[{n, lf, want}];
+  Impl::Mode mode = Impl::Mode::eager;
+  if (sh && sh->captured) {
+    mode = Impl::Mode::replay;
+  } else if (sh && sh->uses >= 1 && m.n_shapes < Impl::kMaxShapes) {
+    const auto& segs = m.phase ? m.phase->segments : m.whole_step;
+    int graphs = 0;
+    for (const auto& s : segs) graphs += s.graph;
+    if (m.n_graphs + graphs <= Impl::kMaxGraphs) {
+      mode = Impl::Mode::capture;
+      sh->execs.assign(segs.size(), nullptr);
     }
-    ck(cudaStreamEndCapture(m.stream, &g), "end capture");
-    const cudaError_t e = cudaGraphInstantiate(&sg->exec, g, 0);
-    cudaGraphDestroy(g);
-    ck(e, "graph instantiate");
-    ++m.n_graphs;
   }
-  if (sg && sg->exec) {
-    ck(cudaGraphLaunch(sg->exec, m.stream), "graph launch");
-    ++graph_launches_;
-  } else {
+  m.begin_step(mode, sh);
+  try {
     m.body(n, lf, want, tr);
+  } catch (...) {
+    m.abandon_step();
+    throw;
   }
-  if (sg) ++sg->uses;
+  if (mode == Impl::Mode::capture) {
+    sh->captured = true;
+    ++m.n_shapes;
+  }
+  if (sh) ++sh->uses;
   const int64_t rows = want && logit_from < n ? n - logit_from : 0;
   if (rows > 0)
     ck(cudaMemcpyAsync(m.h_logits, m.logits, size_t(rows * m.V) * sizeof(float), cudaMemcpyDeviceToHost, m.stream),

@@ -1,5 +1,6 @@
-// The plan's product-kernel choices as the CUDA executor dispatches them (executor.h
-// ProductKernels). CUDA-free, so the CPU build and its tests check the same refusals.
+// The plan's phases as the CUDA executor runs them (executor.h ProductKernels): the
+// product-kernel choices it dispatches, the node list its walk is checked against, and
+// the graph segments. CUDA-free, so the CPU build and its tests check the same refusals.
 #include <cctype>
 
 #include "ops/core/error.h"
@@ -46,6 +47,25 @@ std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, Pr
 
 }  // namespace
 
+std::string ProductKernels::Phase::walk_difference(uint32_t i, OpKind op, int32_t layer,
+                                                   std::string_view weight) const {
+  if (i >= nodes.size())
+    return str("phase ", name, ": the CUDA executor runs a ", op_kind_name(op), " node (layer ", layer,
+               ") past the plan's ", nodes.size(), " nodes");
+  const Node& n = nodes[i];
+  if (n.op == op && n.layer == layer && (weight.empty() || weight == n.weight)) return "";
+  return str("phase ", name, " node ", i, " (", n.name, "): the plan runs ", op_kind_name(n.op), " on layer ", n.layer,
+             n.weight.empty() ? std::string() : " reading " + n.weight, ", the CUDA executor runs ", op_kind_name(op),
+             " on layer ", layer, weight.empty() ? std::string() : " reading " + std::string(weight));
+}
+
+std::string ProductKernels::Phase::walk_end_difference(uint32_t ran, bool logits) const {
+  const uint32_t want = logits ? uint32_t(nodes.size()) : head_first;
+  if (ran == want) return "";
+  return str("phase ", name, ": the CUDA executor's step ", logits ? "with" : "without", " logits ended after ", ran,
+             " nodes, the plan's after ", want, ran < nodes.size() ? " (next: " + nodes[ran].name + ")" : std::string());
+}
+
 const ProductKernels::Phase* ProductKernels::for_step(int64_t n) const {
   for (const Phase& p : phases)
     if (p.min_tokens <= n && n <= p.max_tokens) return &p;
@@ -63,15 +83,24 @@ ProductKernels product_kernels(const LoadedPlan& p) {
     dst.name = ph->name()->str();
     dst.min_tokens = ph->min_tokens();
     dst.max_tokens = ph->max_tokens();
+    std::vector<bool> capturable;
     for (const plan::Node* n : *ph->nodes()) {
       const std::string id = p.kernel_id(*n);
       const OpKind op = OpKind(uint8_t(n->op()));
+      const bool weighted = n->weights() && n->weights()->size() > 0;
+      ProductKernels::Node& walk = dst.nodes.emplace_back();
+      walk.op = op;
+      walk.layer = n->layer();
+      walk.name = n->name()->str();
+      if (weighted) walk.weight = p->weights()->Get(n->weights()->Get(0))->name()->str();
+      const KernelInfo* info = find_kernel(id);
+      capturable.push_back(!info || info->capturable);
       auto refuse = [&](const std::string& why) {
         fail(p.path, ": node ", n->name()->str(), " in phase ", dst.name, " runs kernel ", id, ": ", why,
              "; recompile the plan with this build (or --override a kernel it implements)");
       };
       if (op == OpKind::matmul || op == OpKind::grouped_matmul || op == OpKind::moe) {
-        if (!n->weights() || n->weights()->size() == 0) refuse("the node names no weight");
+        if (!weighted) refuse("the node names no weight");
         const plan::Weight* w = p->weights()->Get(n->weights()->Get(0));
         ProductKernel k{};
         const std::string why = product_kernel_for(id, op, static_cast<DType>(w->dtype()), k);
@@ -81,9 +110,31 @@ ProductKernels product_kernels(const LoadedPlan& p) {
         out.uses_moe_grouped |= k == ProductKernel::moe_grouped_mma;
         continue;
       }
-      const KernelInfo* k = find_kernel(id);
-      if (!k || k->backend != Backend::Cuda || k->op != op) refuse("not a CUDA kernel of this op in this build");
-      if (!k->implemented) refuse(kNotImplemented);
+      if (!info || info->backend != Backend::Cuda || info->op != op) refuse("not a CUDA kernel of this op in this build");
+      if (!info->implemented) refuse(kNotImplemented);
+    }
+    dst.head_first = uint32_t(dst.nodes.size());
+    for (uint32_t i = 0; i < dst.nodes.size(); ++i)
+      if (dst.nodes[i].op == OpKind::output_hc_head) {
+        dst.head_first = i;
+        break;
+      }
+    // Segments: one stream, no events (verify_plan has checked they cover the nodes).
+    for (uint32_t si = 0; si < ph->segments()->size(); ++si) {
+      const plan::Segment* s = ph->segments()->Get(si);
+      const std::string where = str(p.path, ": phase ", dst.name, " segment ", si, " (nodes ", s->first(), "..",
+                                    s->first() + s->count() - 1, ")");
+      if (s->stream() != 0 || (s->wait_events() && s->wait_events()->size()) ||
+          (s->record_events() && s->record_events()->size()))
+        fail(where, " runs on stream ", s->stream(), " with ", s->wait_events() ? s->wait_events()->size() : 0,
+             " events waited and ", s->record_events() ? s->record_events()->size() : 0,
+             " recorded: the CUDA executor runs every node on one stream (stream 0, no events)");
+      if (s->graph())
+        for (uint32_t i = s->first(); i < s->first() + s->count(); ++i)
+          if (!capturable[i])
+            fail(where, " is a CUDA graph, but node ", dst.nodes[i].name, " runs kernel ", p.kernel_id(*ph->nodes()->Get(i)),
+                 ", which this build cannot capture; recompile the plan with this build");
+      dst.segments.push_back({s->first(), s->count(), s->graph()});
     }
   }
   if (out.phases.empty()) fail(p.path, ": no decode or prefill phase to run");

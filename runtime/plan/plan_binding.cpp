@@ -107,10 +107,17 @@ std::string differ(const std::string& where, const char* field, const A& plan_v,
   return str(where, ": ", field, " ", plan_v, " in the plan, ", graph_v, " in this build's op graph");
 }
 
-std::string list(const flatbuffers::Vector<uint32_t>* v) {
+// A node's buffer list; `skip_workspace`: without the workspace buffer the compiler adds
+// to the inputs of a kernel that needs one (planner/compile), which the op graph lacks.
+std::string list(const LoadedPlan& p, const flatbuffers::Vector<uint32_t>* v, bool skip_workspace) {
   std::string s = "[";
+  bool first = true;
   if (v)
-    for (uint32_t i = 0; i < v->size(); ++i) s += (i ? "," : "") + std::to_string(v->Get(i));
+    for (uint32_t id : *v) {
+      if (skip_workspace && p->buffers()->Get(id)->kind() == plan::BufferKind::workspace) continue;
+      s += (first ? "" : ",") + std::to_string(id);
+      first = false;
+    }
   return s + "]";
 }
 std::string list(const std::vector<uint32_t>& v) {
@@ -154,8 +161,9 @@ std::string first_graph_difference(const LoadedPlan& p, const OpGraph& g) {
         return differ(nw, "op", op_kind_name(OpKind(uint8_t(x.op()))), op_kind_name(y.op));
       if (x.layer() != y.layer) return differ(nw, "layer", x.layer(), y.layer);
       if (x.tokens() != y.shape.tokens) return differ(nw, "tokens", x.tokens(), y.shape.tokens);
-      if (list(x.inputs()) != list(y.inputs)) return differ(nw, "inputs", list(x.inputs()), list(y.inputs));
-      if (list(x.outputs()) != list(y.outputs)) return differ(nw, "outputs", list(x.outputs()), list(y.outputs));
+      const std::string in = list(p, x.inputs(), true), out = list(p, x.outputs(), false);
+      if (in != list(y.inputs)) return differ(nw, "inputs (without the workspace)", in, list(y.inputs));
+      if (out != list(y.outputs)) return differ(nw, "outputs", out, list(y.outputs));
       const uint32_t nw_plan = x.weights() ? x.weights()->size() : 0;
       if (nw_plan != y.weights.size()) return differ(nw, "weight count", nw_plan, y.weights.size());
       for (uint32_t wi = 0; wi < nw_plan; ++wi) {
@@ -172,6 +180,13 @@ std::string first_graph_difference(const LoadedPlan& p, const OpGraph& g) {
     }
   }
   return "";
+}
+
+OpGraph plan_op_graph(const LoadedPlan& p, const Model& m) {
+  OpGraph g = build_op_graph(m, plan_graph_options(p));
+  const std::string diff = first_graph_difference(p, g);
+  if (!diff.empty()) fail(p.path, ": the plan's node lists differ from this build's op graph: ", diff);
+  return g;
 }
 
 const plan::Phase* phase_for_step(const LoadedPlan& p, uint32_t n) {

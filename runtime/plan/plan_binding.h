@@ -61,6 +61,11 @@ void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf
 // the same node for node): which phase, which node, which field, both values.
 std::string first_graph_difference(const LoadedPlan& p, const OpGraph& g);
 
+// This build's op graph of `m` with the plan's options, refused (naming the plan and the
+// first difference) unless the plan's phases are that graph node for node. Both engines
+// call it at load; the CUDA executor then checks its own walk against the plan's nodes.
+OpGraph plan_op_graph(const LoadedPlan& p, const Model& m);
+
 // The phase a trunk step of n tokens runs: decode for one token, else the prefill
 // bucket holding n; nullptr when no phase covers n.
 const plan::Phase* phase_for_step(const LoadedPlan& p, uint32_t n);

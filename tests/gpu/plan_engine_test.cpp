@@ -5,6 +5,12 @@
 //     decode graph and without; every product node dispatched by the plan's kernel id;
 //   - a plan that places routed experts host_mapped (a profile with too little usable
 //     memory): those tensors load into pinned mapped host memory, same greedy tokens;
+//   - graph segments: a replayed decode step under the plan's default segmentation is
+//     exactly one graph launch; a plan whose decode phase is split (graph, eager, graph,
+//     and a graph of the head alone) runs each decode step as that many graph launches
+//     plus the eager nodes, with greedy tokens identical to the unsplit plan's, to the
+//     engine without a plan and to the CPU executor's; replayed steps allocate no device
+//     memory (free bytes unchanged after the capture);
 //   - a plan for another GPU is refused naming both;
 //   - --weights random:SEED: the full DS4 Flash layout from a header-only GGUF, planned
 //     for this GPU, filled on the device (no weight bytes read) runs a prefill chunk and
@@ -17,6 +23,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <span>
+#include <tuple>
 
 #include "ops/core/error.h"
 #include "planner/compile/compile.h"
@@ -123,6 +131,117 @@ TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
     o.max_step = 7;
     auto small = cuda::CudaEngine::open(kTiny, o);
     CHECK(greedy(*small, prompt, 16) == want);
+  }
+}
+
+TEST_CASE("plan segments: a decode step is one graph launch; a split decode phase runs as split") {
+  const Model m = Model::open(kTiny);
+  CompileOptions co;
+  co.numerics = Numerics::plain;
+  co.max_context = 1024;
+  co.model_file = "tiny.gguf";
+  const auto plan = compile_for(m, profile_for_this_gpu(), co);
+  const plan::Phase* dec = phase_for_step(*plan, 1);
+  REQUIRE(dec->segments()->size() == 1);
+  REQUIRE(dec->segments()->Get(0)->graph());
+  const uint32_t nodes = dec->nodes()->size();
+
+  // The same plan with its decode phase in four segments: a graph, 3 eager nodes, a
+  // graph up to the head, and the head (output_hc_head, output_norm, output, sample).
+  auto t = plan->root->UnPack();
+  plan::PhaseT* d = nullptr;
+  for (auto& ph : t->phases)
+    if (ph->name == "decode") d = ph.get();
+  REQUIRE(d != nullptr);
+  const uint32_t a = nodes / 3, head = nodes - 4;
+  REQUIRE(d->nodes[head]->name == "output_hc_head");
+  d->segments.clear();
+  const std::vector<std::tuple<uint32_t, uint32_t, bool>> segs = {
+      {0, a, true}, {a, 3, false}, {a + 3, head - a - 3, true}, {head, 4, true}};
+  for (const auto& [first, count, graph] : segs) {
+    auto s = std::make_unique<plan::SegmentT>();
+    s->first = first;
+    s->count = count;
+    s->graph = graph;
+    d->segments.push_back(std::move(s));
+  }
+  const auto split = std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*t), "split.fplan"));
+  delete t;
+
+  const std::vector<int32_t> prompt = {0, 5, 17, 42, 99, 3, 250, 7, 7, 31, 64, 2, 9, 11, 200, 1, 4, 8, 15, 16};
+  constexpr int kSteps = 16;
+  struct Run {
+    std::vector<int32_t> tokens;
+    std::vector<cuda::Executor::StepStats> decode;  // per decode step
+    size_t free_after_capture = 0, free_at_end = 0;  // device bytes free
+  };
+  auto free_bytes = [] {
+    size_t f = 0, t = 0;
+    REQUIRE(cudaMemGetInfo(&f, &t) == cudaSuccess);
+    return f;
+  };
+  // As test::greedy, with the executor's stats after every decode step.
+  auto run = [&](const cuda::CudaOptions& o) {
+    auto e = cuda::CudaEngine::open(kTiny, o);
+    auto s = e->new_session();
+    const cuda::Executor& x = dynamic_cast<cuda::CudaSession&>(*s).executor();
+    Run r;
+    int32_t tok = argmax_token(s->append(prompt));
+    for (int i = 0; i < kSteps; ++i) {
+      r.tokens.push_back(tok);
+      tok = argmax_token(s->append(std::span<const int32_t>(&tok, 1)));
+      r.decode.push_back(x.last_step());
+      if (i == 1) r.free_after_capture = free_bytes();
+    }
+    r.free_at_end = free_bytes();
+    return r;
+  };
+  auto describe = [](const Run& r) {
+    std::string s;
+    for (const auto& st : r.decode) s += str(" ", st.graph_launches, "+", st.eager_nodes);
+    return s;
+  };
+
+  cpu::CpuOptions cpu_o;
+  cpu_o.numerics = Numerics::plain;
+  cpu_o.max_context = 1024;
+  auto cpu_e = cpu::CpuEngine::open(kTiny, cpu_o);
+  const auto want = greedy(*cpu_e, prompt, kSteps);
+  cuda::CudaOptions no_plan;
+  no_plan.numerics = Numerics::plain;
+  no_plan.max_context = 1024;
+  CHECK(run(no_plan).tokens == want);
+
+  // Decode steps: the first eager (every node), the second captures, the rest replay.
+  const Run whole = run(options_of(plan));
+  MESSAGE("default plan, decode steps as graph launches + eager nodes:", describe(whole));
+  CHECK(whole.tokens == want);
+  CHECK(whole.decode[0].graph_launches == 0);
+  CHECK(whole.decode[0].eager_nodes == nodes);
+  for (int i = 1; i < kSteps; ++i) {
+    CAPTURE(i);
+    CHECK(whole.decode[i].graph_launches == 1);
+    CHECK(whole.decode[i].eager_nodes == 0);
+  }
+  CHECK(whole.free_at_end == whole.free_after_capture);  // replayed steps allocate no device memory
+
+  const Run parts = run(options_of(split));
+  MESSAGE("split plan (graph ", a, ", eager 3, graph ", head - a - 3, ", graph 4 nodes):", describe(parts));
+  CHECK(parts.tokens == want);
+  for (int i = 1; i < kSteps; ++i) {
+    CAPTURE(i);
+    CHECK(parts.decode[i].graph_launches == 3);
+    CHECK(parts.decode[i].eager_nodes == 3);
+  }
+  CHECK(parts.free_at_end == parts.free_after_capture);
+
+  cuda::CudaOptions eager = options_of(split);
+  eager.graphs = false;
+  const Run flat = run(eager);
+  CHECK(flat.tokens == want);
+  for (const auto& st : flat.decode) {
+    CHECK(st.graph_launches == 0);
+    CHECK(st.eager_nodes == nodes);
   }
 }
 

@@ -9,8 +9,14 @@
 //     refused naming both sides;
 //   - the CUDA product table takes the tiny model's H200 plan, and refuses a plan that
 //     names a kernel the executor lacks, naming node, phase and id;
+//   - the CUDA executor's node walk is compared with the plan's node list (first
+//     difference named), a split segmentation is read as split, a segment on another
+//     stream is refused, and both engines refuse a plan whose nodes differ from the op
+//     graph (plan_op_graph);
 //   - which GPUs a cuda plan runs on (probe name, or cc + SMs + memory within 3%).
 #include <doctest/doctest.h>
+
+#include <tuple>
 
 #include "ops/core/error.h"
 #include "planner/compile/compile.h"
@@ -145,6 +151,83 @@ TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks"
   CHECK(e.find("blk.0.attn_q_b") != std::string::npos);
   CHECK(e.find("cuda.gemm.int8_tc") != std::string::npos);
   CHECK(e.find("phase decode") != std::string::npos);
+}
+
+TEST_CASE("the CUDA executor's node walk is checked against the plan's nodes and segments") {
+  const auto plan = compile_for(builtin(), "h200-141gb", Numerics::plain);
+  CHECK_NOTHROW(plan_op_graph(*plan, builtin()));
+  const cuda::ProductKernels k = cuda::product_kernels(*plan);
+  const cuda::ProductKernels::Phase& d = k.phases[0];
+  REQUIRE(d.name == "decode");
+  REQUIRE(d.nodes.size() == phase_for_step(*plan, 1)->nodes()->size());
+  // Every CUDA kernel is capturable: each phase is one graph segment.
+  for (const auto& ph : k.phases) {
+    REQUIRE(ph.segments.size() == 1);
+    CHECK(ph.segments[0].graph);
+    CHECK(ph.segments[0].count == ph.nodes.size());
+  }
+  // The plan's own list walks clean, with the head and without it.
+  std::string first_bad;
+  for (uint32_t i = 0; i < d.nodes.size() && first_bad.empty(); ++i)
+    first_bad = d.walk_difference(i, d.nodes[i].op, d.nodes[i].layer, d.nodes[i].weight);
+  CHECK(first_bad == "");
+  CHECK(d.walk_end_difference(uint32_t(d.nodes.size()), true) == "");
+  REQUIRE(d.head_first < d.nodes.size());
+  CHECK(d.nodes[d.head_first].op == OpKind::output_hc_head);
+  CHECK(d.walk_end_difference(d.head_first, false) == "");
+
+  // Another op, layer or weight at a node names the node and both sides.
+  uint32_t kv = 0;
+  while (kv < d.nodes.size() && d.nodes[kv].name != "blk.0.attn_kv") ++kv;
+  REQUIRE(kv < d.nodes.size());
+  std::string e = d.walk_difference(kv, OpKind::rms_norm, 0, "");
+  CHECK_MESSAGE(e.find("node " + std::to_string(kv) + " (blk.0.attn_kv)") != std::string::npos, e);
+  CHECK(e.find("the plan runs matmul on layer 0 reading blk.0.attn_kv.weight") != std::string::npos);
+  CHECK(e.find("the CUDA executor runs rms_norm on layer 0") != std::string::npos);
+  e = d.walk_difference(kv, OpKind::matmul, 0, "blk.0.attn_q_a.weight");
+  CHECK(e.find("reading blk.0.attn_q_a.weight") != std::string::npos);
+  CHECK(d.walk_difference(kv, OpKind::matmul, 1, "") != "");
+  CHECK(d.walk_difference(kv, OpKind::matmul, 0, "") == "");  // no weight given: op and layer only
+  e = d.walk_difference(uint32_t(d.nodes.size()), OpKind::add, 3, "");
+  CHECK(e.find("past the plan's " + std::to_string(d.nodes.size()) + " nodes") != std::string::npos);
+  e = d.walk_end_difference(d.head_first, true);
+  CHECK_MESSAGE(e.find("(next: output_hc_head)") != std::string::npos, e);
+
+  // A decode phase split in three: read as it is; a segment on another stream: refused.
+  auto t = plan->root->UnPack();
+  plan::PhaseT* dec = nullptr;
+  for (auto& ph : t->phases)
+    if (ph->name == "decode") dec = ph.get();
+  REQUIRE(dec != nullptr);
+  const uint32_t n = uint32_t(dec->nodes.size());
+  dec->segments.clear();
+  const std::vector<std::tuple<uint32_t, uint32_t, bool>> segs = {{0, 10, true}, {10, 2, false}, {12, n - 12, true}};
+  for (const auto& [first, count, graph] : segs) {
+    auto s = std::make_unique<plan::SegmentT>();
+    s->first = first;
+    s->count = count;
+    s->graph = graph;
+    dec->segments.push_back(std::move(s));
+  }
+  const cuda::ProductKernels split = cuda::product_kernels(verify_plan(serialize_plan(*t), "split.fplan"));
+  REQUIRE(split.phases[0].segments.size() == 3);
+  CHECK(split.phases[0].segments[1].first == 10);
+  CHECK(!split.phases[0].segments[1].graph);
+  CHECK(split.phases[0].segments[2].graph);
+  dec->segments[2]->stream = 1;
+  const LoadedPlan streams = verify_plan(serialize_plan(*t), "streams.fplan");
+  e = error_of([&] { cuda::product_kernels(streams); });
+  CHECK_MESSAGE(e.find("phase decode segment 2 (nodes 12..") != std::string::npos, e);
+  CHECK(e.find("one stream") != std::string::npos);
+
+  // A node renamed: the plan is not this build's op graph; refused with the first difference.
+  dec->segments[2]->stream = 0;
+  dec->nodes[kv]->name = "blk.0.attn_kv_renamed";
+  const LoadedPlan renamed = verify_plan(serialize_plan(*t), "renamed.fplan");
+  delete t;
+  e = error_of([&] { plan_op_graph(renamed, builtin()); });
+  CHECK_MESSAGE(e.find("renamed.fplan: the plan's node lists differ") != std::string::npos, e);
+  CHECK(e.find("blk.0.attn_kv_renamed") != std::string::npos);
 }
 
 TEST_CASE("the planner never picks a kernel registered ahead of its implementation") {
