@@ -19,6 +19,7 @@
 #include "ops/norm/norm_cuda.h"
 #include "ops/quant/quant_cuda.h"
 #include "ops/rope/rope_cuda.h"
+#include "ops/sample/sample_cuda.h"
 #include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
 
@@ -85,12 +86,13 @@ struct Executor::Impl {
   Arena arena;
   cudaStream_t stream = nullptr;
   // Captured step graphs, one per shape bucket (tokens in the step, first logit row,
-  // logits wanted): the decode step is (1, 0, yes), a full prefill chunk (S, S, no).
+  // logits wanted, how the step samples): the decode step is (1, 0, yes, none / greedy /
+  // sample), a full prefill chunk (S, S, no, none).
   struct StepGraph {
     int64_t uses = 0;
     cudaGraphExec_t exec = nullptr;
   };
-  std::map<std::tuple<int64_t, int64_t, bool>, StepGraph> graphs;
+  std::map<std::tuple<int64_t, int64_t, bool, int>, StepGraph> graphs;
   static constexpr int kMaxGraphs = 8;
   int n_graphs = 0;
   std::unique_ptr<CublasGemm> gemm;
@@ -109,6 +111,17 @@ struct Executor::Impl {
   int64_t* h_pos = nullptr;     // pinned
   uint32_t* h_err = nullptr;    // pinned
   float* h_logits = nullptr;    // pinned [S][V]
+
+  // Sampling the last logits row on the device (forward_sample): the mode of the running
+  // step, the sampler's state (pinned copy + device copy), the token, the workspace.
+  enum SampleMode : int { kNoSample = 0, kGreedy = 1, kSampled = 2 };
+  int sample_mode = kNoSample;
+  SampleDeviceState* d_sample = nullptr;
+  SampleDeviceState* h_sample = nullptr;  // pinned
+  int32_t* d_token = nullptr;
+  int32_t* h_token = nullptr;  // pinned
+  uint8_t* sample_ws = nullptr;
+  size_t sample_ws_bytes = 0;
 
   // Activations ([S][...] each).
   float *X, *X2, *x_in, *post, *comb, *hc_scratch, *h, *qa, *q, *kv, *attn, *low, *a;
@@ -132,6 +145,8 @@ struct Executor::Impl {
     if (h_pos) cudaFreeHost(h_pos);
     if (h_err) cudaFreeHost(h_err);
     if (h_logits) cudaFreeHost(h_logits);
+    if (h_sample) cudaFreeHost(h_sample);
+    if (h_token) cudaFreeHost(h_token);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -159,6 +174,7 @@ struct Executor::Impl {
   void swiglu(float limit, int64_t n_values);
   void add(int64_t n);
   void output_hc_head(int64_t row0, int64_t n);
+  void sample_last_row(int64_t rows);
 
   LinearPath path(const ref::Weight& wt) const;
   ProductKernel moe_kernel(const ref::Weight& gate) const;
@@ -323,6 +339,12 @@ void Executor::Impl::setup() {
   ck(cudaMallocHost(&h_pos, sizeof(int64_t)), "pinned position");
   ck(cudaMallocHost(&h_err, sizeof(uint32_t)), "pinned flags");
   ck(cudaMallocHost(&h_logits, size_t(S * V) * sizeof(float)), "pinned logits");
+  sample_ws_bytes = sample_workspace_bytes(V);
+  sample_ws = arena.alloc<uint8_t>(int64_t(sample_ws_bytes), "sampler workspace");
+  d_sample = arena.alloc<SampleDeviceState>(1, "sampler state");
+  d_token = arena.alloc<int32_t>(1, "sampled token");
+  ck(cudaMallocHost(&h_sample, sizeof(SampleDeviceState)), "pinned sampler state");
+  ck(cudaMallocHost(&h_token, sizeof(int32_t)), "pinned token");
   ck(cudaDeviceSynchronize(), "executor setup");
 }
 
@@ -617,7 +639,16 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
       ck(cudaStreamSynchronize(stream), "trace");
     }
     matmul(w.output, z, rows, logits);
+    if (sample_mode != kNoSample) sample_last_row(rows);
   }
+}
+
+void Executor::Impl::sample_last_row(int64_t rows) {
+  const float* last = logits + (rows - 1) * V;
+  if (sample_mode == kGreedy)
+    argmax_rows(last, 1, V, d_token, stream);
+  else
+    sample_row(last, V, d_sample, sample_ws, sample_ws_bytes, d_token, stream);
 }
 
 // =============================================================================
@@ -646,7 +677,7 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   *m.h_pos = pos0;
   ck(cudaMemcpyAsync(m.tokens, m.h_tokens, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, m.stream), "tokens");
   ck(cudaMemcpyAsync(m.pos, m.h_pos, sizeof(int64_t), cudaMemcpyHostToDevice, m.stream), "position");
-  const bool want = out != nullptr;
+  const bool want = out != nullptr || m.sample_mode != Impl::kNoSample;
   Trace* tr = trace.enabled ? &trace : nullptr;
   if (tr) {
     tr->after_layer.clear();
@@ -657,7 +688,7 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   // (positions and tokens are read from device memory). Traced steps stay eager.
   const int64_t lf = want ? std::min(logit_from, n) : n;
   Impl::StepGraph* sg = nullptr;
-  if (o_.graphs && !tr) sg = &m.graphs[{n, lf, want}];
+  if (o_.graphs && !tr) sg = &m.graphs[{n, lf, want, m.sample_mode}];
   if (sg && !sg->exec && sg->uses >= 1 && m.n_graphs < Impl::kMaxGraphs) {
     cudaGraph_t g = nullptr;
     ck(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "begin capture");
@@ -681,15 +712,47 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
     m.body(n, lf, want, tr);
   }
   if (sg) ++sg->uses;
-  const int64_t rows = want && logit_from < n ? n - logit_from : 0;
+  const int64_t rows = out && logit_from < n ? n - logit_from : 0;
   if (rows > 0)
     ck(cudaMemcpyAsync(m.h_logits, m.logits, size_t(rows * m.V) * sizeof(float), cudaMemcpyDeviceToHost, m.stream),
        "logits");
+  if (m.sample_mode != Impl::kNoSample) {
+    ck(cudaMemcpyAsync(m.h_token, m.d_token, sizeof(int32_t), cudaMemcpyDeviceToHost, m.stream), "sampled token");
+    if (m.sample_mode == Impl::kSampled)
+      ck(cudaMemcpyAsync(&m.h_sample->rng, &m.d_sample->rng, sizeof(RngState), cudaMemcpyDeviceToHost, m.stream),
+         "sampler state");
+  }
   ck(cudaMemcpyAsync(m.h_err, m.err, sizeof(uint32_t), cudaMemcpyDeviceToHost, m.stream), "error flags");
   ck(cudaStreamSynchronize(m.stream), "forward step");
   if (*m.h_err & kErrTokenRange) fail("cuda forward: a token id outside the vocabulary reached the device");
   if (*m.h_err & kErrContextFull) fail("cuda forward: compressed rows beyond the context (context full)");
   if (rows > 0) std::memcpy(out, m.h_logits, size_t(rows * m.V) * sizeof(float));
+}
+
+}  // namespace fp::cuda
+
+namespace fp::cuda {
+
+int32_t Executor::forward_sample(const int32_t* tokens, int64_t n, int64_t pos0, SampleDeviceState* state) {
+  Impl& m = *impl_;
+  if (state) {
+    check_sample_params(state->params);
+    *m.h_sample = *state;
+    ck(cudaMemcpyAsync(m.d_sample, m.h_sample, sizeof(SampleDeviceState), cudaMemcpyHostToDevice, m.stream),
+       "sampler state");
+  }
+  m.sample_mode = state ? Impl::kSampled : Impl::kGreedy;
+  try {
+    forward(tokens, n, pos0, n - 1, nullptr);
+  } catch (...) {
+    m.sample_mode = Impl::kNoSample;
+    throw;
+  }
+  m.sample_mode = Impl::kNoSample;
+  if (state) state->rng = m.h_sample->rng;
+  const int32_t t = *m.h_token;
+  if (t < 0 || t >= m.V) fail("cuda forward: the device sampler returned token ", t, ", outside [0, ", m.V, ")");
+  return t;
 }
 
 }  // namespace fp::cuda
