@@ -5,8 +5,10 @@
 //   - Each draw's token equals the CPU's for the same state, except where the CPU's
 //     trace puts a decision within kTol weight units of flipping (exp() may differ in
 //     its last bit between host and device, which moves a fixed-point weight by at most
-//     one unit). Those near-boundary draws are counted and printed; the bound: at most
-//     1 in 1000 draws, and no mismatch outside them.
+//     one unit). Those near-boundary draws are counted and printed; the bound: no
+//     mismatch outside them, and at most 1 mismatch in 1000 draws. Rows whose weights
+//     are all exact (only +inf / -inf / NaN decide them: 2^shift or 0, no exp) must
+//     match on every draw, boundary or not.
 //   - The device RNG state after every draw equals the host's (one draw per sampled
 //     token, none when greedy).
 //   - Captured in a CUDA graph and replayed, the same tokens and state.
@@ -109,6 +111,7 @@ TEST_CASE("gpu sample: device draws equal the CPU reference's, same RNG stream")
     for (int si = 0; si <= int(Shape::all_neg_inf); ++si) {
       const Shape shape = Shape(si);
       const auto row = make_row(V, shape, rng);
+      const bool exact = shape == Shape::pos_inf || shape == Shape::all_nan || shape == Shape::all_neg_inf;
       DevBuf dl(row);
       const int combos = V >= 32000 ? 10 : 30, per_combo = V >= 32000 ? 6 : 20;
       for (int c = 0; c < combos; ++c) {
@@ -123,7 +126,7 @@ TEST_CASE("gpu sample: device draws equal the CPU reference's, same RNG stream")
           const int32_t got = dout.get<int32_t>(1)[0];
           SampleTrace tr;
           const int32_t want = sample_token(row, st.params, host, &tr);
-          const bool is_near = st.params.temperature > 0 && min_margin(tr) <= kTol;
+          const bool is_near = !exact && st.params.temperature > 0 && min_margin(tr) <= kTol;
           ++draws;
           near += is_near;
           if (got != want) {
@@ -146,7 +149,7 @@ TEST_CASE("gpu sample: device draws equal the CPU reference's, same RNG stream")
               (long long)draws, (long long)near, (unsigned long long)kTol, (long long)mismatches,
               (long long)mismatches_near);
   CHECK(mismatches == mismatches_near);
-  CHECK(near * 1000 <= draws);
+  CHECK(mismatches * 1000 <= draws);
 }
 
 TEST_CASE("gpu sample: NaN / inf rows are defined, never out of bounds") {
