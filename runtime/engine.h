@@ -11,6 +11,7 @@
 
 #include "ops/core/error.h"
 #include "planner/model/config.h"
+#include "runtime/sampling/sampler.h"
 
 namespace fp {
 
@@ -24,6 +25,14 @@ class Session {
   // returns the logits of the last appended position (n_vocab floats, valid until the
   // next call). Throws fp::Error when the context would overflow.
   virtual std::span<const float> append(std::span<const int32_t> tokens) = 0;
+  // Appends `tokens` like append() and returns the next token drawn by `sampler` from
+  // the last position's logits (exactly sampler.sample(append(tokens)): same token, one
+  // draw of the sampler's stream unless greedy). A backend may sample where the logits
+  // are (the CUDA session does, on the device, copying back only the token and the
+  // advanced RNG state); append()'s logits are then not available for this step.
+  virtual int32_t append_sample(std::span<const int32_t> tokens, Sampler& sampler) {
+    return sampler.sample(append(tokens));
+  }
   virtual void reset() = 0;                    // back to an empty sequence
   virtual uint64_t position() const = 0;       // tokens appended so far
   virtual uint64_t max_context() const = 0;

@@ -20,6 +20,7 @@ struct CudaEngineArgs {
   Numerics numerics = Numerics::plain;
   int64_t ctx = 4096, chunk = 256;
   bool graphs = true;
+  bool host_sampling = false;              // --host-sampling
   std::shared_ptr<const LoadedPlan> plan;  // kernels and placement from it (null: the built-in choice)
   std::optional<uint64_t> random_seed;     // --weights random:SEED
   bool progress = false;                   // the loader's progress bar on stderr

@@ -17,6 +17,7 @@ cuda::CudaOptions options(const CudaEngineArgs& a) {
   o.max_context = a.ctx;
   o.max_step = a.chunk;
   o.graphs = a.graphs;
+  o.host_sampling = a.host_sampling;
   o.plan = a.plan;
   o.random_seed = a.random_seed;
   o.progress = a.progress;

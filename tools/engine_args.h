@@ -40,6 +40,7 @@ struct EngineArgs {
   int64_t rollback = 0;     // positions a session must be able to truncate() back (bench sets it)
   std::string backend = "cpu";
   bool no_graphs = false;   // cuda: run decode steps eagerly instead of replaying a graph
+  bool host_sampling = false;  // cuda: copy the logits and sample on the host (default: on the device)
   std::string plan;         // compiled plan (empty: none)
   std::string weights = "file";  // "file" or "random:SEED" (cuda)
 
@@ -65,6 +66,7 @@ struct EngineArgs {
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->each([this](const std::string&) { given.backend = true; });
     app.add_flag("--no-graphs", no_graphs, "cuda: run every step eagerly (no CUDA graph replay)");
+    app.add_flag("--host-sampling", host_sampling, "cuda: copy each step's logits and sample on the host (default: on the device)");
     app.add_option("--plan", plan,
                    "run a plan compiled for this model and device (`flashplan compile`): numerics, context, prefill "
                    "buckets, MTP depth, kernels and weight placement come from it; the cpu backend runs plans "
@@ -164,6 +166,7 @@ struct EngineArgs {
     a.ctx = ctx;
     a.chunk = chunk;
     a.graphs = !no_graphs;
+    a.host_sampling = host_sampling;
     a.random_seed = random_seed();
     a.progress = isatty(STDERR_FILENO) != 0;
     return a;

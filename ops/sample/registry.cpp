@@ -1,5 +1,7 @@
-// Registry entries of the sampling family: greedy argmax and temperature / top-p
-// sampling over the logits, on the device so a decode step never waits for the host.
+// Registry entries of the sampling family: greedy argmax and temperature / top-k /
+// top-p / min-p sampling over the logits (the function: sample.h), on the device so a
+// decode step copies back a token, not the logits. (The summaries are recorded in the
+// golden plans: changing their text changes those files.)
 #include "ops/registry/entries.h"
 
 namespace fp {

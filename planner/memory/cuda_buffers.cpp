@@ -10,6 +10,7 @@
 #include "ops/indexer/indexer_cuda.h"
 #include "ops/linear/linear_cuda.h"
 #include "ops/moe/moe_cuda.h"
+#include "ops/sample/sample.h"
 
 namespace fp {
 
@@ -69,6 +70,11 @@ CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   if (o.gemm || S >= lin_defaults.gemm_min_tokens)
     b.gemm_bytes = cuda::linear_gemm_bytes(b.max_cols, S, lin_defaults.gemm_tile_rows);
   b.rope_main = b.rope_comp = c.rope_dim / 2;
+  // The sampler's arrays (4 x int32 and 2 x u64 per logit, 256-byte aligned) and CUB's
+  // radix sort / scan storage: its own key and value buffers plus per-tile digit counts,
+  // bounded here by 16 bytes per logit + 4 MiB (CUB's exact need is a CUDA call).
+  auto up = [](int64_t x) { return (x + 255) / 256 * 256; };
+  b.sample_bytes = 4 * up(4 * V) + 2 * up(8 * V) + up(16 * V + (4 << 20));
 
   auto comp = [&](int64_t ratio, int64_t dim) {
     CudaBuffers::Compressor k;
@@ -99,13 +105,15 @@ uint64_t CudaBuffers::activation_bytes() const {
     f32 += buffer_bytes(n, 4);
   uint64_t i32 = 0;
   for (int64_t n : {ids, tokens, isel, nsel, group_table}) i32 += buffer_bytes(n, 4);
-  return f32 + i32 + buffer_bytes(1, 8) /*position*/ + buffer_bytes(1, 4) /*error flags*/;
+  return f32 + i32 + buffer_bytes(1, 8) /*position*/ + buffer_bytes(1, 4) /*error flags*/ +
+         buffer_bytes(1, sizeof(SampleDeviceState)) + buffer_bytes(1, 4) /*sampled token*/;
 }
 
 uint64_t CudaBuffers::workspace_bytes() const {
   uint64_t s = buffer_bytes(moe_work, 4) + buffer_bytes(iscores, 8) + buffer_bytes(qact_bytes, 1);
   if (moe_grouped_bytes) s += buffer_bytes(moe_grouped_bytes, 1);
   if (gemm_bytes) s += buffer_bytes(gemm_bytes, 1);
+  s += buffer_bytes(sample_bytes, 1);
   return s;
 }
 

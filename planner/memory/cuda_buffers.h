@@ -37,6 +37,7 @@ struct CudaBuffers {
   int64_t iscores = 0;           // f64: every compressed row of the context, per token
   int64_t qact_bytes = 0;        // quantised activations of the widest product
   int64_t gemm_bytes = 0;        // 0 when the prefill GEMM does not run
+  int64_t sample_bytes = 0;      // the device sampler (ops/sample): a bound; the executor checks CUB's need fits
   // ---- constant tables (f64 rope frequencies, f32 compressor ape rows)
   int64_t rope_main = 0, rope_comp = 0;
   // ---- sequence state, per trunk layer

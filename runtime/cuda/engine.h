@@ -3,6 +3,10 @@
 // CPU engine binds them, and one CUDA executor per session (its activations and sequence
 // state allocated when the session starts). Prefill runs in chunks of max_step tokens,
 // decode one token per step through a captured CUDA graph (unless graphs are off).
+// append_sample picks the next token on the device at the end of the step (inside its
+// graph: ops/sample) and copies back only the token and the sampler's advanced RNG
+// state, not the n_vocab logits (CudaOptions::host_sampling: the logits to the host and
+// fp::Sampler there instead; the tokens are the same up to exp()'s last bit).
 // No MTP yet: sessions report mtp_max_draft() = 0.
 //
 // With a plan (CudaOptions::plan): refused for another model, MTP file or GPU
@@ -41,6 +45,7 @@ struct CudaOptions {
   std::shared_ptr<const LoadedPlan> plan;  // see above; numerics, context, chunk must agree with it
   std::optional<uint64_t> random_seed;     // fill planned tensors with valid random blocks (no file read)
   bool progress = false;                   // the loader's progress bar on stderr
+  bool host_sampling = false;              // append_sample copies the logits and samples on the host
 };
 
 class CudaEngine : public Engine {
@@ -83,6 +88,7 @@ class CudaSession : public Session {
 
   std::span<const float> append(std::span<const int32_t> tokens) override;
   std::span<const float> append_all(std::span<const int32_t> tokens) override;
+  int32_t append_sample(std::span<const int32_t> tokens, Sampler& sampler) override;
   void reset() override { pos_ = 0; }
   uint64_t position() const override { return uint64_t(pos_); }
   uint64_t max_context() const override { return uint64_t(max_ctx_); }
@@ -95,6 +101,7 @@ class CudaSession : public Session {
 
  private:
   int64_t vocab_, max_ctx_, step_;
+  bool host_sampling_;
   Executor exec_;
   int64_t pos_ = 0;
   std::vector<float> last_logits_, all_logits_;

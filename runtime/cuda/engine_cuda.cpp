@@ -154,6 +154,7 @@ CudaSession::CudaSession(const CudaEngine& e, const CudaOptions& o)
     : vocab_(e.config().n_vocab),
       max_ctx_(o.max_context),
       step_(o.max_step),
+      host_sampling_(o.host_sampling),
       exec_(e.config(), e.device_weights(), exec_options(o, e.products())) {
   last_logits_.assign(size_t(vocab_), 0.0f);
 }
@@ -169,6 +170,29 @@ std::span<const float> CudaSession::append(std::span<const int32_t> tokens) {
     pos_ += m;
   }
   return {last_logits_.data(), size_t(vocab_)};
+}
+
+int32_t CudaSession::append_sample(std::span<const int32_t> tokens, Sampler& sampler) {
+  if (host_sampling_) return Session::append_sample(tokens, sampler);
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0) fail("append: no tokens");
+  if (pos_ + n > max_ctx_) fail("context full: ", pos_, " + ", n, " tokens exceed the session's max context ", max_ctx_);
+  // The sampler's state rides along with the step: uploaded with the tokens, its RNG
+  // copied back with the token, so host draws (MTP verify rows) and device draws stay
+  // one stream whichever path the next step takes.
+  SampleDeviceState st{sampler.rng_state(), sampler.params()};
+  int32_t tok = -1;
+  for (int64_t b = 0; b < n; b += step_) {
+    const int64_t m = std::min(step_, n - b);
+    if (b + m == n) {
+      tok = exec_.forward_sample(tokens.data() + b, m, pos_, sampler.greedy() ? nullptr : &st);
+    } else {
+      exec_.forward(tokens.data() + b, m, pos_, m, nullptr);
+    }
+    pos_ += m;
+  }
+  if (!sampler.greedy()) sampler.set_rng_state(st.rng);
+  return tok;
 }
 
 std::span<const float> CudaSession::append_all(std::span<const int32_t> tokens) {

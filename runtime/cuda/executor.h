@@ -41,6 +41,7 @@
 
 #include "ops/hc/hc.h"
 #include "ops/numerics/mode.h"
+#include "ops/sample/sample.h"
 #include "ops/rope/rope.h"
 #include "planner/graph/op_kind.h"
 #include "planner/model/config.h"
@@ -137,6 +138,13 @@ class Executor {
   // Trunk over tokens[0..n) at positions pos0.. (n <= max_step); the sequence state is
   // this executor's. Logits of rows [logit_from, n) to host `logits` when non-null.
   void forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t logit_from, float* logits);
+
+  // Trunk over tokens like forward(), then the next token picked from the last row on
+  // the device, inside the step (and its captured graph): only the token comes back, not
+  // the logits. `state` null: greedy (the argmax). Else sampled under state->params from
+  // state->rng (ops/sample/sample_cuda.h): the state is uploaded before the step and the
+  // advanced RNG written back into *state after it.
+  int32_t forward_sample(const int32_t* tokens, int64_t n, int64_t pos0, SampleDeviceState* state);
 
   // Residual stream after the embedding and after each layer, [n][hc*n_embd] each, and
   // the output head's normed input, copied to the host when enabled (a sync per layer;

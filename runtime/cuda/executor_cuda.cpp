@@ -19,6 +19,7 @@
 #include "ops/norm/norm_cuda.h"
 #include "ops/quant/quant_cuda.h"
 #include "ops/rope/rope_cuda.h"
+#include "ops/sample/sample_cuda.h"
 #include "planner/memory/cuda_buffers.h"
 #include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
@@ -86,15 +87,16 @@ struct Executor::Impl {
   ExecutorOptions o;
   Arena arena;
   cudaStream_t stream = nullptr;
-  // Captured graphs per step shape (tokens in the step, first logit row, logits wanted:
-  // the decode step is (1, 0, yes), a full prefill chunk (S, S, no)), one per segment of
-  // the shape's phase (nullptr for a segment with graph: false).
+  // Captured graphs per step shape (tokens in the step, first logit row, logits wanted,
+  // how the step samples: the decode step is (1, 0, yes, none / greedy / sampled), a full
+  // prefill chunk (S, S, no, none)), one per segment of the shape's phase (nullptr for a
+  // segment with graph: false).
   struct StepShape {
     int64_t uses = 0;
     bool captured = false;
     std::vector<cudaGraphExec_t> execs;
   };
-  std::map<std::tuple<int64_t, int64_t, bool>, StepShape> shapes;
+  std::map<std::tuple<int64_t, int64_t, bool, int>, StepShape> shapes;
   static constexpr int kMaxShapes = 8;
   static constexpr int kMaxGraphs = 512;
   int n_shapes = 0, n_graphs = 0;
@@ -139,6 +141,17 @@ struct Executor::Impl {
   uint32_t* h_err = nullptr;    // pinned
   float* h_logits = nullptr;    // pinned [S][V]
 
+  // Sampling the last logits row on the device (forward_sample): the mode of the running
+  // step, the sampler's state (pinned copy + device copy), the token, the workspace.
+  enum SampleMode : int { kNoSample = 0, kGreedy = 1, kSampled = 2 };
+  int sample_mode = kNoSample;
+  SampleDeviceState* d_sample = nullptr;
+  SampleDeviceState* h_sample = nullptr;  // pinned
+  int32_t* d_token = nullptr;
+  int32_t* h_token = nullptr;  // pinned
+  uint8_t* sample_ws = nullptr;
+  size_t sample_ws_bytes = 0;
+
   // Activations ([S][...] each).
   float *X, *X2, *x_in, *post, *comb, *hc_scratch, *h, *qa, *q, *kv, *attn, *low, *a;
   float *ckv, *cgate, *iq, *iw, *u, *rlog, *wts, *moe, *sg, *su, *smid, *sh, *f, *z, *logits, *moe_work;
@@ -163,6 +176,8 @@ struct Executor::Impl {
     if (h_pos) cudaFreeHost(h_pos);
     if (h_err) cudaFreeHost(h_err);
     if (h_logits) cudaFreeHost(h_logits);
+    if (h_sample) cudaFreeHost(h_sample);
+    if (h_token) cudaFreeHost(h_token);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -191,6 +206,7 @@ struct Executor::Impl {
   void swiglu(float limit, int64_t n_values);
   void add(int64_t n);
   void output_hc_head(int64_t row0, int64_t n);
+  void sample_last_row(int64_t rows);
 
   LinearPath path(const ref::Weight& wt) const;
   ProductKernel moe_kernel(const ref::Weight& gate) const;
@@ -365,12 +381,22 @@ void Executor::Impl::setup() {
   ck(cudaMallocHost(&h_pos, sizeof(int64_t)), "pinned position");
   ck(cudaMallocHost(&h_err, sizeof(uint32_t)), "pinned flags");
   ck(cudaMallocHost(&h_logits, size_t(B.logits) * sizeof(float)), "pinned logits");
+  // The sampler's workspace: the table holds a CUDA-free bound, CUB's actual need must fit it.
+  sample_ws_bytes = sample_workspace_bytes(V);
+  if (int64_t(sample_ws_bytes) > B.sample_bytes)
+    fail("cuda executor: the sampler needs ", sample_ws_bytes, " bytes of workspace for ", V,
+         " logits, the buffer table's bound is ", B.sample_bytes);
+  sample_ws = arena.alloc<uint8_t>(B.sample_bytes, "sampler workspace");
+  d_sample = arena.alloc<SampleDeviceState>(1, "sampler state");
+  d_token = arena.alloc<int32_t>(1, "sampled token");
+  ck(cudaMallocHost(&h_sample, sizeof(SampleDeviceState)), "pinned sampler state");
+  ck(cudaMallocHost(&h_token, sizeof(int32_t)), "pinned token");
   ck(cudaDeviceSynchronize(), "executor setup");
   // The planner budgeted this table; allocating more than it says would make a plan that
-  // fits run out of memory.
-  if (arena.bytes() != B.total_bytes())
-    fail("cuda executor: allocated ", arena.bytes(), " bytes, the buffer table (planner/memory/cuda_buffers) says ",
-         B.total_bytes(), ": the two disagree");
+  // fits run out of memory. (tests/gpu checks the two are equal.)
+  if (arena.bytes() > B.total_bytes())
+    fail("cuda executor: allocated ", arena.bytes(), " bytes, more than the buffer table (planner/memory/cuda_buffers) ",
+         "budgets: ", B.total_bytes());
 }
 
 void Executor::Impl::check_memory(const CudaBuffers& B) const {
@@ -707,7 +733,9 @@ void Executor::Impl::body(int64_t n, int64_t logit_from, bool want_logits, Trace
       ck(cudaStreamSynchronize(stream), "trace");
     }
     matmul(w.output, z, rows, logits);
-    node(OpKind::sample);  // the plan's sample node: the session samples on the host today
+    // The plan's sample node: argmax or the sampler on the last row when the session
+    // samples on the device (forward_sample), nothing when it reads the logits.
+    if (node(OpKind::sample) && sample_mode != kNoSample) sample_last_row(rows);
   }
   end_step(head);
 }
@@ -824,6 +852,14 @@ void Executor::Impl::walk_phases() {
   phase = nullptr;
 }
 
+void Executor::Impl::sample_last_row(int64_t rows) {
+  const float* last = logits + (rows - 1) * V;
+  if (sample_mode == kGreedy)
+    argmax_rows(last, 1, V, d_token, stream);
+  else
+    sample_row(last, V, d_sample, sample_ws, sample_ws_bytes, d_token, stream);
+}
+
 // =============================================================================
 // Executor
 // =============================================================================
@@ -856,7 +892,7 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   *m.h_pos = pos0;
   ck(cudaMemcpyAsync(m.tokens, m.h_tokens, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, m.stream), "tokens");
   ck(cudaMemcpyAsync(m.pos, m.h_pos, sizeof(int64_t), cudaMemcpyHostToDevice, m.stream), "position");
-  const bool want = out != nullptr;
+  const bool want = out != nullptr || m.sample_mode != Impl::kNoSample;
   Trace* tr = trace.enabled ? &trace : nullptr;
   if (tr) {
     tr->after_layer.clear();
@@ -873,7 +909,7 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   // Traced steps stay eager.
   const int64_t lf = want ? std::min(logit_from, n) : n;
   Impl::StepShape* sh = nullptr;
-  if (o_.graphs && !tr) sh = &m.shapes[{n, lf, want}];
+  if (o_.graphs && !tr) sh = &m.shapes[{n, lf, want, m.sample_mode}];
   Impl::Mode mode = Impl::Mode::eager;
   if (sh && sh->captured) {
     mode = Impl::Mode::replay;
@@ -898,15 +934,47 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
     ++m.n_shapes;
   }
   if (sh) ++sh->uses;
-  const int64_t rows = want && logit_from < n ? n - logit_from : 0;
+  const int64_t rows = out && logit_from < n ? n - logit_from : 0;
   if (rows > 0)
     ck(cudaMemcpyAsync(m.h_logits, m.logits, size_t(rows * m.V) * sizeof(float), cudaMemcpyDeviceToHost, m.stream),
        "logits");
+  if (m.sample_mode != Impl::kNoSample) {
+    ck(cudaMemcpyAsync(m.h_token, m.d_token, sizeof(int32_t), cudaMemcpyDeviceToHost, m.stream), "sampled token");
+    if (m.sample_mode == Impl::kSampled)
+      ck(cudaMemcpyAsync(&m.h_sample->rng, &m.d_sample->rng, sizeof(RngState), cudaMemcpyDeviceToHost, m.stream),
+         "sampler state");
+  }
   ck(cudaMemcpyAsync(m.h_err, m.err, sizeof(uint32_t), cudaMemcpyDeviceToHost, m.stream), "error flags");
   ck(cudaStreamSynchronize(m.stream), "forward step");
   if (*m.h_err & kErrTokenRange) fail("cuda forward: a token id outside the vocabulary reached the device");
   if (*m.h_err & kErrContextFull) fail("cuda forward: compressed rows beyond the context (context full)");
   if (rows > 0) std::memcpy(out, m.h_logits, size_t(rows * m.V) * sizeof(float));
+}
+
+}  // namespace fp::cuda
+
+namespace fp::cuda {
+
+int32_t Executor::forward_sample(const int32_t* tokens, int64_t n, int64_t pos0, SampleDeviceState* state) {
+  Impl& m = *impl_;
+  if (state) {
+    check_sample_params(state->params);
+    *m.h_sample = *state;
+    ck(cudaMemcpyAsync(m.d_sample, m.h_sample, sizeof(SampleDeviceState), cudaMemcpyHostToDevice, m.stream),
+       "sampler state");
+  }
+  m.sample_mode = state ? Impl::kSampled : Impl::kGreedy;
+  try {
+    forward(tokens, n, pos0, n - 1, nullptr);
+  } catch (...) {
+    m.sample_mode = Impl::kNoSample;
+    throw;
+  }
+  m.sample_mode = Impl::kNoSample;
+  if (state) state->rng = m.h_sample->rng;
+  const int32_t t = *m.h_token;
+  if (t < 0 || t >= m.V) fail("cuda forward: the device sampler returned token ", t, ", outside [0, ", m.V, ")");
+  return t;
 }
 
 }  // namespace fp::cuda

@@ -24,8 +24,10 @@ GenerateStats generate(Session& s, std::span<const int32_t> prompt, const Genera
   const int k_max = std::min(o.mtp_draft, s.mtp_max_draft());
 
   const double t0 = now();
-  std::span<const float> logits = s.append(prompt);
-  int32_t tok = sampler.sample(logits);
+  // Plain steps sample through the session (on the device where it can: no logits
+  // copied); MTP verify steps sample the verified rows on the host from the same
+  // sampler, whose random stream the session keeps in step.
+  int32_t tok = s.append_sample(prompt, sampler);
   const double t1 = now();
   st.prefill_s = t1 - t0;
 
@@ -47,8 +49,7 @@ GenerateStats generate(Session& s, std::span<const int32_t> prompt, const Genera
     const int k = int(std::min<int64_t>({int64_t(k_max), remaining - 1,
                                          int64_t(s.max_context()) - int64_t(s.position()) - 1}));
     if (k <= 0) {
-      logits = s.append(std::span<const int32_t>(&tok, 1));
-      tok = sampler.sample(logits);
+      tok = s.append_sample(std::span<const int32_t>(&tok, 1), sampler);
       more = emit(tok);
       continue;
     }

@@ -1,16 +1,14 @@
-// Token sampling on the host: greedy, temperature, top-k, top-p, min-p, seeded.
-//
-// Order (as Hugging Face applies its logits processors): temperature, then top-k on the
-// scaled logits, softmax, top-p (smallest prefix of the sorted distribution whose mass
-// reaches p), min-p (drop tokens below min_p × the top probability), renormalise, draw.
-// temperature <= 0 is greedy: the argmax, ties to the lower id.
-//
-// The random stream is our own (splitmix64 seeding a xoshiro256**; one draw per sampled
-// token), and candidates are ordered by (probability desc, id asc), so the same seed
-// gives the same tokens on every machine and for any thread count.
+// Token sampling for a session: the options and the random stream of one generation.
+// The function itself is the sampling family's (ops/sample/sample.h): greedy,
+// temperature, top-k, top-p, min-p, one seeded draw per sampled token. The same seed
+// gives the same tokens on every machine, for any thread count, and on the CUDA
+// backend's device sampler (which runs the same function on the device from this
+// Sampler's RNG state: see Session::append_sample).
 #pragma once
 #include <cstdint>
 #include <span>
+
+#include "ops/sample/sample.h"
 
 namespace fp {
 
@@ -25,26 +23,33 @@ struct SamplerOptions {
 // xoshiro256** seeded through splitmix64.
 class Rng {
  public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();  // [0, 1) with 53 random bits
+  explicit Rng(uint64_t seed) : s_(rng_seeded(seed)) {}
+  uint64_t next() { return rng_next(s_); }
+  double uniform() { return rng_uniform(s_); }  // [0, 1) with 53 random bits
+  const RngState& state() const { return s_; }
+  void set_state(const RngState& s) { s_ = s; }
+
  private:
-  uint64_t s_[4];
+  RngState s_;
 };
 
 class Sampler {
  public:
   explicit Sampler(const SamplerOptions& o);
   const SamplerOptions& options() const { return o_; }
+  SampleParams params() const { return {o_.temperature, o_.top_k, o_.top_p, o_.min_p}; }
   bool greedy() const { return o_.temperature <= 0.0f; }
   // One token from n_vocab logits. Consumes exactly one random draw unless greedy.
-  int32_t sample(std::span<const float> logits);
+  int32_t sample(std::span<const float> logits) { return sample_token(logits, params(), rng_); }
+
+  // The random stream's state: a device sampler takes it before its draw and hands the
+  // advanced state back, so host and device draws interleave as one stream.
+  const RngState& rng_state() const { return rng_; }
+  void set_rng_state(const RngState& s) { rng_ = s; }
 
  private:
   SamplerOptions o_;
-  Rng rng_;
+  RngState rng_;
 };
-
-int32_t argmax_token(std::span<const float> logits);
 
 }  // namespace fp

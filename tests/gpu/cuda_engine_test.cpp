@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "planner/memory/cuda_buffers.h"
 #include "runtime/cpu/engine.h"
 #include "runtime/cuda/engine.h"
 #include "runtime/generate/generate.h"
@@ -200,4 +201,19 @@ TEST_CASE("cuda engine: a step longer than the indexer's tile (256 tokens) match
   MESSAGE("700-token step: step logits max |cuda - cpu| = ", d);
   CHECK(d <= 1e-4);
   CHECK(tc == tg);
+}
+
+TEST_CASE("cuda engine: the executor allocates exactly the planner's buffer table") {
+  for (int64_t chunk : {1, 7, 300}) {
+    CAPTURE(chunk);
+    auto gpu = cuda_engine(chunk, true);
+    auto s = gpu->new_session();
+    auto& ex = dynamic_cast<cuda::CudaSession&>(*s).executor();
+    CudaBufferOptions bo;
+    bo.max_step = chunk;
+    bo.max_context = 1024;
+    const CudaBuffers b = cuda_buffers(gpu->config(), bo);
+    CHECK(ex.device_bytes() == b.total_bytes());
+    CHECK(ex.state_bytes() == b.state_bytes());
+  }
 }
