@@ -335,7 +335,20 @@ void report_moe(const std::vector<MoeRow>& rows, const cudaDeviceProp& prop, dou
         << "," << double(r.n) / (r.us * 1e-6) << "\n";
 }
 
-int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv) {
+// --only: a case runs when its "<type> <name>" contains one of the '|'-separated texts
+// (e.g. "IQ2_XXS expert gate+up|F16 compressor"); empty: every case.
+bool selected(const std::string& only, const std::string& what) {
+  if (only.empty()) return true;
+  size_t b = 0;
+  while (b <= only.size()) {
+    const size_t e = std::min(only.find('|', b), only.size());
+    if (e > b && what.find(only.substr(b, e - b)) != std::string::npos) return true;
+    b = e + 1;
+  }
+  return false;
+}
+
+int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv, const std::string& only) {
   int dev = 0;
   ck(cudaGetDevice(&dev), "device");
   cudaDeviceProp prop{};
@@ -354,6 +367,7 @@ int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv
   }
   std::vector<Row> rows;
   for (const Case& c : ds4_cases(quick)) {
+    if (!selected(only, std::string(dtype_name(c.type)) + " " + c.name)) continue;
     rows.push_back(bench_matvec(c, s, quick));
     const Row& r = rows.back();
     std::printf("%-28s %-30s %9.0f KB %9.2f us %7.0f GB/s %5.1f%% copy %5.1f%% read\n", r.kernel.c_str(), r.name.c_str(),
@@ -361,6 +375,7 @@ int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv
     std::fflush(stdout);
   }
   for (int64_t n_tok : {int64_t(512), int64_t(2048)}) {
+    if (!only.empty()) break;
     rows.push_back(bench_gemm(DType::Q8_0, 4096, 4096, n_tok, s));
     const Row& r = rows.back();
     std::printf("%-28s %-30s Q8_0 4096x4096 %9.1f us %7.1f TFLOP/s (dequant + f16 GEMM)\n", r.kernel.c_str(),
@@ -395,9 +410,13 @@ FP_COMMAND("bench-kernels", "Microbenchmark the CUDA decode matvecs at DS4 sizes
              auto quick = std::make_shared<bool>(false);
              auto moe = std::make_shared<bool>(false);
              auto moe_csv = std::make_shared<std::string>();
+             auto only = std::make_shared<std::string>();
              app.add_option("--csv", *csv, "Write the results as CSV (with GPU, date and commit in the header)");
              app.add_flag("--quick", *quick, "Fewer launches and repetitions, no .xf32 variants");
              app.add_flag("--moe", *moe, "Only the prefill MoE cases: grouped tensor-core path vs per-slot matvecs");
              app.add_option("--moe-csv", *moe_csv, "With --moe: write the MoE rows as CSV");
-             return [csv, quick, moe, moe_csv]() { return fp::cli::bench_kernels::run(*csv, *quick, *moe, *moe_csv); };
+             app.add_option("--only", *only, "Only the matvec cases whose \"<type> <case>\" contains one of these '|'-separated texts (no GEMM rows)");
+             return [csv, quick, moe, moe_csv, only]() {
+               return fp::cli::bench_kernels::run(*csv, *quick, *moe, *moe_csv, *only);
+             };
            });
