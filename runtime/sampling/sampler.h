@@ -12,11 +12,8 @@
 
 namespace fp {
 
-struct SamplerOptions {
-  float temperature = 0.0f;  // <= 0: greedy
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // >= 1: off
-  float min_p = 0.0f;        // <= 0: off
+// The function's parameters (temperature, top-k, top-p, min-p) and the stream's seed.
+struct SamplerOptions : SampleParams {
   uint64_t seed = 0;
 };
 
@@ -37,7 +34,7 @@ class Sampler {
  public:
   explicit Sampler(const SamplerOptions& o);
   const SamplerOptions& options() const { return o_; }
-  SampleParams params() const { return {o_.temperature, o_.top_k, o_.top_p, o_.min_p}; }
+  const SampleParams& params() const { return o_; }
   bool greedy() const { return o_.temperature <= 0.0f; }
   // One token from n_vocab logits. Consumes exactly one random draw unless greedy.
   int32_t sample(std::span<const float> logits) { return sample_token(logits, params(), rng_); }

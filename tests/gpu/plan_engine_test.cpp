@@ -84,6 +84,16 @@ std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const DeviceProfil
   return std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*pl), prof.name + ".fplan"));
 }
 
+// The tiny model's options every test here plans with: plain numerics (CPU/CUDA token
+// parity), a 1024-token context.
+CompileOptions tiny_options() {
+  CompileOptions co;
+  co.numerics = Numerics::plain;
+  co.max_context = 1024;
+  co.model_file = "tiny.gguf";
+  return co;
+}
+
 cuda::CudaOptions options_of(const std::shared_ptr<const LoadedPlan>& p) {
   const PlanSettings s = plan_settings(*p);
   cuda::CudaOptions o;
@@ -98,11 +108,7 @@ cuda::CudaOptions options_of(const std::shared_ptr<const LoadedPlan>& p) {
 
 TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
   const Model m = Model::open(kTiny);
-  CompileOptions co;
-  co.numerics = Numerics::plain;
-  co.max_context = 1024;
-  co.model_file = "tiny.gguf";
-  const auto plan = compile_for(m, profile_for_this_gpu(), co);
+  const auto plan = compile_for(m, profile_for_this_gpu(), tiny_options());
   const std::vector<int32_t> prompt = {0, 5, 17, 42, 99, 3, 250, 7, 7, 31, 64, 2, 9, 11, 200, 1, 4, 8, 15, 16};
 
   cuda::CudaOptions ref_o;
@@ -136,11 +142,7 @@ TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
 
 TEST_CASE("plan segments: a decode step is one graph launch; a split decode phase runs as split") {
   const Model m = Model::open(kTiny);
-  CompileOptions co;
-  co.numerics = Numerics::plain;
-  co.max_context = 1024;
-  co.model_file = "tiny.gguf";
-  const auto plan = compile_for(m, profile_for_this_gpu(), co);
+  const auto plan = compile_for(m, profile_for_this_gpu(), tiny_options());
   const plan::Phase* dec = phase_for_step(*plan, 1);
   REQUIRE(dec->segments()->size() == 1);
   REQUIRE(dec->segments()->Get(0)->graph());
@@ -247,10 +249,7 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
 
 TEST_CASE("host_mapped weights from the plan go to pinned host memory, same greedy tokens") {
   const Model m = Model::open(kTiny);
-  CompileOptions co;
-  co.numerics = Numerics::plain;
-  co.max_context = 1024;
-  co.model_file = "tiny.gguf";
+  CompileOptions co = tiny_options();
   DeviceProfile prof = profile_for_this_gpu();
   const auto on_device = compile_plan(m, prof, co);
   prof.usable_bytes = on_device->memory->total_device_bytes - 1;  // one layer of experts must move

@@ -267,8 +267,8 @@ TEST_CASE("gpu sample: the CUDA session samples on the device as the host would,
     auto dev = cuda::CudaEngine::open(tiny_model(), o);
     o.host_sampling = true;
     auto host = cuda::CudaEngine::open(tiny_model(), o);
-    for (SamplerOptions so : {SamplerOptions{0.0f, 0, 1.0f, 0.0f, 0}, SamplerOptions{0.8f, 0, 1.0f, 0.0f, 3},
-                              SamplerOptions{1.0f, 20, 0.9f, 0.02f, 11}, SamplerOptions{1.5f, 0, 1.0f, 0.0f, 12345}}) {
+    for (SamplerOptions so : {SamplerOptions{{0.0f, 0, 1.0f, 0.0f}, 0}, SamplerOptions{{0.8f, 0, 1.0f, 0.0f}, 3},
+                              SamplerOptions{{1.0f, 20, 0.9f, 0.02f}, 11}, SamplerOptions{{1.5f, 0, 1.0f, 0.0f}, 12345}}) {
       Sampler a(so), b(so);
       const auto got = decode(*dev, prompt, 24, a);
       const auto want = decode(*host, prompt, 24, b);
