@@ -6,7 +6,8 @@
 // max_context positions: activations, workspaces, the sequence's KV rings, compressor
 // rings and rows, indexer keys. A step never allocates. The step's tokens and first
 // position live in device memory, so a step shape (tokens in the step, first logit row,
-// logits wanted) can be captured into CUDA graphs and replayed at every position.
+// logits wanted, how the step samples) can be captured into CUDA graphs and replayed at
+// every position.
 //
 // Graph segments: with a plan, every op method is one node of the step's phase, in the
 // plan's order (a cursor walks the phase's node list and refuses, naming the node and
@@ -41,8 +42,8 @@
 
 #include "ops/hc/hc.h"
 #include "ops/numerics/mode.h"
-#include "ops/sample/sample.h"
 #include "ops/rope/rope.h"
+#include "ops/sample/sample.h"
 #include "planner/graph/op_kind.h"
 #include "planner/model/config.h"
 #include "runtime/cpu/weights.h"
