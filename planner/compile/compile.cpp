@@ -264,7 +264,7 @@ class Compiler {
   void budget_cuda_executor(Attempt& a) const {
     CudaBufferOptions bo;
     bo.max_context = int64_t(a.context);
-    bo.logit_rows = int64_t(o_.mtp_depth) + 1;  // the last row, or every row of an MTP verify step
+    bo.logit_rows = cuda_logit_rows(o_.mtp_depth);
     for (const PhaseGraph& ph : a.graph.phases)
       if (ph.kind == PhaseKind::prefill) bo.max_step = std::max<int64_t>(bo.max_step, ph.max_tokens);
     for (const PhaseSelection& sel : a.selection)

@@ -64,7 +64,8 @@ CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   for (uint32_t l = 0; l < c.n_layer; ++l)
     if (c.layer_kind(l) == LayerKind::CSA)
       idx_rows = std::max<int64_t>(idx_rows, (o.max_context + c.compress_ratio(l) - 1) / c.compress_ratio(l));
-  b.iscores = std::min(S, cuda::kIndexerTileTokens) * std::max<int64_t>(1, idx_rows);
+  b.index_rows = std::max<int64_t>(1, idx_rows);
+  b.iscores = std::min(S, cuda::kIndexerTileTokens) * b.index_rows;
   b.qact_bytes = (S * b.widest + 255) / 256 * 292 + 4096;  // Q8_K blocks of the widest slot layout, + slack
   const cuda::LinearWorkspace lin_defaults;
   if (o.gemm || S >= lin_defaults.gemm_min_tokens)

@@ -34,7 +34,8 @@ struct CudaBuffers {
   // ---- workspaces
   int64_t moe_work = 0;          // f32
   int64_t moe_grouped_bytes = 0;  // 0 when the grouped MoE does not run
-  int64_t iscores = 0;           // f64: every compressed row of the context, per token
+  int64_t index_rows = 0;        // compressed rows the indexer scores at max_context (1 when none)
+  int64_t iscores = 0;           // f64: index_rows per token of an indexer tile
   int64_t qact_bytes = 0;        // quantised activations of the widest product
   int64_t gemm_bytes = 0;        // 0 when the prefill GEMM does not run
   int64_t sample_bytes = 0;      // the device sampler (ops/sample): a bound; the executor checks CUB's need fits
@@ -62,6 +63,11 @@ struct CudaBuffers {
 };
 
 CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o);
+
+// Rows of logits a plan's steps return: the last row, or every row of an MTP verify step
+// (the decided token and mtp_depth drafts). The planner budgets it; the engine asks the
+// executor for exactly this many.
+inline int64_t cuda_logit_rows(uint32_t mtp_depth) { return int64_t(mtp_depth) + 1; }
 
 // Bytes an allocation of `count` elements of `elem` bytes takes in the table (an empty
 // buffer still takes one element, as the executor allocates it).

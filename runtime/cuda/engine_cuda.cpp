@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "ops/core/error.h"
+#include "planner/memory/cuda_buffers.h"
 #include "planner/plan_io/plan_view.h"
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/engine.h"
@@ -137,7 +138,7 @@ ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const Product
   if (o.plan && (*o.plan)->memory()) {
     const auto* m = (*o.plan)->memory();
     e.planned_bytes = m->kv_bytes() + m->activation_bytes() + m->workspace_bytes();
-    e.logit_rows = int64_t((*o.plan)->provenance()->options()->mtp_depth()) + 1;  // as the planner budgeted
+    e.logit_rows = cuda_logit_rows((*o.plan)->provenance()->options()->mtp_depth());  // as the planner budgeted
   }
   e.products = std::move(products);
   e.numerics = o.numerics;

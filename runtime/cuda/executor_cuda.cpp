@@ -340,7 +340,7 @@ void Executor::Impl::setup() {
   err = arena.alloc<uint32_t>(1, "error flags");
   isel = arena.alloc<int32_t>(B.isel, "indexer selection");
   nsel = arena.alloc<int32_t>(B.nsel, "indexer counts");
-  idx_max_rows = B.iscores / std::min(S, kIndexerTileTokens);
+  idx_max_rows = B.index_rows;
   iscores = arena.alloc<double>(B.iscores, "indexer scores");
 
   // Products: quantised activations (bounded by the largest slot layout), the group
@@ -754,12 +754,13 @@ void Executor::Impl::begin_step(Mode m, StepShape* sh) {
   step = {};
 }
 
-// Called by every op method before it launches: checks that the method is the plan's
-// next node, closes the segment that ended before it and opens the one it starts.
-// Returns whether the method launches its kernels (not when walking, nor when its
-// segment's graph was launched instead).
+// Called by every op method before it launches: closes the segment that ended before it
+// and opens the one it starts; when walking (at construction), checks that the method is
+// the plan's next node (the order does not change between steps, so steps do not
+// re-check it). Returns whether the method launches its kernels (not when walking, nor
+// when its segment's graph was launched instead).
 bool Executor::Impl::node(OpKind op, const ref::Weight* wt) {
-  if (phase) {
+  if (phase && mode == Mode::walk) {
     const std::string d = phase->walk_difference(cursor, op, cur_layer, wt ? std::string_view(wt->name) : std::string_view());
     if (!d.empty()) fail("cuda executor: ", d);
   }
@@ -950,10 +951,6 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   if (*m.h_err & kErrContextFull) fail("cuda forward: compressed rows beyond the context (context full)");
   if (rows > 0) std::memcpy(out, m.h_logits, size_t(rows * m.V) * sizeof(float));
 }
-
-}  // namespace fp::cuda
-
-namespace fp::cuda {
 
 int32_t Executor::forward_sample(const int32_t* tokens, int64_t n, int64_t pos0, SampleDeviceState* state) {
   Impl& m = *impl_;

@@ -28,6 +28,7 @@
 
 #include "ops/core/error.h"
 #include "planner/compile/compile.h"
+#include "planner/memory/cuda_buffers.h"
 #include "planner/model/synth.h"
 #include "planner/profile/probed_profile.h"
 #include "runtime/cpu/engine.h"
@@ -354,4 +355,31 @@ TEST_CASE("a model that cannot fit: the loader names the tensor, the bytes neede
   CHECK(cudaMalloc(&p, 1 << 20) == cudaSuccess);
   cudaFree(p);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a plan budgeting less than the executor needs is refused; logits beyond the plan's rows are refused") {
+  const Model m = Model::open(kTiny);
+  const auto plan = compile_for(m, profile_for_this_gpu(), tiny_options());
+  // A plan from a build whose executor needed less: the same plan with its budget cut.
+  auto t = plan->root->UnPack();
+  t->memory->activation_bytes /= 2;
+  const auto small = std::make_shared<LoadedPlan>(verify_plan(serialize_plan(*t), "small-budget.fplan"));
+  delete t;
+  auto e = cuda::CudaEngine::open(kTiny, options_of(small));
+  const std::string err = error_of([&] { e->new_session(); });
+  CHECK_MESSAGE(err.find("the plan budgets") != std::string::npos, err);
+  CHECK(err.find("recompile the plan with this build") != std::string::npos);
+
+  // The plan budgets logits for MTP depth + 1 rows; a step asking for more is an error.
+  auto ok = cuda::CudaEngine::open(kTiny, options_of(plan));
+  auto s = ok->new_session();
+  auto& ex = dynamic_cast<cuda::CudaSession&>(*s).executor();
+  REQUIRE(ex.logit_rows() == cuda_logit_rows((*plan)->provenance()->options()->mtp_depth()));
+  REQUIRE(ex.logit_rows() == 2);
+  const std::vector<int32_t> toks = {1, 2, 3, 4, 5};
+  std::vector<float> out(toks.size() * ok->config().n_vocab);
+  const std::string rows = error_of([&] { ex.forward(toks.data(), 5, 0, 0, out.data()); });
+  CHECK_MESSAGE(rows.find("logits of 5 rows asked, the executor holds 2") != std::string::npos, rows);
+  // append_all still returns every row: it steps that many rows at a time.
+  CHECK(s->append_all(toks).size() == out.size());
 }
