@@ -156,6 +156,23 @@ class Executor {
     std::vector<float> final_hidden;
   } trace;
 
+  // Per-node GPU time of the steps run while enabled (`flashplan profile`): such steps run
+  // eagerly (no graphs), with a CUDA event recorded before each node's launches and one
+  // at the step's end; a node's time is the distance between its event and the next.
+  // Finds where a step's time goes; the events add a little time of their own.
+  struct NodeTime {
+    OpKind op = OpKind::matmul;
+    int32_t layer = -1;     // -1: embedding, head
+    std::string weight;     // the node's first weight ("" when it reads none it names)
+    DType type = DType::F32;
+    int64_t rows = 0, cols = 0, experts = 0;
+    double us = 0;
+  };
+  struct Profile {
+    bool enabled = false;
+    std::vector<NodeTime> nodes;  // the last profiled step's, in launch order
+  } profile;
+
   // CUDA graph launches so far, and what the last step ran: graph launches and nodes
   // launched outside a graph (eager steps, segments with graph: false). A replayed
   // decode step under the default segmentation: {1, 0}.

@@ -119,6 +119,12 @@ struct Executor::Impl {
   int64_t graph_launches = 0;
   Executor::StepStats step;
 
+  // Executor::profile while a profiled step runs: an event per launched node.
+  Executor::Profile* prof = nullptr;
+  std::vector<cudaEvent_t> prof_events;
+  void prof_mark(OpKind op, const ref::Weight* wt);
+  void prof_collect();
+
   void begin_step(Mode m, StepShape* sh);
   bool node(OpKind op, const ref::Weight* w = nullptr);
   void open_segment();
@@ -178,6 +184,7 @@ struct Executor::Impl {
     if (h_logits) cudaFreeHost(h_logits);
     if (h_sample) cudaFreeHost(h_sample);
     if (h_token) cudaFreeHost(h_token);
+    for (cudaEvent_t e : prof_events) cudaEventDestroy(e);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -772,7 +779,41 @@ bool Executor::Impl::node(OpKind op, const ref::Weight* wt) {
   ++cursor;
   if (mode == Mode::walk || skip) return false;
   if (!capturing) ++step.eager_nodes;
+  if (prof) prof_mark(op, wt);
   return true;
+}
+
+// Records the event that opens a profiled node (events are made as the step first needs
+// them, then reused: a profiled step is eager, never captured).
+void Executor::Impl::prof_mark(OpKind op, const ref::Weight* wt) {
+  const size_t i = prof->nodes.size();
+  while (prof_events.size() < i + 2) {  // this node's event and the step's closing one
+    cudaEvent_t e = nullptr;
+    ck(cudaEventCreate(&e), "profile event");
+    prof_events.push_back(e);
+  }
+  ck(cudaEventRecord(prof_events[i], stream), "profile event");
+  Executor::NodeTime t;
+  t.op = op;
+  t.layer = cur_layer;
+  if (wt) {
+    t.weight = wt->name;
+    t.type = wt->type;
+    t.rows = wt->rows;
+    t.cols = wt->cols;
+    t.experts = wt->experts;
+  }
+  prof->nodes.push_back(std::move(t));
+}
+
+// After the step synchronised: each node's time, from its event to the next one.
+void Executor::Impl::prof_collect() {
+  auto& nodes = prof->nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    float ms = 0;
+    ck(cudaEventElapsedTime(&ms, prof_events[i], prof_events[i + 1]), "profile elapsed time");
+    nodes[i].us = 1e3 * double(ms);
+  }
 }
 
 void Executor::Impl::open_segment() {
@@ -813,6 +854,7 @@ void Executor::Impl::close_segment() {
 
 void Executor::Impl::end_step(bool logits) {
   if (seg_open) close_segment();
+  if (prof && !prof->nodes.empty()) ck(cudaEventRecord(prof_events[prof->nodes.size()], stream), "profile event");
   if (!phase) return;
   const std::string d = phase->walk_end_difference(cursor, logits);
   if (!d.empty()) fail("cuda executor: ", d);
@@ -895,6 +937,8 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   ck(cudaMemcpyAsync(m.pos, m.h_pos, sizeof(int64_t), cudaMemcpyHostToDevice, m.stream), "position");
   const bool want = out != nullptr || m.sample_mode != Impl::kNoSample;
   Trace* tr = trace.enabled ? &trace : nullptr;
+  m.prof = profile.enabled ? &profile : nullptr;
+  if (m.prof) m.prof->nodes.clear();
   if (tr) {
     tr->after_layer.clear();
     tr->final_hidden.clear();
@@ -907,10 +951,10 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   // A step shape's first run is eager (it also warms up every launcher's one-time
   // setup); its second captures each graph segment of its phase, and every later step
   // of that shape replays them (positions and tokens are read from device memory).
-  // Traced steps stay eager.
+  // Traced and profiled steps stay eager.
   const int64_t lf = want ? std::min(logit_from, n) : n;
   Impl::StepShape* sh = nullptr;
-  if (o_.graphs && !tr) sh = &m.shapes[{n, lf, want, m.sample_mode}];
+  if (o_.graphs && !tr && !m.prof) sh = &m.shapes[{n, lf, want, m.sample_mode}];
   Impl::Mode mode = Impl::Mode::eager;
   if (sh && sh->captured) {
     mode = Impl::Mode::replay;
@@ -947,6 +991,7 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   }
   ck(cudaMemcpyAsync(m.h_err, m.err, sizeof(uint32_t), cudaMemcpyDeviceToHost, m.stream), "error flags");
   ck(cudaStreamSynchronize(m.stream), "forward step");
+  if (m.prof) m.prof_collect();
   if (*m.h_err & kErrTokenRange) fail("cuda forward: a token id outside the vocabulary reached the device");
   if (*m.h_err & kErrContextFull) fail("cuda forward: compressed rows beyond the context (context full)");
   if (rows > 0) std::memcpy(out, m.h_logits, size_t(rows * m.V) * sizeof(float));

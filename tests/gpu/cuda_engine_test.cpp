@@ -217,3 +217,41 @@ TEST_CASE("cuda engine: the executor allocates exactly the planner's buffer tabl
     CHECK(ex.state_bytes() == b.state_bytes());
   }
 }
+
+TEST_CASE("cuda engine: a profiled step times every node it launches and computes what an unprofiled one does") {
+  const json& p = oracle()["prompts"][1];
+  const auto ids = p["ids"].get<std::vector<int32_t>>();
+  auto gpu = cuda_engine(16, true);
+  auto plain = gpu->new_session();
+  auto profiled = gpu->new_session();
+  auto& ex = dynamic_cast<cuda::CudaSession&>(*profiled).executor();
+  const auto want = plain->append(ids);
+  const std::vector<float> want_logits(want.begin(), want.end());
+  ex.profile.enabled = true;
+  const auto got = profiled->append(ids);
+  ex.profile.enabled = false;
+  CHECK(max_abs(std::vector<float>(got.begin(), got.end()), want_logits) == 0.0);
+  // One eager step without a plan launches: embedding, per layer the planned ops, the head.
+  const auto& nodes = ex.profile.nodes;
+  REQUIRE(nodes.size() > size_t(3 * gpu->config().n_layer));
+  CHECK(ex.last_step().eager_nodes == int64_t(nodes.size()));
+  CHECK(nodes.front().op == OpKind::embed);
+  double total = 0;
+  int32_t last_layer = -1;
+  for (const auto& n : nodes) {
+    CHECK(n.us > 0);
+    CHECK(n.us < 1e6);
+    if (n.layer >= 0) {
+      CHECK(n.layer >= last_layer);  // layers in order
+      last_layer = n.layer;
+    }
+    total += n.us;
+  }
+  CHECK(last_layer == int32_t(gpu->config().n_layer) - 1);
+  MESSAGE("profiled prefill of ", ids.size(), " tokens: ", nodes.size(), " nodes, ", total, " us");
+  // The next step of either session is unprofiled and replays nothing stale.
+  const int32_t tok = argmax_token(want);
+  const auto a = plain->append(std::span<const int32_t>(&tok, 1));
+  const auto b = profiled->append(std::span<const int32_t>(&tok, 1));
+  CHECK(max_abs(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end())) == 0.0);
+}
