@@ -117,17 +117,21 @@ void Scheduler::step_slot(Slot& slot) {
   if (job.cancelled()) return release(slot, Finish::Cancelled);
   try {
     if (!slot.sampler) admit(slot, slot.job);
-    std::span<const float> logits;
-    if (slot.last_token < 0) {
+    const int32_t t = slot.last_token;
+    std::span<const int32_t> in(&t, 1);
+    if (t < 0) {
       slot.session->reset();
-      logits = slot.session->append(job.input().prompt);
-    } else {
-      const int32_t t = slot.last_token;
-      logits = slot.session->append(std::span<const int32_t>(&t, 1));
+      in = job.input().prompt;
     }
-    const int32_t id = slot.sampler->sample(logits);
+    int32_t id = -1;
     std::optional<TokenLogprob> lp;
-    if (job.input().top_logprobs >= 0) lp = token_logprob(logits, id, job.input().top_logprobs);
+    if (job.input().top_logprobs >= 0) {  // log-probabilities need the whole row on the host
+      const auto logits = slot.session->append(in);
+      id = slot.sampler->sample(logits);
+      lp = token_logprob(logits, id, job.input().top_logprobs);
+    } else {  // the backend samples (CUDA: on the device, only the token comes back)
+      id = slot.session->append_sample(in, slot.sampler->runtime_sampler());
+    }
     if (job.generated() == 0) job.first_token = Clock::now();
     slot.last_token = id;
 

@@ -28,4 +28,6 @@ TokenSampler::~TokenSampler() = default;
 
 int32_t TokenSampler::sample(std::span<const float> logits) { return impl_->sampler.sample(logits); }
 
+Sampler& TokenSampler::runtime_sampler() { return impl_->sampler; }
+
 }  // namespace fp::serve
