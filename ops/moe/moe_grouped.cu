@@ -407,7 +407,9 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   __half* mid = reinterpret_cast<__half*>(base + l.mid);
   float* ys = reinterpret_cast<float*>(base + l.ys);
 
-  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(a.ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
+  // Multi-GPU: other devices' slots get id -1, which the grouping skips.
+  const int32_t* ids = a.slots ? moe_local_ids(a, -1, s) : a.ids;
+  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
   check_launch("moe grouped group");
   to_f16_kernel<<<unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, s>>>(a.u, a.n * dim, xh);
   check_launch("moe grouped to_f16");
@@ -433,8 +435,9 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   g.cols = ff;
   g.row_bytes = a.down.row_bytes();
   g.a = mid;
-  g.ys = ys;
+  g.ys = a.slots ? a.slots : ys;
   gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(l.max_tiles)), s);
+  if (a.slots) return moe_clear_foreign_slots(a, s);  // skipped slots were not written
 
   combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
   check_launch("moe grouped combine");
