@@ -34,7 +34,7 @@ struct WeightPlacement {
   // Part of the tensor (a multi-GPU plan's outer slice: its device's routed experts):
   // bytes [offset, offset + bytes) of the GGUF tensor, outer_count entries of its
   // outermost dimension (the DeviceTensor's shape). bytes 0: the whole tensor. Under
-  // random_seed a part gets its own random contents, not those of the whole tensor's fill.
+  // random_seed a part gets exactly that part of the whole tensor's random contents.
   uint64_t offset = 0, bytes = 0;
   int64_t outer_count = 0;
 };

@@ -211,8 +211,10 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
         if (!streams[size_t(d.device)] && cudaStreamCreateWithFlags(&streams[size_t(d.device)], cudaStreamNonBlocking) != cudaSuccess)
           fail("cannot create a stream on CUDA device ", d.device);
         const RandomTensorFill r = random_fill_for(*infos[i], *opts.random_seed);
-        const int64_t elements = d.ne[0] * d.ne[1] * d.ne[2] * d.ne[3];  // of the placed part
-        fill_random(d.type, d.ptr, elements, {r.seed, r.scale, r.center, range}, streams[size_t(d.device)]);
+        // A part gets that part of the whole tensor's contents (counter-based fill).
+        const int64_t elements = d.ne[0] * d.ne[1] * d.ne[2] * d.ne[3];
+        const int64_t first = int64_t(offsets[i] / traits(d.type).bytes) * traits(d.type).block;
+        fill_random(d.type, d.ptr, elements, {r.seed, r.scale, r.center, range, first}, streams[size_t(d.device)]);
       }
       for (int dev = 0; dev < n_dev; ++dev) {
         if (!streams[size_t(dev)]) continue;

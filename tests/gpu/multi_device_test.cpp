@@ -1,6 +1,8 @@
 // Plans over several GPUs through NCCL (issue 8; runtime/cuda/multi_device.h, MULTI_GPU.md):
 //   - NCCL with one rank: an in-place all-reduce eagerly and inside a captured, replayed
 //     CUDA graph leaves the buffer bit for bit as it was (the sum over one rank);
+//   - random weights: a part of a tensor (an expert slice) filled on its own is that part
+//     of the whole tensor's fill, so 1-GPU and N-GPU plans under --weights random agree;
 //   - one GPU: the tiny model's plan for this GPU through the multi-device engine (one
 //     executor on its own thread, NCCL with one rank) gives the single-GPU engine's
 //     greedy tokens, with graphs and without, in prefill chunks of 7, and device-sampled
@@ -20,6 +22,7 @@
 #include <span>
 
 #include "ops/core/error.h"
+#include "ops/quant/quant_cuda.h"
 #include "planner/compile/compile.h"
 #include "planner/profile/probed_profile.h"
 #include "runtime/cuda/engine.h"
@@ -175,6 +178,23 @@ TEST_CASE("NCCL, one rank: an all-reduce eagerly and inside a replayed CUDA grap
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
   cudaStreamDestroy(s);
+}
+
+TEST_CASE("random weights: a part of a tensor filled on its own is that part of the whole tensor's fill") {
+  // What a multi-GPU plan's expert slices get under --weights random:SEED.
+  for (DType t : {DType::Q8_0, DType::IQ2_XXS, DType::Q2_K, DType::F32, DType::I32}) {
+    CAPTURE(dtype_name(t));
+    const int64_t per = 1024 * traits(t).block, n = 4 * per;  // 4 "experts" of 1024 blocks
+    const int64_t bytes = row_bytes(t, n);
+    test::DevBuf whole{size_t(bytes)}, part{size_t(bytes / 2)};
+    cuda::RandomFill f{0x1234, 0.05f, 0.0f, 8};
+    cuda::fill_random(t, whole.p, n, f, nullptr);
+    f.first = per;  // experts [1, 3)
+    cuda::fill_random(t, part.p, 2 * per, f, nullptr);
+    const auto a = whole.get<uint8_t>(size_t(bytes));
+    const auto b = part.get<uint8_t>(size_t(bytes / 2));
+    CHECK(std::memcmp(a.data() + bytes / 4, b.data(), size_t(bytes / 2)) == 0);
+  }
 }
 
 TEST_CASE("multi-device engine, one GPU: a one-GPU plan through NCCL with one rank gives the single-GPU engine's tokens") {
