@@ -6,8 +6,9 @@
 // each run by its own host thread (device_threads.h), with its own stream and graphs. A
 // step runs on every device side by side; the tokens, logits and sampled token come from
 // rank 0 (every rank computes the same: the routed experts' outputs are exchanged
-// exactly, everything else is replicated). Ranks other than 0 skip the output head when
-// the step needs no logits from them.
+// exactly, everything else is replicated). Every rank runs the whole step, head and
+// sampling included: NCCL requires a collective to be graph-captured on all ranks or on
+// none, so every executor must see the same step shapes (and the head runs in parallel).
 //
 // It also runs a one-GPU plan (N = 1, NCCL with one rank), which is how the multi-device
 // path is tested against the single-GPU engine on a machine with one GPU.
@@ -89,7 +90,7 @@ class MultiDeviceSession : public Session {
   const char* backend() const override { return "cuda"; }
 
  private:
-  // One step on every device: rank 0 with `logits` / sampling, the others without a head.
+  // One step on every device, the same on each; rank 0's logits to `logits`.
   void step(const int32_t* tokens, int64_t n, int64_t logit_from, float* logits);
   void check_room(int64_t n) const;
 
@@ -99,6 +100,7 @@ class MultiDeviceSession : public Session {
   std::vector<std::unique_ptr<Executor>> execs_;
   int64_t pos_ = 0;
   std::vector<float> last_logits_, all_logits_;
+  std::vector<std::vector<float>> scratch_;  // ranks 1.. : logits nobody reads
 };
 
 }  // namespace fp::cuda

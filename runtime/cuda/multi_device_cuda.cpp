@@ -195,6 +195,7 @@ MultiDeviceSession::MultiDeviceSession(const MultiDeviceEngine& e)
     execs_[size_t(d)] = std::make_unique<Executor>(e.config(), e.device_weights(d), xo);
   });
   last_logits_.assign(size_t(vocab_), 0.0f);
+  for (int d = 1; d < n; ++d) scratch_.emplace_back(size_t(execs_[size_t(d)]->logit_rows() * vocab_));
 }
 
 MultiDeviceSession::~MultiDeviceSession() {
@@ -209,8 +210,14 @@ void MultiDeviceSession::check_room(int64_t n) const {
   if (pos_ + n > max_ctx_) fail("context full: ", pos_, " + ", n, " tokens exceed the session's max context ", max_ctx_);
 }
 
+// Every rank runs the same step shape as rank 0 (logits or none, how it samples): NCCL
+// needs a collective captured in a graph on every rank or on none, and each executor
+// captures a shape on its second use. The other ranks' logits go to scratch.
 void MultiDeviceSession::step(const int32_t* tokens, int64_t n, int64_t logit_from, float* logits) {
-  threads_->run([&](int d) { execs_[size_t(d)]->forward(tokens, n, pos_, logit_from, d == 0 ? logits : nullptr); });
+  threads_->run([&](int d) {
+    float* out = d == 0 || !logits ? logits : scratch_[size_t(d - 1)].data();
+    execs_[size_t(d)]->forward(tokens, n, pos_, logit_from, out);
+  });
 }
 
 std::span<const float> MultiDeviceSession::append(std::span<const int32_t> tokens) {
@@ -229,24 +236,24 @@ int32_t MultiDeviceSession::append_sample(std::span<const int32_t> tokens, Sampl
   if (host_sampling_) return Session::append_sample(tokens, sampler);
   const int64_t n = int64_t(tokens.size());
   check_room(n);
-  // As CudaSession::append_sample: the sampler's state rides along with rank 0's step.
-  SampleDeviceState st{sampler.rng_state(), sampler.params()};
+  // As CudaSession::append_sample: the sampler's state rides along with the step. Every
+  // rank samples (the same step shape, see step()) from its own copy; rank 0's counts.
+  std::vector<SampleDeviceState> st(execs_.size(), SampleDeviceState{sampler.rng_state(), sampler.params()});
   int32_t tok = -1;
   for (int64_t b = 0; b < n; b += step_) {
     const int64_t m = std::min(step_, n - b);
     if (b + m == n) {
       threads_->run([&](int d) {
-        if (d == 0)
-          tok = execs_[0]->forward_sample(tokens.data() + b, m, pos_, sampler.greedy() ? nullptr : &st);
-        else
-          execs_[size_t(d)]->forward(tokens.data() + b, m, pos_, m, nullptr);
+        const int32_t t = execs_[size_t(d)]->forward_sample(tokens.data() + b, m, pos_,
+                                                            sampler.greedy() ? nullptr : &st[size_t(d)]);
+        if (d == 0) tok = t;
       });
     } else {
       step(tokens.data() + b, m, m, nullptr);
     }
     pos_ += m;
   }
-  if (!sampler.greedy()) sampler.set_rng_state(st.rng);
+  if (!sampler.greedy()) sampler.set_rng_state(st[0].rng);
   return tok;
 }
 
