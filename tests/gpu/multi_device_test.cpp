@@ -57,7 +57,7 @@ bool fewer_than_two_gpus() {
   static const bool fewer = [] {
     const int n = visible_gpus();
     if (n < 2)
-      std::printf("not run: \"multi-device engine, two GPUs\" needs 2 GPUs, %d visible (reported as skipped)\n", n);
+      std::printf("not run: \"multi-device engine on two GPUs\" needs 2 GPUs, %d visible (reported as skipped)\n", n);
     return n < 2;
   }();
   return fewer;
@@ -141,7 +141,7 @@ std::vector<int32_t> drawn(Engine& e, float temperature) {
 
 }  // namespace
 
-TEST_CASE("NCCL, one rank: an all-reduce eagerly and inside a replayed CUDA graph leaves the buffer as it was") {
+TEST_CASE("NCCL with one rank: an all-reduce eagerly and inside a replayed CUDA graph leaves the buffer as it was") {
   if (!cuda::Comms::available()) {
     MESSAGE("built without NCCL: ", cuda::Comms::version());
     REQUIRE(cuda::Comms::available());
@@ -197,7 +197,7 @@ TEST_CASE("random weights: a part of a tensor filled on its own is that part of 
   }
 }
 
-TEST_CASE("multi-device engine, one GPU: a one-GPU plan through NCCL with one rank gives the single-GPU engine's tokens") {
+TEST_CASE("multi-device engine on one GPU: a one-GPU plan through NCCL with one rank gives the single-GPU engine's tokens") {
   const auto plan = tiny_plan(1);
   REQUIRE(plan->root->device()->gpus() == 1);
   cuda::CudaOptions o = options_of(plan);
@@ -222,7 +222,7 @@ TEST_CASE("multi-device engine, one GPU: a one-GPU plan through NCCL with one ra
   }
 }
 
-TEST_CASE("multi-device engine, two GPUs: the tiny model's 2-GPU plan gives its 1-GPU plan's tokens" *
+TEST_CASE("multi-device engine on two GPUs: the tiny model's 2-GPU plan gives its 1-GPU plan's tokens" *
           doctest::skip(fewer_than_two_gpus())) {
   const int n = visible_gpus();
   REQUIRE_MESSAGE(n >= 2, "not run: needs 2 GPUs, ", n, " visible");
