@@ -113,12 +113,11 @@ __global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64
   out[t * dim + d] = o;
 }
 
-// Multi-GPU: ids of this device's experts [first, first + count) made local, others `foreign`.
-__global__ void local_ids_kernel(const int32_t* ids, int64_t q, int64_t first, int64_t count, int32_t foreign,
-                                 int32_t* out) {
+// Multi-GPU: ids of this device's experts [first, first + count) made local, others -1.
+__global__ void local_ids_kernel(const int32_t* ids, int64_t q, int64_t first, int64_t count, int32_t* out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < q; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t e = int64_t(ids[i]) - first;
-    out[i] = e >= 0 && e < count ? int32_t(e) : foreign;
+    out[i] = e >= 0 && e < count ? int32_t(e) : -1;
   }
 }
 
@@ -167,7 +166,8 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
   float* up = g + q * ff;
   float* mid = up + q * ff;
   float* ys = a.slots ? a.slots : mid + q * ff;
-  const int32_t* ids = a.slots ? moe_local_ids(a, 0, s) : a.ids;
+  // Multi-GPU: other devices' slots read nothing (NaN outputs, cleared after the down product).
+  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
   const float* x = a.u;
   int64_t stride = 0;
   if (a.n > 1) {
@@ -187,10 +187,10 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
 
 // ---- multi-GPU (expert_split) -------------------------------------------------------
 
-const int32_t* moe_local_ids(const MoeArgs& a, int32_t foreign, Stream s) {
+const int32_t* moe_local_ids(const MoeArgs& a, Stream s) {
   const int64_t q = a.n * a.k;
   if (!a.local_ids || !a.ids) fail("cuda moe: expert_split without a local id workspace");
-  local_ids_kernel<<<grid_1d(q), 256, 0, s>>>(a.ids, q, a.expert_first, a.gate.experts, foreign, a.local_ids);
+  local_ids_kernel<<<grid_1d(q), 256, 0, s>>>(a.ids, q, a.expert_first, a.gate.experts, a.local_ids);
   check_launch("moe local ids");
   return a.local_ids;
 }

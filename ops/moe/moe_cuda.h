@@ -77,9 +77,9 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s);
 // out[t] = sum over slots i in order of weights[t][i] * slots[t*k + i] (multi-GPU, above).
 void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Stream s);
 // Multi-GPU helpers of moe / moe_grouped (moe.cu): a.local_ids = this device's ids made
-// local, the others set to `foreign` (0: computed and then cleared, -1: skipped); and
-// the other devices' slots of a.slots cleared to zero.
-const int32_t* moe_local_ids(const MoeArgs& a, int32_t foreign, Stream s);
+// local, the others -1 (both paths read nothing for an out-of-range id: the products
+// write NaN, the grouping skips it); and the other devices' slots of a.slots set to zero.
+const int32_t* moe_local_ids(const MoeArgs& a, Stream s);
 void moe_clear_foreign_slots(const MoeArgs& a, Stream s);
 
 inline constexpr const char* kMoeGroupedDequantMma = "cuda.moe.grouped_dequant_mma";

@@ -418,7 +418,7 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   float* ys = reinterpret_cast<float*>(base + l.ys);
 
   // Multi-GPU: other devices' slots get id -1, which the grouping skips.
-  const int32_t* ids = a.slots ? moe_local_ids(a, -1, s) : a.ids;
+  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
   group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
   check_launch("moe grouped group");
   to_f16_kernel<<<unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, s>>>(a.u, a.n * dim, xh);
