@@ -52,6 +52,9 @@ class MultiDeviceEngine : public Engine {
   std::unique_ptr<Session> new_session() override;
 
   int devices() const { return int(devs_.size()); }
+  // The plan's moe nodes are expert_split (its all-reduce and combine follow them): so for
+  // every plan over several GPUs, and for such a plan folded onto one (tests).
+  bool expert_split() const { return expert_split_; }
   const Comms& comms() const { return *comms_; }
   const CudaOptions& options() const { return opts_; }
   std::shared_ptr<const ProductKernels> products() const { return products_; }
@@ -65,6 +68,7 @@ class MultiDeviceEngine : public Engine {
   std::vector<std::unique_ptr<Device>> devs_;
   std::unique_ptr<Comms> comms_;
   std::shared_ptr<const ProductKernels> products_;
+  bool expert_split_ = false;
   LoadInfo load_info_;
   std::string device_name_;
   mutable std::once_flag tok_once_;

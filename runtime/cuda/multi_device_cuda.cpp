@@ -73,6 +73,7 @@ MultiDeviceEngine::MultiDeviceEngine(Model model, const CudaOptions& o) : model_
   check_options_against_plan(p, opts_.numerics, opts_.max_context, opts_.max_step);
   plan_op_graph(p, model_);  // the plan's nodes are this build's graph; each executor checks its walk
   products_ = std::make_shared<ProductKernels>(product_kernels(p));
+  expert_split_ = p->parallelism() && p->parallelism()->routed_experts() == plan::Parallel::expert_split;
   const std::vector<PlanDevice> parts = plan_devices(p, model_.file());
   const int n = int(parts.size());
   device_name_ = n > 1 ? str(n, " x ", gpus[0].name) : gpus[0].name;
@@ -190,7 +191,7 @@ MultiDeviceSession::MultiDeviceSession(const MultiDeviceEngine& e)
         if (m->device() == d) xo.planned_bytes = m->kv_bytes() + m->activation_bytes() + m->workspace_bytes();
     xo.part.comms = &e.comms();
     xo.part.rank = d;
-    xo.part.expert_split = n > 1;
+    xo.part.expert_split = e.expert_split();
     xo.part.expert_first = e.device_part(d).expert_first;
     execs_[size_t(d)] = std::make_unique<Executor>(e.config(), e.device_weights(d), xo);
   });

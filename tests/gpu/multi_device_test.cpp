@@ -7,6 +7,10 @@
 //     executor on its own thread, NCCL with one rank) gives the single-GPU engine's
 //     greedy tokens, with graphs and without, in prefill chunks of 7, and device-sampled
 //     tokens (temperature, top-k, top-p, a seed) equal too;
+//   - one GPU, the multi-GPU step itself: the tiny model's 2-GPU plan folded onto one GPU
+//     (device 0 holding every expert; expert_split moe writing slots, the all-reduce of
+//     one NCCL rank captured in the decode graph, moe_combine) gives the 1-GPU plan's
+//     tokens;
 //   - two GPUs (not run, reported as skipped, with fewer than 2 visible): the tiny model's
 //     2-GPU plan (--exact-parallel: routed experts split, their per-slot outputs
 //     all-reduced exactly, the rest replicated) gives its 1-GPU plan's greedy and sampled
@@ -31,6 +35,7 @@
 #include "runtime/plan/plan_binding.h"
 #include "runtime/sampling/sampler.h"
 #include "tests/gpu/gpu_util.h"
+#include "tests/support/fold_plan.h"
 #include "tests/support/greedy.h"
 
 using namespace fp;
@@ -218,6 +223,38 @@ TEST_CASE("multi-device engine on one GPU: a one-GPU plan through NCCL with one 
       CHECK(greedy(*multi, kPrompt, kSteps) == want);
       CHECK(drawn(*multi, 0.0f) == want_argmax);
       CHECK(drawn(*multi, 0.8f) == want_drawn);
+    }
+  }
+}
+
+TEST_CASE("multi-device engine on one GPU: the 2-GPU plan folded onto one GPU (slots, NCCL all-reduce of one rank in the graph, combine) gives the 1-GPU plan's tokens") {
+  const auto one = tiny_plan(1);
+  const auto folded = test::fold_onto_one_gpu(*tiny_plan(2));
+  auto single = cuda::CudaEngine::open(kTiny, options_of(one));
+  const auto want = greedy(*single, kPrompt, kSteps);
+  const auto want_argmax = drawn(*single, 0.0f);
+  const auto want_drawn = drawn(*single, 0.8f);
+  for (bool graphs : {true, false}) {
+    for (int64_t chunk : {int64_t(0), int64_t(7)}) {
+      CAPTURE(graphs);
+      CAPTURE(chunk);
+      cuda::CudaOptions o = options_of(folded);
+      o.graphs = graphs;
+      if (chunk) o.max_step = chunk;
+      auto multi = cuda::MultiDeviceEngine::open(kTiny, o);
+      REQUIRE(multi->devices() == 1);
+      REQUIRE(multi->expert_split());
+      CHECK(multi->device_part(0).expert_count == int64_t(multi->config().n_expert));
+      CHECK(greedy(*multi, kPrompt, kSteps) == want);
+      CHECK(drawn(*multi, 0.0f) == want_argmax);
+      CHECK(drawn(*multi, 0.8f) == want_drawn);
+      if (!graphs || chunk) continue;
+      auto s = multi->new_session();
+      auto& ms = dynamic_cast<cuda::MultiDeviceSession&>(*s);
+      int32_t t = argmax_token(s->append(kPrompt));
+      for (int i = 0; i < 4; ++i) t = argmax_token(s->append(std::span<const int32_t>(&t, 1)));
+      CHECK(ms.executor(0).last_step().graph_launches == 1);  // the all-reduces captured in the decode graph
+      CHECK(ms.executor(0).last_step().eager_nodes == 0);
     }
   }
 }

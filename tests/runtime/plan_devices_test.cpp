@@ -8,6 +8,8 @@
 //   - a plan whose cost model split attention, the shared expert and the head (the full
 //     model on 2x H100 without --exact-parallel) is refused, naming the node / slice;
 //     with --exact-parallel it is accepted;
+//   - a 2-GPU plan folded onto one GPU (tests/support/fold_plan.h, how the GPU suite runs
+//     the multi-GPU step on one GPU) passes every check and loads every expert whole;
 //   - the buffer table of an expert-split executor holds the slot outputs and local ids.
 #include <doctest/doctest.h>
 
@@ -20,6 +22,7 @@
 #include "runtime/plan/plan_binding.h"
 #include "runtime/plan/plan_devices.h"
 #include "tests/planner/plan_test_util.h"
+#include "tests/support/fold_plan.h"
 
 using namespace fp;
 using fp::test::error_of;
@@ -128,6 +131,29 @@ TEST_CASE("plan devices: tensor-split plans are refused naming the node and the 
   const std::vector<PlanDevice> devs = plan_devices(exact, full.file());
   REQUIRE(devs.size() == 2);
   CHECK(devs[1].expert_first == int64_t(full.config().n_expert) / 2);
+}
+
+TEST_CASE("plan devices: a 2-GPU plan folded onto one GPU (the GPU tests' way to run the multi-GPU step on one)") {
+  const Model& m = builtin();
+  const LoadedPlan two = plan_for(m, "2x-h100-sxm-80gb", true);
+  const auto folded = test::fold_onto_one_gpu(two);
+  CHECK((*folded)->device()->gpus() == 1);
+  GpuIdentity h100{"NVIDIA H100 80GB HBM3", 9, 0, 132, 85045231616ull};
+  check_plan_for_gpus(*folded, m.file(), m.mtp_file(), {h100});
+  plan_op_graph(*folded, m);  // still the 2-GPU node lists (the plan's parallelism is read back)
+  const cuda::ProductKernels pk = cuda::product_kernels(*folded);
+  bool reduce = false;
+  for (const auto& n : pk.phases[0].nodes) reduce |= n.op == OpKind::all_reduce;
+  CHECK(reduce);
+  const std::vector<PlanDevice> devs = plan_devices(*folded, m.file());
+  REQUIRE(devs.size() == 1);
+  CHECK(devs[0].expert_first == 0);
+  CHECK(devs[0].expert_count == int64_t(m.config().n_expert));
+  for (const DeviceTensorLoad& t : devs[0].tensors) {
+    CAPTURE(t.tensor);
+    CHECK(t.offset == 0);
+    CHECK(t.bytes == m.file().require_tensor(t.tensor).n_bytes);
+  }
 }
 
 TEST_CASE("cuda buffers: an expert-split executor holds every slot's output and its local expert ids") {
