@@ -1,4 +1,4 @@
-// The CUDA backend for the commands (see cuda_backend.h): opening a CudaEngine from the
+// The CUDA backend for the commands (see cuda_backend.h): opening a CUDA engine from the
 // shared engine flags, and the `--check-against cpu` parity report.
 #include <cmath>
 #include <cstdio>
@@ -6,6 +6,7 @@
 #include "ops/core/error.h"
 #include "runtime/cpu/engine.h"
 #include "runtime/cuda/engine.h"
+#include "runtime/cuda/multi_device.h"
 #include "tools/cuda_backend.h"
 
 namespace fp::cli {
@@ -50,7 +51,12 @@ NodeDiff compare(const std::vector<float>& got, const std::vector<float>& ref) {
 std::unique_ptr<Engine> open_cuda_engine(const CudaEngineArgs& a) {
   ModelOpenOptions mo;
   mo.mtp_path = a.mtp_file;
-  auto e = cuda::CudaEngine::open(a.model, options(a), mo);
+  // A plan for several GPUs runs in the multi-device engine (runtime/cuda/multi_device.h).
+  std::unique_ptr<Engine> e;
+  if (a.plan && (*a.plan)->device()->gpus() > 1)
+    e = cuda::MultiDeviceEngine::open(a.model, options(a), mo);
+  else
+    e = cuda::CudaEngine::open(a.model, options(a), mo);
   const LoadInfo l = e->load_info();
   std::fprintf(stderr, "cuda: weights %.2f GiB loaded in %.2f s (%.2f GiB/s) from %s%s\n",
                double(l.bytes) / double(1ull << 30), l.seconds, l.gib_per_s(), l.source.c_str(),

@@ -1,7 +1,8 @@
 // Registry entries of the collectives of multi-GPU plans (issue 8): NCCL all-reduce and
-// all-gather over the GPU links of one host. The planner places them and prices them; no
-// executor runs them yet (implemented = false: `flashplan kernels` shows "(N)", and the
-// CUDA executor refuses a plan for several devices before it looks at kernel ids).
+// all-gather over the GPU links of one host. The planner places and prices both. The CUDA
+// executor runs the all-reduce (runtime/cuda/MULTI_GPU.md; ncclAllReduce inside the
+// step's graph); the all-gather only follows a vocabulary-split head, which it does not
+// run (tensor_split nodes are refused at load), so that entry stays implemented = false.
 //
 // Cost, the usual alpha-beta model of a ring collective over N devices, with B the bytes
 // of the buffer each device ends up with and beta the per-direction link bandwidth of
@@ -19,13 +20,13 @@ namespace fp {
 
 namespace {
 
-KernelInfo collective(std::string id, OpKind op, std::string summary, bool reduce) {
+KernelInfo collective(std::string id, OpKind op, std::string summary, bool reduce, bool implemented) {
   KernelInfo k;
   k.id = std::move(id);
   k.op = op;
   k.backend = Backend::Cuda;
   k.min_cc = 70;
-  k.implemented = false;
+  k.implemented = implemented;
   k.summary = std::move(summary);
   k.cost = [reduce](const KernelShape& s, const DeviceRates& r) {
     const double n = std::max<uint32_t>(r.devices, 1);
@@ -40,9 +41,9 @@ KernelInfo collective(std::string id, OpKind op, std::string summary, bool reduc
 
 void register_collective_kernels(std::vector<KernelInfo>& out) {
   out.push_back(collective("cuda.nccl.all_reduce", OpKind::all_reduce,
-                           "NCCL ring all-reduce (sum) over the plan's GPUs; planned, not yet run by any executor", true));
+                           "NCCL all-reduce (sum, in place) over the plan's GPUs, captured in the step's graph", true, true));
   out.push_back(collective("cuda.nccl.all_gather", OpKind::all_gather,
-                           "NCCL ring all-gather over the plan's GPUs; planned, not yet run by any executor", false));
+                           "NCCL all-gather over the plan's GPUs; planned, not yet run by any executor", false, false));
 }
 
 }  // namespace fp

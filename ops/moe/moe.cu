@@ -113,6 +113,21 @@ __global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64
   out[t * dim + d] = o;
 }
 
+// Multi-GPU: ids of this device's experts [first, first + count) made local, others -1.
+__global__ void local_ids_kernel(const int32_t* ids, int64_t q, int64_t first, int64_t count, int32_t* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < q; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t e = int64_t(ids[i]) - first;
+    out[i] = e >= 0 && e < count ? int32_t(e) : -1;
+  }
+}
+
+// slots[q][:] = 0 where slot q's expert lies outside [first, first + count). Block (256 dims, slot).
+__global__ void clear_foreign_kernel(const int32_t* ids, int64_t first, int64_t count, int64_t dim, float* slots) {
+  const int64_t q = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t e = int64_t(ids[q]) - first;
+  if (d < dim && !(e >= 0 && e < count)) slots[q * dim + d] = 0.0f;
+}
+
 unsigned grid_1d(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 4096)); }
 
 }  // namespace
@@ -150,7 +165,9 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
   float* g = xs + q * dim;
   float* up = g + q * ff;
   float* mid = up + q * ff;
-  float* ys = mid + q * ff;
+  float* ys = a.slots ? a.slots : mid + q * ff;
+  // Multi-GPU: other devices' slots read nothing (NaN outputs, cleared after the down product).
+  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
   const float* x = a.u;
   int64_t stride = 0;
   if (a.n > 1) {
@@ -159,11 +176,35 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
     x = xs;
     stride = dim;
   }
-  expert_linear(a.gate, a.ids, q, x, stride, g, ws, s);
-  expert_linear(a.up, a.ids, q, x, stride, up, ws, s);
+  expert_linear(a.gate, ids, q, x, stride, g, ws, s);
+  expert_linear(a.up, ids, q, x, stride, up, ws, s);
   swiglu(g, up, q * ff, a.limit, mid, s);
-  expert_linear(a.down, a.ids, q, mid, ff, ys, ws, s);
+  expert_linear(a.down, ids, q, mid, ff, ys, ws, s);
+  if (a.slots) return moe_clear_foreign_slots(a, s);
   combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.k, dim, a.out);
+  check_launch("moe combine");
+}
+
+// ---- multi-GPU (expert_split) -------------------------------------------------------
+
+const int32_t* moe_local_ids(const MoeArgs& a, Stream s) {
+  const int64_t q = a.n * a.k;
+  if (!a.local_ids || !a.ids) fail("cuda moe: expert_split without a local id workspace");
+  local_ids_kernel<<<grid_1d(q), 256, 0, s>>>(a.ids, q, a.expert_first, a.gate.experts, a.local_ids);
+  check_launch("moe local ids");
+  return a.local_ids;
+}
+
+void moe_clear_foreign_slots(const MoeArgs& a, Stream s) {
+  const int64_t dim = a.down.rows;
+  clear_foreign_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n * a.k)), 256, 0, s>>>(
+      a.ids, a.expert_first, a.gate.experts, dim, a.slots);
+  check_launch("moe clear foreign slots");
+}
+
+void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Stream s) {
+  if (!slots || !weights || !out || n <= 0 || k <= 0 || dim <= 0) fail("cuda moe combine: null buffer or empty shape");
+  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(n)), 256, 0, s>>>(slots, weights, k, dim, out);
   check_launch("moe combine");
 }
 

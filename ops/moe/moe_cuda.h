@@ -17,6 +17,13 @@
 //            slot-order weighted sum. Activations and the SwiGLU output are rounded to f16
 //            (|mid| <= L·silu(L) by the clamps), weights too. Out-of-range ids read nothing
 //            and make their token's output NaN. Nothing allocates; capturable.
+//   multi-GPU (expert_split, runtime/cuda/MULTI_GPU.md): with MoeArgs::slots set, moe and
+//            moe_grouped compute only the slots whose expert this device holds (its
+//            expert tensors hold experts [expert_first, expert_first + gate.experts)) and
+//            write every slot's unweighted down output to `slots`, zeros for the other
+//            devices' slots, with no combine; after the all-reduce of `slots` over the
+//            devices, moe_combine sums them in slot order, the same arithmetic as the
+//            one-GPU combine, so the result is bit-identical.
 // CUDA-free header.
 #pragma once
 #include <cstdint>
@@ -59,9 +66,21 @@ struct MoeArgs {
   void* grouped_work = nullptr;
   int64_t grouped_work_bytes = 0;
   int64_t grouped_min_tokens = 0;  // 0: kMoeGroupedMinTokens
+  // Multi-GPU (see above): per-slot outputs [n*k][dim] instead of `out`; `ids` stay the
+  // router's (global), local_ids is an [n*k] int32 workspace for this device's ids.
+  float* slots = nullptr;
+  int64_t expert_first = 0;
+  int32_t* local_ids = nullptr;
 };
 int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff);
 void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s);
+// out[t] = sum over slots i in order of weights[t][i] * slots[t*k + i] (multi-GPU, above).
+void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Stream s);
+// Multi-GPU helpers of moe / moe_grouped (moe.cu): a.local_ids = this device's ids made
+// local, the others -1 (both paths read nothing for an out-of-range id: the products
+// write NaN, the grouping skips it); and the other devices' slots of a.slots set to zero.
+const int32_t* moe_local_ids(const MoeArgs& a, Stream s);
+void moe_clear_foreign_slots(const MoeArgs& a, Stream s);
 
 inline constexpr const char* kMoeGroupedDequantMma = "cuda.moe.grouped_dequant_mma";
 // moe()'s default switch-over. The grouped path works for any n; it wins once its cost

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include "ops/moe/moe_cuda.h"
 #include "ops/quant/cuda_common.cuh"
@@ -340,11 +341,20 @@ __global__ void combine_kernel(const float* ys, const float* w, const int32_t* i
 
 template <DType T, bool kPair>
 void launch_gemm(const GemmArgs& g, dim3 grid, Stream s) {
-  static std::once_flag once;  // > 48 KiB of dynamic shared memory needs the opt-in
-  std::call_once(once, [] {
-    check(cudaFuncSetAttribute(gemm_kernel<T, kPair>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
-          "moe grouped gemm smem opt-in");
-  });
+  // > 48 KiB of dynamic shared memory needs the opt-in, once per device: each device's
+  // context has its own copy of the kernel (a multi-GPU plan runs it on several).
+  static std::mutex mu;
+  static std::vector<bool> opted_in;
+  {
+    const int dev = current_device();
+    std::lock_guard<std::mutex> lock(mu);
+    if (opted_in.size() <= size_t(dev)) opted_in.resize(size_t(dev) + 1, false);
+    if (!opted_in[size_t(dev)]) {
+      check(cudaFuncSetAttribute(gemm_kernel<T, kPair>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
+            "moe grouped gemm smem opt-in");
+      opted_in[size_t(dev)] = true;
+    }
+  }
   gemm_kernel<T, kPair><<<grid, kThreads, kSmemBytes, s>>>(g);
   check_launch(kPair ? "moe grouped gate/up" : "moe grouped down");
 }
@@ -407,7 +417,9 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   __half* mid = reinterpret_cast<__half*>(base + l.mid);
   float* ys = reinterpret_cast<float*>(base + l.ys);
 
-  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(a.ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
+  // Multi-GPU: other devices' slots get id -1, which the grouping skips.
+  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
+  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
   check_launch("moe grouped group");
   to_f16_kernel<<<unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, s>>>(a.u, a.n * dim, xh);
   check_launch("moe grouped to_f16");
@@ -433,8 +445,9 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   g.cols = ff;
   g.row_bytes = a.down.row_bytes();
   g.a = mid;
-  g.ys = ys;
+  g.ys = a.slots ? a.slots : ys;
   gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(l.max_tiles)), s);
+  if (a.slots) return moe_clear_foreign_slots(a, s);  // skipped slots were not written
 
   combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
   check_launch("moe grouped combine");

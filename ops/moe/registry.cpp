@@ -199,6 +199,10 @@ void register_moe_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cuda_simple("cuda.router", OpKind::router,
                                      "one block per token: scores, hash lookup or biased top-k, weights", false));
   out.push_back(entries::cuda_simple("cuda.swiglu", OpKind::swiglu, "elementwise clamped SwiGLU", false));
+  out.push_back(entries::cuda_simple("cuda.moe.combine", OpKind::moe_combine,
+                                     "multi-GPU: weighted sum of the all-reduced per-slot expert outputs in slot "
+                                     "order (the combine of cuda.moe.matvec)",
+                                     false));
   out.push_back(moe_matvec());
   out.push_back(moe_grouped_mma());
   out.push_back(moe_grouped_int8());

@@ -21,11 +21,12 @@ __device__ __forceinline__ uint64_t mix(uint64_t seed, uint64_t i) {
 }
 __device__ __forceinline__ float unit(uint64_t h) { return float(h >> 40) * (1.0f / 16777216.0f); }  // [0, 1)
 
-// Random bytes over the whole tensor, 4 at a time (2 for a trailing half-word).
-__global__ void fill_bytes(uint8_t* dst, int64_t nbytes, uint64_t seed) {
+// Random bytes over the whole tensor, 4 at a time (2 for a trailing half-word); word0:
+// the index of dst's first word in the whole tensor.
+__global__ void fill_bytes(uint8_t* dst, int64_t nbytes, uint64_t seed, int64_t word0) {
   const int64_t words = nbytes / 4;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i <= words; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t v = uint32_t(mix(seed, uint64_t(i)));
+    const uint32_t v = uint32_t(mix(seed, uint64_t(word0 + i)));
     if (i < words) {
       reinterpret_cast<uint16_t*>(dst + 4 * i)[0] = uint16_t(v);
       reinterpret_cast<uint16_t*>(dst + 4 * i)[1] = uint16_t(v >> 16);
@@ -42,22 +43,25 @@ struct Fields {
   float sign;        // sign of the scales (Q4_0's d is negative in ggml's quantiser)
 };
 
-// Rewrites each block's f16 scale fields with finite values in [0.5, 1) * scale / mult.
-__global__ void fix_scales(uint8_t* dst, int64_t nblk, Fields f, uint64_t seed, float scale) {
+// Rewrites each block's f16 scale fields with finite values in [0.5, 1) * scale / mult;
+// block0: the index of dst's first block in the whole tensor.
+__global__ void fix_scales(uint8_t* dst, int64_t nblk, Fields f, uint64_t seed, float scale, int64_t block0) {
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < nblk; b += int64_t(gridDim.x) * blockDim.x) {
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       if (f.off[k] < 0) continue;
-      const float v = f.sign * scale / f.mult[k] * (0.5f + 0.5f * unit(mix(seed ^ 0x5ca1e5ull, uint64_t(2 * b + k))));
+      const uint64_t idx = uint64_t(2 * (block0 + b) + k);
+      const float v = f.sign * scale / f.mult[k] * (0.5f + 0.5f * unit(mix(seed ^ 0x5ca1e5ull, idx)));
       reinterpret_cast<uint16_t*>(dst + b * f.bytes + f.off[k])[0] = __half_as_ushort(__float2half_rn(v));
     }
   }
 }
 
 template <DType T>
-__global__ void fill_elems(uint8_t* dst, int64_t n, uint64_t seed, float scale, float center, int64_t int_range) {
+__global__ void fill_elems(uint8_t* dst, int64_t n, uint64_t seed, float scale, float center, int64_t int_range,
+                           int64_t first) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint64_t h = mix(seed, uint64_t(i));
+    const uint64_t h = mix(seed, uint64_t(first + i));
     const float v = center + scale * (2.0f * unit(h) - 1.0f);
     if constexpr (T == DType::F32) reinterpret_cast<float*>(dst)[i] = v;
     else if constexpr (T == DType::F16) reinterpret_cast<uint16_t*>(dst)[i] = __half_as_ushort(__float2half_rn(v));
@@ -99,22 +103,26 @@ void fill_random(DType t, void* dst, int64_t n, const RandomFill& r, Stream s) {
   if (!fill_supported(t)) fail(what, ": type ", dtype_name(t), " is not supported");
   const int64_t block = traits(t).block;
   if (n < 0 || n % block != 0) fail(what, ": ", n, " elements of ", dtype_name(t), ", expected a multiple of ", block);
+  if (r.first < 0 || r.first % block != 0)
+    fail(what, ": first element ", r.first, " of ", dtype_name(t), ", expected a non-negative multiple of ", block);
   if (!std::isfinite(r.scale) || !std::isfinite(r.center) || r.scale < 0) fail(what, ": scale and center must be finite");
   if (n == 0) return;
   if (!aligned(dst, 4)) fail(what, ": destination must be 4-byte aligned");
   auto* d = static_cast<uint8_t*>(dst);
   Fields f;
   if (fields_of(t, f)) {
-    const int64_t nblk = n / block;
-    fill_bytes<<<grid_for(nblk * f.bytes / 4 + 1), 256, 0, s>>>(d, nblk * f.bytes, r.seed);
+    const int64_t nblk = n / block, block0 = r.first / block;
+    if (block0 * f.bytes % 4 != 0)
+      fail(what, ": first element ", r.first, " starts at byte ", block0 * f.bytes, " of the tensor, expected a multiple of 4");
+    fill_bytes<<<grid_for(nblk * f.bytes / 4 + 1), 256, 0, s>>>(d, nblk * f.bytes, r.seed, block0 * f.bytes / 4);
     check_launch(what);
-    fix_scales<<<grid_for(nblk), 256, 0, s>>>(d, nblk, f, r.seed, r.scale);
+    fix_scales<<<grid_for(nblk), 256, 0, s>>>(d, nblk, f, r.seed, r.scale, block0);
   } else {
     switch (t) {
-      case DType::F32: fill_elems<DType::F32><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range); break;
-      case DType::F16: fill_elems<DType::F16><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range); break;
-      case DType::BF16: fill_elems<DType::BF16><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range); break;
-      default: fill_elems<DType::I32><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range); break;
+      case DType::F32: fill_elems<DType::F32><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range, r.first); break;
+      case DType::F16: fill_elems<DType::F16><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range, r.first); break;
+      case DType::BF16: fill_elems<DType::BF16><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range, r.first); break;
+      default: fill_elems<DType::I32><<<grid_for(n), 256, 0, s>>>(d, n, r.seed, r.scale, r.center, r.int_range, r.first); break;
     }
   }
   check_launch(what);

@@ -121,6 +121,10 @@ struct RandomFill {
   float scale = 0.05f;
   float center = 0.0f;
   int64_t int_range = 0;
+  // Element index of dst[0] within the whole tensor: a part of a tensor (a multi-GPU
+  // plan's expert slice) gets exactly that part of the whole tensor's fill. A multiple of
+  // the block size, at a 4-byte boundary of the tensor's bytes.
+  int64_t first = 0;
 };
 bool fill_supported(DType t);
 void fill_random(DType t, void* dst, int64_t n, const RandomFill& f, Stream s);

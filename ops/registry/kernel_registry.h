@@ -87,10 +87,9 @@ struct KernelInfo {
   // False for a variant registered (id, cost model) ahead of its kernel: the planner
   // rejects it ("not implemented in this build"), so no plan names it, and the CUDA
   // executor refuses a plan that does. Kept so ids and cost models stay visible.
-  // Collectives are the exception: they are planned although no executor runs them yet,
-  // because the CUDA executor refuses every multi-GPU plan as a whole before it looks at
-  // kernel ids (runtime/plan/plan_binding.cpp), and a multi-GPU plan without them would
-  // not say what the step costs.
+  // Collectives are the exception: they are planned whether or not this build runs them
+  // (a multi-GPU plan without them would not say what the step costs); the CUDA executor
+  // refuses, naming node and id, a plan with one it does not implement.
   bool implemented = true;
   std::string summary;          // one line for `inspect`
   std::function<KernelCost(const KernelShape&, const DeviceRates&)> cost;

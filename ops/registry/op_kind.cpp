@@ -9,6 +9,7 @@ constexpr const char* kNames[kOpKindCount] = {
     "compressor",  "indexer_topk",   "attention", "out_inv_rope", "grouped_matmul", "hc_post",
     "router",      "moe",            "swiglu",   "add",    "output_hc_head",   "argmax",
     "sample",      "mtp_embed_proj", "all_reduce", "all_gather",
+    "moe_combine",
 };
 }  // namespace
 

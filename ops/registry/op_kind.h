@@ -33,12 +33,16 @@ enum class OpKind : uint8_t {
   mtp_embed_proj = 19,  // MTP: e_proj(enorm(emb)) + h_proj(hnorm(H_k)) per stream
   all_reduce = 20,      // multi-GPU: sum a buffer over the devices (each ends with the sum)
   all_gather = 21,      // multi-GPU: every device gets the concatenation of every device's slice
+  moe_combine = 22,     // multi-GPU: weighted sum of the per-slot expert outputs, in slot order
 };
-inline constexpr int kOpKindCount = 22;
+inline constexpr int kOpKindCount = 23;
 
 // Collectives move data between the GPUs of a multi-GPU plan. They exist only in plans for
 // several devices, so they have CUDA (NCCL) entries and no CPU reference.
 inline constexpr bool is_collective(OpKind k) { return k == OpKind::all_reduce || k == OpKind::all_gather; }
+// Ops only multi-GPU plans hold: the collectives, and the combine that follows the
+// all-reduce of the routed experts' per-slot outputs (one GPU's moe node combines itself).
+inline constexpr bool is_multi_gpu_only(OpKind k) { return is_collective(k) || k == OpKind::moe_combine; }
 
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(std::string_view name);

@@ -124,14 +124,15 @@ class Compiler {
   // bytes as in ops/collective/registry.cpp):
   //   replicated:  t = t_kernels(B)            memory per device B
   //   split:       t = t_kernels(B / N) + t_collective   memory per device B / N
-  // with t_collective = alpha + 2(N-1)/N * 4*n_embd/beta (all-reduce after attn_output_b)
-  // for attention, 0 for the shared expert (its partial sums ride the all-reduce the
-  // routed experts need anyway), and alpha + (N-1)/N * 4*n_vocab/beta (all-gather of the
-  // logits) for the head. Routed experts are always split by experts: each device reads
-  // the experts of its slice that the router picked, so the step waits for the busiest
-  // device (expected maximum under uniform routing, planner/graph/op_graph.h), plus one
-  // all-reduce of 4*n_embd bytes per layer. Ties go to the option listed first (fewer
-  // splits), so the choice is deterministic.
+  // with t_collective = alpha + 2(N-1)/N * 4*n_embd/beta (all-reduce after attn_output_b,
+  // or after ffn_down_shexp for the shared expert) for attention and the shared expert,
+  // and alpha + (N-1)/N * 4*n_vocab/beta (all-gather of the logits) for the head. Routed
+  // experts are always split by experts: each device reads the experts of its slice that
+  // the router picked, so the step waits for the busiest device (expected maximum under
+  // uniform routing, planner/graph/op_graph.h), plus one all-reduce of the per-slot
+  // outputs, 4*k*n_embd bytes per token and layer (k experts used: exact, see op_graph.cpp),
+  // and their combine. Ties go to the option listed first (fewer splits), so the choice
+  // is deterministic.
   std::unique_ptr<plan::PlanT> run_multi(const std::vector<std::string>& host) {
     for (int bits = 0; bits < 8; ++bits) {
       ParallelTry t;
@@ -140,6 +141,8 @@ class Compiler {
       t.par.shared_split = bits & 2;
       t.par.head_split = bits & 4;
       t.why_not = parallel_rejection(m_, t.par);
+      if (t.why_not.empty() && o_.exact_parallel && bits != 0)
+        t.why_not = "--exact-parallel: a split part adds partial sums over the GPUs, not bit-identical to one GPU";
       if (t.why_not.empty()) {
         const Attempt a = attempt(requested_, host, t.par);
         t.decode_us = a.decode_us();
@@ -265,6 +268,7 @@ class Compiler {
     CudaBufferOptions bo;
     bo.max_context = int64_t(a.context);
     bo.logit_rows = cuda_logit_rows(o_.mtp_depth);
+    bo.expert_split = devices_ > 1;
     for (const PhaseGraph& ph : a.graph.phases)
       if (ph.kind == PhaseKind::prefill) bo.max_step = std::max<int64_t>(bo.max_step, ph.max_tokens);
     for (const PhaseSelection& sel : a.selection)
@@ -358,6 +362,7 @@ class Compiler {
     op->mtp_depth = o_.mtp_depth;
     op->allow_offload = o_.allow_offload;
     op->fit_context = o_.fit_context;
+    op->exact_parallel = o_.exact_parallel;
     op->cost_context = a.cost_context;
     for (const auto& ov : o_.overrides) {
       auto x = std::make_unique<plan::OverrideT>();

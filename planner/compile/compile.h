@@ -47,6 +47,11 @@ struct CompileOptions {
   uint32_t mtp_depth = 1;
   bool allow_offload = true;
   bool fit_context = false;
+  // Multi-GPU: keep attention, the shared expert and the head replicated, so greedy output
+  // is bit-identical to one GPU's (a split part's partial sums are added in NCCL's order);
+  // the routed experts stay split (their exchange is exact). The split options are listed
+  // in the plan's parallelism table as excluded, with this reason.
+  bool exact_parallel = false;
   uint64_t cost_context = 0;     // 0: min(max context, kDefaultCostContext)
   std::vector<KernelOverride> overrides;
   std::string model_file;        // recorded without directories

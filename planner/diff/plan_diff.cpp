@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "ops/core/error.h"
+#include "planner/graph/op_kind.h"
 #include "planner/plan_io/plan_view.h"
 
 namespace fp {
@@ -84,6 +85,7 @@ void fields(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   f("options", "cost_context", num(oa->cost_context()), num(ob->cost_context()));
   f("options", "allow_offload", num(oa->allow_offload()), num(ob->allow_offload()));
   f("options", "fit_context", num(oa->fit_context()), num(ob->fit_context()));
+  f("options", "exact_parallel", num(oa->exact_parallel()), num(ob->exact_parallel()));
   f("options", "overrides", overrides(oa), overrides(ob));
 }
 
@@ -163,11 +165,12 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
     }
     for (const auto* n : *q->nodes())
       if (!matched.count(n->name()->str())) sets.only_b.push_back(n->name()->str());
-    // Collectives are reported on their own (below); other nodes present in one plan only here.
+    // Collectives are reported on their own (below), and the moe_combine after the experts'
+    // all-reduce goes with them; other nodes present in one plan only here.
     auto drop_collectives = [&](std::vector<std::string>& v, const plan::Phase* ph) {
       std::map<std::string, bool> coll;
       for (const auto* n : *ph->nodes())
-        if (n->parallel() == plan::Parallel::collective) coll[n->name()->str()] = true;
+        if (is_multi_gpu_only(OpKind(uint8_t(n->op())))) coll[n->name()->str()] = true;
       v.erase(std::remove_if(v.begin(), v.end(), [&](const std::string& x) { return coll.count(x) > 0; }), v.end());
     };
     drop_collectives(sets.only_a, pa);

@@ -239,6 +239,9 @@ class Builder {
     act("expert_ids", c.n_expert_used, DType::I32);
     act("expert_w", c.n_expert_used);
     act("moe_out", c.n_embd);
+    // Multi-GPU: each device's routed-expert outputs per (token, slot), zeros in the slots
+    // of experts it does not hold, summed over the devices before the combine.
+    if (n_ > 1) act("moe_slots", uint64_t(c.n_expert_used) * c.n_embd);
     if (c.n_expert_shared > 0) {
       act("sh_gate", c.shexp_ff());
       act("sh_up", c.shexp_ff());
@@ -539,7 +542,8 @@ class Builder {
       n.shape.flops = 10.0 * t * c.n_expert;
     }
     {
-      GraphNode& n = node(p, OpKind::moe, P + "ffn_moe", li, t, {"u", "expert_ids", "expert_w"}, {"moe_out"});
+      GraphNode& n = node(p, OpKind::moe, P + "ffn_moe", li, t, {"u", "expert_ids", "expert_w"},
+                          {n_ > 1 ? "moe_slots" : "moe_out"});
       const double e = c.n_expert;
       const double touched = e * (1.0 - std::pow(1.0 - c.n_expert_used / e, t));
       weight(n, L.ffn_gate_exps, touched / e);
@@ -552,15 +556,25 @@ class Builder {
       n.shape.flops = 6.0 * t * c.n_expert_used * c.expert_ff * c.n_embd;
       if (n_ > 1) split_experts(n, t);
     }
-    // Multi-GPU: each device holds a partial sum of the routed experts (its own) and,
-    // when the shared expert is split, of the shared expert; one all-reduce per layer
-    // sums them. Every device holds the token's activations, so expert parallelism
-    // needs no dispatch: routing runs on every device and each skips the experts it
-    // lacks (an all-to-all would only pay if tokens were spread over the devices).
+    // Multi-GPU: each device writes the outputs of the slots whose expert it holds and
+    // zeros in the others; one all-reduce per layer gives every device every slot's
+    // output, and the combine then sums them in slot order as one GPU does. Exact: every
+    // element has one non-zero contributor, and x + 0 = x, so the sum is bit-identical
+    // to one GPU's whatever order NCCL adds in (an all-reduce of per-device partial sums
+    // of the weighted outputs would not be). Every device holds the token's
+    // activations, so expert parallelism needs no dispatch: routing runs on every device
+    // and each skips the experts it lacks (an all-to-all would only pay if tokens were
+    // spread over the devices).
+    if (n_ > 1) {
+      collective(p, OpKind::all_reduce, P + "ffn_moe_all_reduce", li, t, "moe_slots",
+                 4.0 * t * c.n_expert_used * c.n_embd);
+      GraphNode& n = node(p, OpKind::moe_combine, P + "ffn_moe_combine", li, t, {"moe_slots", "expert_w"}, {"moe_out"});
+      n.shape.m = c.n_embd;
+      n.shape.groups = c.n_expert_used;
+      n.shape.flops = 2.0 * t * c.n_expert_used * c.n_embd;
+    }
     const bool shared = c.n_expert_shared > 0 && L.ffn_gate_shexp;
     const bool shared_split = n_ > 1 && o_.par.shared_split && shared;
-    if (n_ > 1 && !shared_split)
-      collective(p, OpKind::all_reduce, P + "ffn_all_reduce", li, t, "moe_out", 4.0 * t * c.n_embd);
     std::string ffn_out = "moe_out";
     if (shared) {
       GraphNode* gate = matmul(p, P + "ffn_gate_shexp", li, t, L.ffn_gate_shexp, "u", "sh_gate");
@@ -578,12 +592,14 @@ class Builder {
         s.shape.flops /= n_;
       }
       GraphNode* down = matmul(p, P + "ffn_down_shexp", li, t, L.ffn_down_shexp, "sh_mid", "sh_out");
-      if (shared_split) split_columns(down);
+      if (shared_split) {
+        split_columns(down);  // partial sums of the down projection, summed over the devices
+        collective(p, OpKind::all_reduce, P + "ffn_shexp_all_reduce", li, t, "sh_out", 4.0 * t * c.n_embd);
+      }
       GraphNode& a = node(p, OpKind::add, P + "ffn_add", li, t, {"moe_out", "sh_out"}, {"f"});
       a.shape.m = a.shape.k = c.n_embd;
       a.shape.flops = 1.0 * t * c.n_embd;
       ffn_out = "f";
-      if (shared_split) collective(p, OpKind::all_reduce, P + "ffn_all_reduce", li, t, "f", 4.0 * t * c.n_embd);
     }
     hc_post("hc_ffn_post", ffn_out);
   }

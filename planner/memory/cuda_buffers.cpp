@@ -49,6 +49,10 @@ CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   b.rlog = S * c.n_expert;
   b.wts = b.ids = S * K;
   b.moe = S * E;
+  if (o.expert_split) {
+    b.moe_slots = S * K * E;
+    b.local_ids = S * K;
+  }
   b.sg = b.su = b.smid = S * b.ff_shared;
   b.sh = b.f = b.z = S * E;
   b.logits = (o.logit_rows > 0 ? std::min(o.logit_rows, S) : S) * V;
@@ -106,6 +110,8 @@ uint64_t CudaBuffers::activation_bytes() const {
     f32 += buffer_bytes(n, 4);
   uint64_t i32 = 0;
   for (int64_t n : {ids, tokens, isel, nsel, group_table}) i32 += buffer_bytes(n, 4);
+  if (moe_slots) f32 += buffer_bytes(moe_slots, 4);
+  if (local_ids) i32 += buffer_bytes(local_ids, 4);
   return f32 + i32 + buffer_bytes(1, 8) /*position*/ + buffer_bytes(1, 4) /*error flags*/ +
          buffer_bytes(1, sizeof(SampleDeviceState)) + buffer_bytes(1, 4) /*sampled token*/;
 }

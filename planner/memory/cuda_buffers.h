@@ -22,6 +22,7 @@ struct CudaBufferOptions {
   int64_t logit_rows = 0;    // rows of logits a step returns (0: max_step)
   bool moe_grouped = false;  // the grouped prefill MoE runs (its workspace)
   bool gemm = false;         // the dequantise + cuBLAS prefill GEMM runs (its workspace)
+  bool expert_split = false;  // multi-GPU: per-slot expert outputs and local expert ids
 };
 
 // Element counts (bytes where the name says so) of every buffer the executor allocates.
@@ -31,6 +32,7 @@ struct CudaBuffers {
           a = 0, ckv = 0, cgate = 0, iq = 0, iw = 0, u = 0, rlog = 0, wts = 0, moe = 0, sg = 0, su = 0, smid = 0,
           sh = 0, f = 0, z = 0, logits = 0;
   int64_t ids = 0, tokens = 0, isel = 0, nsel = 0, group_table = 0;  // int32
+  int64_t moe_slots = 0, local_ids = 0;  // multi-GPU only (f32, int32); 0: not allocated
   // ---- workspaces
   int64_t moe_work = 0;          // f32
   int64_t moe_grouped_bytes = 0;  // 0 when the grouped MoE does not run

@@ -70,8 +70,9 @@ void header(Out& o, const LoadedPlan& lp) {
   o("options   max context %llu (requested %llu), numerics %s, KV %s, prefill buckets %s, MTP depth %u,\n",
     (unsigned long long)op->max_context(), (unsigned long long)op->requested_context(),
     plan::EnumNameNumerics(op->numerics()), plan::EnumNameDType(op->kv_dtype()), buckets.c_str(), op->mtp_depth());
-  o("          predicted times at context %llu, offload %s, fit-context %s\n", (unsigned long long)op->cost_context(),
-    op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off");
+  o("          predicted times at context %llu, offload %s, fit-context %s%s\n", (unsigned long long)op->cost_context(),
+    op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off",
+    op->exact_parallel() ? ", exact-parallel" : "");
   if (op->overrides() && op->overrides()->size())
     for (const auto* ov : *op->overrides()) o("          override %s=%s\n", sv(ov->pattern()), sv(ov->kernel()));
 }

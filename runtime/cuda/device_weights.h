@@ -31,6 +31,12 @@ struct WeightPlacement {
   std::string tensor;
   Placement where = Placement::device;
   int device = 0;
+  // Part of the tensor (a multi-GPU plan's outer slice: its device's routed experts):
+  // bytes [offset, offset + bytes) of the GGUF tensor, outer_count entries of its
+  // outermost dimension (the DeviceTensor's shape). bytes 0: the whole tensor. Under
+  // random_seed a part gets exactly that part of the whole tensor's random contents.
+  uint64_t offset = 0, bytes = 0;
+  int64_t outer_count = 0;
 };
 // Every tensor of the file on `device`.
 std::vector<WeightPlacement> all_on_device(const gguf::File& f, int device = 0);

@@ -20,6 +20,9 @@ namespace {
 
 std::string gib(uint64_t b) { return str(format_gib(double(b)), " (", b, " bytes)"); }
 
+// Bytes of `t` that placement `p` holds (a part, or the whole tensor).
+uint64_t placed_bytes(const WeightPlacement& p, const gguf::TensorInfo& t) { return p.bytes ? p.bytes : t.n_bytes; }
+
 }  // namespace
 
 struct DeviceWeights::Impl {
@@ -133,7 +136,7 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     for (const WeightPlacement& p : placements) {
       if (p.where != Placement::device || p.device < 0 || p.device >= n_dev) continue;
       const size_t d = size_t(p.device);
-      const uint64_t bytes = file.require_tensor(p.tensor).n_bytes;
+      const uint64_t bytes = placed_bytes(p, file.require_tensor(p.tensor));
       const uint64_t rounded = (std::max<uint64_t>(bytes, 1) + gran[d] - 1) / gran[d] * gran[d];
       all[d] += rounded;
       if (first_short[d]) continue;
@@ -155,6 +158,7 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
   DeviceWeights::Impl& im = *w.impl_;
   std::unordered_set<std::string> seen;
   std::vector<const gguf::TensorInfo*> infos;
+  std::vector<uint64_t> offsets;  // of each placed part within its tensor
   for (const WeightPlacement& p : placements) {
     const gguf::TensorInfo& t = file.require_tensor(p.tensor);
     if (!seen.insert(p.tensor).second) fail(p.tensor, ": placed twice");
@@ -166,26 +170,37 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     d.name = t.name;
     d.type = t.type;
     d.ne = t.ne;
-    d.bytes = t.n_bytes;
+    d.bytes = placed_bytes(p, t);
     d.where = p.where;
     d.device = p.device;
+    if (p.bytes) {  // a part: bytes [offset, offset + bytes), outer_count of the outermost dim
+      int outer = 3;
+      while (outer > 0 && t.ne[size_t(outer)] == 1) --outer;
+      const uint64_t per = t.n_bytes / uint64_t(t.ne[size_t(outer)]);
+      if (p.outer_count <= 0 || p.offset % per != 0 || p.bytes != per * uint64_t(p.outer_count) ||
+          p.offset + p.bytes > t.n_bytes)
+        fail(p.tensor, ": part of ", p.bytes, " bytes at offset ", p.offset, " (", p.outer_count,
+             " of its outermost dim), expected whole entries of ", per, " bytes within its ", t.n_bytes);
+      d.ne[size_t(outer)] = p.outer_count;
+    }
     if (p.where == Placement::device) {
-      im.vmm.push_back(VmmMapping::create(p.device, t.n_bytes, t.name));
+      im.vmm.push_back(VmmMapping::create(p.device, d.bytes, t.name));
       d.ptr = im.vmm.back().ptr();
       im.device_bytes += im.vmm.back().mapped();
     } else {
-      im.host.push_back(PinnedHost::create(t.n_bytes, t.name));
+      im.host.push_back(PinnedHost::create(d.bytes, t.name));
       d.ptr = im.host.back().dev_ptr();
-      im.host_bytes += t.n_bytes;
+      im.host_bytes += d.bytes;
     }
     im.index[d.name] = im.tensors.size();
     im.tensors.push_back(std::move(d));
     infos.push_back(&t);
+    offsets.push_back(p.offset);
   }
 
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t total = 0;
-  for (const gguf::TensorInfo* t : infos) total += t->n_bytes;
+  for (const DeviceTensor& d : im.tensors) total += d.bytes;
   if (opts.random_seed) {
     const int64_t range = expert_count(file);
     std::vector<cudaStream_t> streams(size_t(n_dev), nullptr);
@@ -196,7 +211,10 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
         if (!streams[size_t(d.device)] && cudaStreamCreateWithFlags(&streams[size_t(d.device)], cudaStreamNonBlocking) != cudaSuccess)
           fail("cannot create a stream on CUDA device ", d.device);
         const RandomTensorFill r = random_fill_for(*infos[i], *opts.random_seed);
-        fill_random(d.type, d.ptr, infos[i]->n_elements(), {r.seed, r.scale, r.center, range}, streams[size_t(d.device)]);
+        // A part gets that part of the whole tensor's contents (counter-based fill).
+        const int64_t elements = d.ne[0] * d.ne[1] * d.ne[2] * d.ne[3];
+        const int64_t first = int64_t(offsets[i] / traits(d.type).bytes) * traits(d.type).block;
+        fill_random(d.type, d.ptr, elements, {r.seed, r.scale, r.center, range, first}, streams[size_t(d.device)]);
       }
       for (int dev = 0; dev < n_dev; ++dev) {
         if (!streams[size_t(dev)]) continue;
@@ -221,12 +239,12 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
       const DeviceTensor& d = im.tensors[i];
       ReadJob j;
       j.shard = t.shard;
-      j.offset = t.file_offset;
-      j.bytes = t.n_bytes;
+      j.offset = t.file_offset + offsets[i];
+      j.bytes = d.bytes;
       j.on_host = d.where == Placement::host;
       j.dst = d.ptr;  // host tensors: replaced by their host address below
       j.device = d.device;
-      j.mapped = file.bytes(t);
+      j.mapped = file.bytes(t).subspan(offsets[i], d.bytes);
       jobs.push_back(j);
     }
     // Host tensors are written through their host address, in placement order.

@@ -28,6 +28,7 @@
 #include "planner/plan_io/plan_io.h"
 #include "runtime/cpu/weights.h"
 #include "runtime/cuda/executor.h"
+#include "runtime/plan/plan_binding.h"
 #include "runtime/engine.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -47,6 +48,11 @@ struct CudaOptions {
   bool progress = false;                   // the loader's progress bar on stderr
   bool host_sampling = false;              // append_sample copies the logits and samples on the host
 };
+
+// Shared with the multi-device engine (multi_device.h): a GPU's identity as plans match
+// it, and the executor options a session's executor gets from the engine's options.
+GpuIdentity gpu_identity(int device);
+ExecutorOptions executor_options(const CudaOptions& o, std::shared_ptr<const ProductKernels> products);
 
 class CudaEngine : public Engine {
  public:

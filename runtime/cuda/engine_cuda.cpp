@@ -15,9 +15,9 @@
 #include "runtime/plan/plan_binding.h"
 
 namespace fp::cuda {
-namespace {
 
-GpuIdentity gpu_identity(int device, cudaDeviceProp& prop) {
+GpuIdentity gpu_identity(int device) {
+  cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) fail("cuda engine: cannot read the properties of device ", device);
   GpuIdentity g;
   g.name = prop.name;
@@ -27,6 +27,8 @@ GpuIdentity gpu_identity(int device, cudaDeviceProp& prop) {
   g.total_bytes = prop.totalGlobalMem;
   return g;
 }
+
+namespace {
 
 // The plan's placement of the model file's tensors (the separate MTP file's are not
 // loaded: no MTP on CUDA yet).
@@ -58,8 +60,7 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) fail("cuda engine: no CUDA device");
   if (opts_.device < 0 || opts_.device >= n_dev) fail("cuda engine: device ", opts_.device, ", have ", n_dev);
   if (cudaSetDevice(opts_.device) != cudaSuccess) fail("cuda engine: cannot use device ", opts_.device);
-  cudaDeviceProp prop{};
-  const GpuIdentity gpu = gpu_identity(opts_.device, prop);
+  const GpuIdentity gpu = gpu_identity(opts_.device);
   device_name_ = gpu.name;
 
   std::vector<WeightPlacement> placements;
@@ -131,9 +132,7 @@ std::unique_ptr<Session> CudaEngine::new_session() { return std::make_unique<Cud
 // Session
 // =============================================================================
 
-namespace {
-
-ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const ProductKernels> products) {
+ExecutorOptions executor_options(const CudaOptions& o, std::shared_ptr<const ProductKernels> products) {
   ExecutorOptions e;
   if (o.plan && (*o.plan)->memory()) {
     const auto* m = (*o.plan)->memory();
@@ -149,14 +148,12 @@ ExecutorOptions exec_options(const CudaOptions& o, std::shared_ptr<const Product
   return e;
 }
 
-}  // namespace
-
 CudaSession::CudaSession(const CudaEngine& e, const CudaOptions& o)
     : vocab_(e.config().n_vocab),
       max_ctx_(o.max_context),
       step_(o.max_step),
       host_sampling_(o.host_sampling),
-      exec_(e.config(), e.device_weights(), exec_options(o, e.products())) {
+      exec_(e.config(), e.device_weights(), executor_options(o, e.products())) {
   last_logits_.assign(size_t(vocab_), 0.0f);
 }
 

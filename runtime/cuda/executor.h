@@ -27,6 +27,13 @@
 // prefill bucket holding the step's size); every other op kind has one CUDA kernel and
 // runs it. With no plan the linear family picks (ops/linear/linear_cuda.h).
 //
+// Multi-GPU plans (ExecutorOptions::part, runtime/cuda/MULTI_GPU.md): one executor per
+// device, each on its own device, stream and graphs. Every node runs on every device; an
+// expert_split moe node computes the slots of the experts its device holds (zeros in the
+// others), the plan's all_reduce node sums those slot outputs over the devices through
+// NCCL on the executor's stream (inside its graph), and moe_combine weighs them in slot
+// order: bit-identical to one GPU.
+//
 // Numerics follow the plan's mode exactly as the CPU does (plain / official round
 // trips). Results differ from the CPU executor only by summation order (f32 dot
 // products, f32 online softmax): about 1e-6 relative per op.
@@ -53,6 +60,8 @@ struct LoadedPlan;
 }
 
 namespace fp::cuda {
+
+class Comms;
 
 // The product kernels this executor implements, by the plan's kernel ids. Adding one is
 // a value here, a line in product_kernel_for() and a case where the executor launches
@@ -121,6 +130,15 @@ struct ExecutorOptions {
   // per verified MTP draft); every row of a prefill chunk costs n_vocab floats of device
   // and pinned memory (1.06 GB for 2048 rows of DS4).
   int64_t logit_rows = 0;
+  // Multi-GPU plans: this executor's device in the plan (its NCCL rank in `comms`) and,
+  // when the plan splits the routed experts, the first expert its weights hold (its
+  // expert tensors hold [expert_first, expert_first + experts)). comms null: one GPU.
+  struct Part {
+    const Comms* comms = nullptr;
+    int rank = 0;
+    bool expert_split = false;
+    int64_t expert_first = 0;
+  } part;
 };
 
 class Executor {

@@ -23,6 +23,7 @@
 #include "planner/memory/cuda_buffers.h"
 #include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
+#include "runtime/cuda/nccl_comms.h"
 
 namespace fp::cuda {
 namespace {
@@ -163,6 +164,8 @@ struct Executor::Impl {
   float *ckv, *cgate, *iq, *iw, *u, *rlog, *wts, *moe, *sg, *su, *smid, *sh, *f, *z, *logits, *moe_work;
   uint8_t* moe_grouped_work = nullptr;  // cuda.moe.grouped_dequant_mma (steps of many tokens)
   int64_t moe_grouped_bytes = 0;
+  float* moe_slots = nullptr;     // multi-GPU, expert_split: [S][K][E] slot outputs
+  int32_t* local_ids = nullptr;  // multi-GPU, expert_split: [S][K] this device's expert ids
   int32_t *ids, *isel, *nsel;
   double* iscores = nullptr;
   int64_t idx_max_rows = 0;
@@ -210,6 +213,8 @@ struct Executor::Impl {
   void hc_post(const float* av, int64_t n);
   void router(const cpu::LayerW& L, int64_t n);
   void moe_op(const cpu::LayerW& L, int64_t n);
+  void moe_all_reduce(int64_t n);
+  void moe_combine(int64_t n);
   void swiglu(float limit, int64_t n_values);
   void add(int64_t n);
   void output_hc_head(int64_t row0, int64_t n);
@@ -290,6 +295,7 @@ void Executor::Impl::setup() {
   bo.moe_grouped = o.products && o.products->uses_moe_grouped;
   bo.gemm = o.products && o.products->uses_gemm;
   bo.logit_rows = o.logit_rows > 0 ? std::min(o.logit_rows, S) : S;
+  bo.expert_split = o.part.expert_split;
   logit_rows = bo.logit_rows;
   const CudaBuffers B = cuda_buffers(c, bo);
   check_memory(B);
@@ -337,6 +343,11 @@ void Executor::Impl::setup() {
   z = arena.alloc<float>(B.z, "z");
   logits = arena.alloc<float>(B.logits, "logits");
   moe_work = arena.alloc<float>(B.moe_work, "moe workspace");
+  if (o.part.expert_split) {
+    if (!o.part.comms) fail("cuda executor: an expert_split plan without NCCL communicators");
+    moe_slots = arena.alloc<float>(B.moe_slots, "moe slot outputs");
+    local_ids = arena.alloc<int32_t>(B.local_ids, "local expert ids");
+  }
   if (B.moe_grouped_bytes > 0) {
     moe_grouped_bytes = B.moe_grouped_bytes;
     moe_grouped_work = arena.alloc<uint8_t>(moe_grouped_bytes, "moe grouped workspace");
@@ -641,6 +652,11 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
   m.limit = L.clamp_exp;
   m.out = moe;
   m.work = moe_work;
+  if (o.part.expert_split) {  // this device's slots only; the all-reduce and the combine follow
+    m.slots = moe_slots;
+    m.local_ids = local_ids;
+    m.expert_first = o.part.expert_first;
+  }
   if (!phase) {  // no plan: moe() picks (the grouped path for steps of many tokens)
     m.grouped_work = moe_grouped_work;
     m.grouped_work_bytes = moe_grouped_bytes;
@@ -656,6 +672,16 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
       break;
     default: fail(L.gate_exps.name, ": the plan names a non-MoE kernel for an moe node");
   }
+}
+
+// Multi-GPU: every device's slot outputs summed over the devices (exact: one non-zero
+// contributor per element), then weighed in slot order as one GPU's moe does.
+void Executor::Impl::moe_all_reduce(int64_t n) {
+  if (node(OpKind::all_reduce)) o.part.comms->all_reduce_sum(o.part.rank, moe_slots, size_t(n * K * E), stream);
+}
+
+void Executor::Impl::moe_combine(int64_t n) {
+  if (node(OpKind::moe_combine)) fp::cuda::moe_combine(moe_slots, wts, n, K, E, moe, stream);
 }
 
 void Executor::Impl::swiglu(float limit, int64_t n_values) {
@@ -703,6 +729,10 @@ void Executor::Impl::layer(const cpu::LayerW& L, LayerState& st, int64_t n) {
   rms_norm(x_in, L.ffn_norm, u, n, E);
   router(L, n);
   moe_op(L, n);
+  if (o.part.expert_split) {
+    moe_all_reduce(n);
+    moe_combine(n);
+  }
   matmul(L.gate_sh, u, n, sg);
   matmul(L.up_sh, u, n, su);
   swiglu(L.clamp_shexp, n * L.gate_sh.rows);

@@ -99,6 +99,14 @@ ProductKernels product_kernels(const LoadedPlan& p) {
         fail(p.path, ": node ", n->name()->str(), " in phase ", dst.name, " runs kernel ", id, ": ", why,
              "; recompile the plan with this build (or --override a kernel it implements)");
       };
+      // Multi-GPU plans: every device runs every node (MULTI_GPU.md); tensor-split
+      // products (heads, rows or columns per device) are not implemented here.
+      if (p->device()->gpus() > 1 && n->device() != -1)
+        fail(p.path, ": node ", n->name()->str(), " in phase ", dst.name, " runs on device ", n->device(),
+             " only; the CUDA executor runs every node of a multi-GPU plan on every device (device -1)");
+      if (n->parallel() == plan::Parallel::tensor_split)
+        fail(p.path, ": node ", n->name()->str(), " in phase ", dst.name, " is tensor_split: the CUDA executor runs "
+             "attention, the shared expert and the head replicated on every GPU and splits only the routed experts");
       if (op == OpKind::matmul || op == OpKind::grouped_matmul || op == OpKind::moe) {
         if (!weighted) refuse("the node names no weight");
         const plan::Weight* w = p->weights()->Get(n->weights()->Get(0));

@@ -1,6 +1,7 @@
 // Plan settings, device matching and the graph comparison (see plan_binding.h).
 #include "runtime/plan/plan_binding.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/core/error.h"
@@ -45,6 +46,12 @@ GraphOptions plan_graph_options(const LoadedPlan& p) {
     for (uint32_t b : *o->prefill_buckets()) g.prefill_buckets.push_back(b);
   g.mtp_depth = o->mtp_depth();
   g.kv_dtype = static_cast<DType>(o->kv_dtype());
+  if (const plan::Parallelism* par = p->parallelism()) {  // multi-GPU plans: the split the compiler chose
+    g.par.devices = par->devices();
+    g.par.attention_split = par->attention() == plan::Parallel::tensor_split;
+    g.par.shared_split = par->shared_expert() == plan::Parallel::tensor_split;
+    g.par.head_split = par->head() == plan::Parallel::tensor_split;
+  }
   return g;
 }
 
@@ -80,20 +87,38 @@ void check_plan_for_cpu(const LoadedPlan& p, const gguf::File& model, const gguf
          "(plans/devices/cpu.yaml) or run it with --backend cuda");
 }
 
-void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp, const GpuIdentity& g) {
+namespace {
+
+void check_gpu(const LoadedPlan& p, const GpuIdentity& g, const std::string& which) {
   const plan::Device& d = *p->device();
-  // The planner places models over several GPUs (issue 8); no executor runs such a plan
-  // yet (NCCL communicators, collectives inside CUDA graphs). Refuse before anything
-  // else looks at its per-device weights or its collective kernel ids.
-  if (d.gpus() > 1)
-    fail(p.path, ": plan for ", d.gpus(), " GPUs: multi-GPU execution is not implemented in this build; compile a "
-         "plan for one GPU (a profile with host.gpus: 1, such as plans/devices/h200-141gb.yaml)");
-  check_plan_matches(p, model, d.name()->str(), 0, mtp);
   if (plan_device_is(d, g)) return;
-  fail(p.path, ": compiled for device ", describe(d), ", this GPU is ", g.name, " (", profile_name_for(g.name), ", cc ",
-       g.cc_major, ".", g.cc_minor, ", ", g.sm_count, " SMs, ", format_gib(double(g.total_bytes)),
+  fail(p.path, ": compiled for device ", describe(d), ", ", which, " is ", g.name, " (", profile_name_for(g.name),
+       ", cc ", g.cc_major, ".", g.cc_minor, ", ", g.sm_count, " SMs, ", format_gib(double(g.total_bytes)),
        "); a plan runs on the GPU whose probe name it carries or whose compute capability, SM count and memory "
        "(within 3%) its profile states; recompile with this GPU's profile (`flashplan probe`)");
+}
+
+}  // namespace
+
+void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp, const GpuIdentity& g) {
+  const plan::Device& d = *p->device();
+  // The single-GPU engine has one executor; a plan over several GPUs runs in the
+  // multi-device engine (the commands pick it from the plan).
+  if (d.gpus() > 1)
+    fail(p.path, ": plan for ", d.gpus(), " GPUs: the single-GPU CUDA engine runs plans for one GPU; run it "
+         "with the multi-device engine (runtime/cuda/multi_device.h)");
+  check_plan_matches(p, model, d.name()->str(), 0, mtp);
+  check_gpu(p, g, "this GPU");
+}
+
+void check_plan_for_gpus(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp,
+                         const std::vector<GpuIdentity>& gpus) {
+  const uint32_t n = std::max<uint32_t>(p->device()->gpus(), 1);
+  check_plan_matches(p, model, p->device()->name()->str(), 0, mtp);
+  if (gpus.size() < n)
+    fail(p.path, ": plan for ", n, " GPUs, ", gpus.size(), " visible (CUDA_VISIBLE_DEVICES and the host's GPUs "
+         "decide); compile for this host's GPU count (a profile with host.gpus: ", gpus.size(), ")");
+  for (uint32_t i = 0; i < n; ++i) check_gpu(p, gpus[i], str("GPU ", i));
 }
 
 // =============================================================================

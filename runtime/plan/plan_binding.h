@@ -13,8 +13,8 @@
 //     memory within 3% of the GPU's (how probe matches a shipped datasheet profile such
 //     as plans/devices/h200-141gb.yaml to a GPU).
 // The compute capability must be equal in both cases. Everything else is refused with
-// both sides named. A plan for several GPUs is refused first: multi-GPU execution is not
-// implemented yet (the planner half of issue 8 is).
+// both sides named. A plan for N GPUs runs on the first N visible GPUs, device i of the
+// plan on GPU i, each matched as above (the multi-device engine, runtime/cuda/multi_device.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -56,6 +56,10 @@ bool plan_device_is(const plan::Device& d, const GpuIdentity& g);
 // Refuse `p` for another model / MTP file (check_plan_matches) or another device.
 void check_plan_for_cpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp);
 void check_plan_for_gpu(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp, const GpuIdentity& g);
+// The same for every GPU of the plan: gpus[i] is the GPU that runs the plan's device i
+// (more may be listed; fewer than the plan's count is refused).
+void check_plan_for_gpus(const LoadedPlan& p, const gguf::File& model, const gguf::File* mtp,
+                         const std::vector<GpuIdentity>& gpus);
 
 // The first difference between the plan's phases and buffers and `g` ("" when they are
 // the same node for node): which phase, which node, which field, both values.

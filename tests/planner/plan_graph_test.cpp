@@ -97,7 +97,7 @@ TEST_CASE("graph: tiny preset — every op of the vocabulary, MTP phases, every 
       for (uint32_t b : n.inputs) CHECK(b < g.buffers.size());
       for (uint32_t b : n.outputs) CHECK(b < g.buffers.size());
     }
-  CHECK(ops.size() == size_t(kOpKindCount) - 2);  // every op but the collectives (multi-GPU plans only)
+  CHECK(ops.size() == size_t(kOpKindCount) - 3);  // every op but the collectives and moe_combine (multi-GPU plans only)
   CHECK(!ops.count(OpKind::all_reduce));
   CHECK(!ops.count(OpKind::all_gather));
   for (const auto& t : m.file().tensors()) CHECK_MESSAGE(read.count(&t), t.name);

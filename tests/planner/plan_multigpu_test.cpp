@@ -1,7 +1,7 @@
 // Multi-GPU plans (issue 8, the planner half): profile validation, expert-parallel
 // placement of every expert exactly once, per-device memory, collectives with sane
 // predicted times, the replicated / split choice, determinism, one-GPU plans unchanged,
-// diff output, and the CUDA executor's refusal of a plan for several GPUs.
+// diff output, and how the runtime matches a plan for several GPUs to the host's GPUs.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -173,13 +173,33 @@ TEST_CASE("2x H100: collectives are nodes with sane predicted times, and the cho
     if (ph->kind() == plan::PhaseKind::mtp_draft) {
       CHECK(reduce >= 1);
     } else {
-      // One per layer for the experts, one more per layer when attention is split.
-      const uint32_t per_layer = par->attention() == plan::Parallel::tensor_split ? 2 : 1;
+      // One per layer for the experts' slot outputs, one more per layer for each split part.
+      const uint32_t per_layer = 1 + (par->attention() == plan::Parallel::tensor_split ? 1 : 0) +
+                                 (par->shared_expert() == plan::Parallel::tensor_split ? 1 : 0);
       CHECK(reduce == per_layer * layers);
       CHECK(gather == (par->head() == plan::Parallel::tensor_split ? 1u : 0u));
     }
-    for (const auto* n : *ph->nodes())
-      if (n->op() == plan::OpKind::moe) CHECK(n->parallel() == plan::Parallel::expert_split);
+    // Every moe node is expert_split, writes the per-slot buffer, and is followed by the
+    // all-reduce of that buffer (k slots of n_embd floats per token) and the combine.
+    const auto& nodes = *ph->nodes();
+    const uint32_t k = p.model()->config()->n_expert_used(), e = p.model()->config()->n_embd();
+    for (uint32_t i = 0; i < nodes.size(); ++i) {
+      const plan::Node* n = nodes.Get(i);
+      if (n->op() != plan::OpKind::moe) continue;
+      CAPTURE(n->name()->str());
+      CHECK(n->parallel() == plan::Parallel::expert_split);
+      REQUIRE(i + 2 < nodes.size());
+      const plan::Node* r = nodes.Get(i + 1);
+      const plan::Node* c = nodes.Get(i + 2);
+      CHECK(p.buffers()->Get(n->outputs()->Get(0))->name()->str() == "moe_slots");
+      CHECK(r->op() == plan::OpKind::all_reduce);
+      CHECK(r->inputs()->Get(0) == n->outputs()->Get(0));
+      CHECK(r->link_bytes() == doctest::Approx(4.0 * n->tokens() * k * e));
+      CHECK(c->op() == plan::OpKind::moe_combine);
+      CHECK(c->parallel() == plan::Parallel::replicated);
+      CHECK(lp.kernel_id(*c) == "cuda.moe.combine");
+      CHECK(p.buffers()->Get(c->outputs()->Get(0))->name()->str() == "moe_out");
+    }
   }
 }
 
@@ -235,9 +255,19 @@ TEST_CASE("diff of a one-GPU and a two-GPU plan shows the placement and the coll
   CHECK(text.find("collectives:") != std::string::npos);
 }
 
-TEST_CASE("the CUDA executor refuses a plan for several GPUs") {
+TEST_CASE("a plan for several GPUs: the single-GPU engine refuses it, each GPU is matched, too few GPUs are refused") {
   const LoadedPlan lp = verify_plan(compile_bytes(tiny_model(), shipped_profile("2x-h100-sxm-80gb")), "two.fplan");
   GpuIdentity h100{"NVIDIA H100 80GB HBM3", 9, 0, 132, 85045231616ull};
-  const std::string e = error_of([&] { check_plan_for_gpu(lp, tiny_model().file(), tiny_model().mtp_file(), h100); });
-  CHECK(e.find("plan for 2 GPUs: multi-GPU execution is not implemented in this build") != std::string::npos);
+  GpuIdentity h200{"NVIDIA H200", 9, 0, 132, 150754820096ull};
+  const gguf::File& f = tiny_model().file();
+  CHECK(error_of([&] { check_plan_for_gpu(lp, f, tiny_model().mtp_file(), h100); })
+            .find("plan for 2 GPUs: the single-GPU CUDA engine runs plans for one GPU") != std::string::npos);
+  check_plan_for_gpus(lp, f, tiny_model().mtp_file(), {h100, h100});
+  check_plan_for_gpus(lp, f, tiny_model().mtp_file(), {h100, h100, h200});  // more GPUs than the plan's: the first two
+  CHECK(error_of([&] { check_plan_for_gpus(lp, f, tiny_model().mtp_file(), {h100}); })
+            .find("plan for 2 GPUs, 1 visible") != std::string::npos);
+  const std::string e = error_of([&] { check_plan_for_gpus(lp, f, tiny_model().mtp_file(), {h100, h200}); });
+  CHECK(e.find("GPU 1 is NVIDIA H200") != std::string::npos);
+  // The op graph this build makes with the plan's options is the plan's (the split is read back).
+  CHECK(first_graph_difference(lp, build_op_graph(tiny_model(), plan_graph_options(lp))) == "");
 }

@@ -51,8 +51,8 @@ TEST_CASE("registry: unique sorted ids, a cpu and a cuda kernel for every op") {
     bool cuda = false;
     for (const auto& k : all) cuda |= k.op == static_cast<OpKind>(op) && k.backend == Backend::Cuda;
     CHECK(cuda);
-    // Collectives exist only in multi-GPU plans: NCCL entries, no CPU reference.
-    if (is_collective(static_cast<OpKind>(op))) {
+    // Collectives and moe_combine exist only in multi-GPU plans: CUDA entries, no CPU reference.
+    if (is_multi_gpu_only(static_cast<OpKind>(op))) {
       CHECK(find_kernel(std::string("cpu.") + op_kind_name(static_cast<OpKind>(op))) == nullptr);
       continue;
     }
@@ -65,15 +65,16 @@ TEST_CASE("registry: unique sorted ids, a cpu and a cuda kernel for every op") {
   for (const char* id : {"cuda.matvec.q8_0", "cuda.matvec.iq2_xxs", "cuda.matvec.q2_k", "cuda.matvec.q4_k",
                          "cuda.matvec.f16", "cuda.matvec.f32", "cuda.gemm.dequant_cublas_f16",
                          "cuda.grouped_matvec.q8_0", "cuda.attention.decode", "cuda.attention.prefill",
-                         "cuda.moe.matvec", "cuda.indexer_topk.decode", "cuda.hc_pre", "cuda.sample"}) {
+                         "cuda.moe.matvec", "cuda.indexer_topk.decode", "cuda.hc_pre", "cuda.sample",
+                         "cuda.nccl.all_reduce", "cuda.moe.combine"}) {
     REQUIRE_MESSAGE(find_kernel(id) != nullptr, id);
     CHECK_MESSAGE(find_kernel(id)->implemented, id);
   }
-  // Registered ahead of their kernels: visible, never planned (the collectives only in
-  // multi-GPU plans, which every executor refuses).
+  // Registered ahead of their kernels: visible, never planned (the all-gather only in
+  // multi-GPU plans with a split head, which the CUDA executor refuses).
   for (const char* id : {"cuda.gemm.int8_tc", "cuda.grouped_gemm.int8_tc", "cuda.gemm.cublas", "cuda.grouped_gemm.cublas",
                          "cuda.grouped_gemm.dequant_cublas_f16", "cuda.moe.grouped_int8_tc",
-                         "cuda.moe.grouped_dequant_cublas", "cuda.nccl.all_reduce", "cuda.nccl.all_gather"}) {
+                         "cuda.moe.grouped_dequant_cublas", "cuda.nccl.all_gather"}) {
     REQUIRE_MESSAGE(find_kernel(id) != nullptr, id);
     CHECK_MESSAGE(!find_kernel(id)->implemented, id);
   }

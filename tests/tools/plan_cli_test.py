@@ -98,6 +98,23 @@ with tempfile.TemporaryDirectory() as tmp:
     j = json.loads(run("inspect", "--json", c)[1])
     check(all(k["id"].startswith("cpu.") for k in j["kernels"]), "cpu plan lists non-cpu kernels")
 
+    # Two GPUs with --exact-parallel: attention, shared expert and head replicated, the
+    # split options listed as excluded, the flag recorded in the plan and shown by diff.
+    e = os.path.join(tmp, "e.fplan")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/2x-h100-sxm-80gb.yaml", "-o", e, "-q",
+                     "--exact-parallel")
+    check(rc == 0, f"compile --exact-parallel: {err}")
+    rc, out, _ = run("inspect", e)
+    check("attention replicated, shared expert replicated, head replicated" in out, f"exact plan split something:\n{out}")
+    check("exact-parallel" in out and "--exact-parallel: a split part" in out, "excluded options not listed")
+    j = json.loads(run("inspect", "--json", e)[1])
+    check(j["provenance"]["options"].get("exact_parallel") is True, "exact_parallel not in the plan's options")
+    check(any(n["op"] == "moe_combine" for n in j["phases"][0]["nodes"]), "no moe_combine node in a 2-GPU plan")
+    e2 = os.path.join(tmp, "e2.fplan")
+    run("compile", tiny, "--profile", "plans/devices/2x-h100-sxm-80gb.yaml", "-o", e2, "-q")
+    rc, out, _ = run("diff", e2, e)
+    check(rc == 1 and "exact_parallel: 0 -> 1" in out, f"diff misses exact_parallel: {rc}\n{out}")
+
     rc, out, _ = run("kernels")
     check(rc == 0 and "cuda.matvec.q8_0" in out and "cpu.attention" in out, "kernels listing")
     rc, out, _ = run("kernels", "--json")

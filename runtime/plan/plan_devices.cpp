@@ -1,0 +1,87 @@
+// plan_devices (see plan_devices.h).
+#include "runtime/plan/plan_devices.h"
+
+#include <algorithm>
+
+#include "ops/core/error.h"
+
+namespace fp {
+namespace {
+
+// Routed-expert tensors: blk.N.ffn_{gate,up,down}_exps.weight.
+bool routed_experts(const std::string& name) { return name.find("_exps.") != std::string::npos; }
+
+}  // namespace
+
+std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& model) {
+  const uint32_t n = std::max<uint32_t>(p->device()->gpus(), 1);
+  const int64_t n_expert = int64_t(p->model()->config()->n_expert());
+  std::vector<PlanDevice> out(n);
+  std::vector<bool> range_set(n, false);
+  for (const plan::Weight* w : *p->weights()) {
+    if (w->file() != 0) continue;
+    const std::string name = w->name()->str();
+    const gguf::TensorInfo& t = model.require_tensor(name);
+    const bool sliced = w->slices() && w->slices()->size() > 0;
+    if (!sliced) {
+      if (n > 1) fail(p.path, ": weight ", name, " has no per-device slices in a plan for ", n, " GPUs");
+      DeviceTensorLoad l;
+      l.tensor = name;
+      l.host = w->placement() == plan::Placement::host_mapped;
+      l.bytes = t.n_bytes;
+      out[0].tensors.push_back(std::move(l));
+      if (routed_experts(name)) out[0].expert_count = n_expert;
+      continue;
+    }
+    std::vector<bool> held(n, false);
+    for (const plan::WeightSlice* s : *w->slices()) {
+      const std::string where = str(p.path, ": weight ", name, " slice for device ", s->device());
+      if (s->device() < 0 || uint32_t(s->device()) >= n) fail(where, ": device outside 0..", n - 1);
+      const uint32_t d = uint32_t(s->device());
+      if (held[d]) fail(where, ": a second slice for the same device");
+      held[d] = true;
+      DeviceTensorLoad l;
+      l.tensor = name;
+      if (p->chunks()->Get(s->chunk())->placement() == plan::Placement::host_mapped)
+        fail(where, ": in host memory; multi-GPU plans keep every weight on the devices");
+      if (s->axis() == plan::SliceAxis::columns)
+        fail(where, ": a column slice (tensor-split product); this build's CUDA executor runs attention, the shared "
+             "expert and the head replicated, so it loads whole tensors and outer (expert) slices only");
+      if (s->axis() == plan::SliceAxis::whole) {
+        l.bytes = t.n_bytes;
+      } else {  // outer: [first, first + count) of the outermost dimension
+        int dims = 4;
+        while (dims > 1 && t.ne[size_t(dims - 1)] == 1) --dims;
+        const uint64_t extent = uint64_t(t.ne[size_t(dims - 1)]);
+        if (s->count() == 0 || s->first() + s->count() > extent)
+          fail(where, ": outer slice [", s->first(), ", ", s->first() + s->count(), "), expected within [0, ", extent,
+               ")");
+        const uint64_t per = t.n_bytes / extent;
+        if (per * s->count() != s->bytes())
+          fail(where, ": ", s->bytes(), " bytes, expected ", per * s->count(), " (", s->count(), " x ", per, ")");
+        l.offset = per * s->first();
+        l.bytes = s->bytes();
+        l.outer_first = int64_t(s->first());
+        l.outer_count = int64_t(s->count());
+      }
+      if (routed_experts(name)) {
+        PlanDevice& dev = out[d];
+        const int64_t first = l.outer_count ? l.outer_first : 0, count = l.outer_count ? l.outer_count : n_expert;
+        if (!range_set[d]) {
+          dev.expert_first = first;
+          dev.expert_count = count;
+          range_set[d] = true;
+        } else if (dev.expert_first != first || dev.expert_count != count) {
+          fail(where, ": experts [", first, ", ", first + count, "), expected [", dev.expert_first, ", ",
+               dev.expert_first + dev.expert_count, ") as in this device's other routed-expert tensors");
+        }
+      }
+      out[d].tensors.push_back(std::move(l));
+    }
+    for (uint32_t d = 0; d < n; ++d)
+      if (!held[d]) fail(p.path, ": weight ", name, " has no slice for device ", d, " (every device runs every node)");
+  }
+  return out;
+}
+
+}  // namespace fp
