@@ -37,6 +37,11 @@ struct WeightPlacement {
   // random_seed a part gets exactly that part of the whole tensor's random contents.
   uint64_t offset = 0, bytes = 0;
   int64_t outer_count = 0;
+  // A plan's packed chunk (device_packed: small tensors share one mapping instead of
+  // each taking a whole granule): the chunk's id, its rounded size, and this tensor's
+  // offset in it. pack < 0: the tensor gets its own mapping.
+  int64_t pack = -1;
+  uint64_t pack_bytes = 0, pack_offset = 0;
 };
 // Every tensor of the file on `device`.
 std::vector<WeightPlacement> all_on_device(const gguf::File& f, int device = 0);

@@ -133,10 +133,12 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
       device_memory(d, free_b[size_t(d)], total_b[size_t(d)]);
       gran[size_t(d)] = vmm_granularity(d);
     }
+    std::unordered_set<int64_t> packs_counted;
     for (const WeightPlacement& p : placements) {
       if (p.where != Placement::device || p.device < 0 || p.device >= n_dev) continue;
+      if (p.pack >= 0 && !packs_counted.insert(p.pack).second) continue;  // a packed chunk counts once
       const size_t d = size_t(p.device);
-      const uint64_t bytes = placed_bytes(p, file.require_tensor(p.tensor));
+      const uint64_t bytes = p.pack >= 0 ? p.pack_bytes : placed_bytes(p, file.require_tensor(p.tensor));
       const uint64_t rounded = (std::max<uint64_t>(bytes, 1) + gran[d] - 1) / gran[d] * gran[d];
       all[d] += rounded;
       if (first_short[d]) continue;
@@ -159,6 +161,12 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
   std::unordered_set<std::string> seen;
   std::vector<const gguf::TensorInfo*> infos;
   std::vector<uint64_t> offsets;  // of each placed part within its tensor
+  struct PackMapping {
+    size_t mapping;  // index in im.vmm
+    uint64_t bytes;
+    int device;
+  };
+  std::unordered_map<int64_t, PackMapping> packs;
   for (const WeightPlacement& p : placements) {
     const gguf::TensorInfo& t = file.require_tensor(p.tensor);
     if (!seen.insert(p.tensor).second) fail(p.tensor, ": placed twice");
@@ -183,7 +191,24 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
              " of its outermost dim), expected whole entries of ", per, " bytes within its ", t.n_bytes);
       d.ne[size_t(outer)] = p.outer_count;
     }
-    if (p.where == Placement::device) {
+    if (p.where == Placement::device && p.pack >= 0) {
+      // A plan's packed chunk: one mapping for all its tensors, made when the first one
+      // comes; each tensor at its offset, inside the chunk and 16-byte aligned (the
+      // kernels' vector loads).
+      if (p.bytes) fail(p.tensor, ": a part of a tensor in packed chunk ", p.pack, ", expected its own mapping");
+      if (p.pack_offset % 16 != 0 || p.pack_offset + d.bytes > p.pack_bytes)
+        fail(p.tensor, ": bytes [", p.pack_offset, ", ", p.pack_offset + d.bytes, ") in packed chunk ", p.pack, " of ",
+             p.pack_bytes, " bytes, expected a 16-byte aligned range inside it");
+      auto [it, fresh] = packs.try_emplace(p.pack, PackMapping{im.vmm.size(), p.pack_bytes, p.device});
+      if (fresh) {
+        im.vmm.push_back(VmmMapping::create(p.device, p.pack_bytes, "packed chunk " + std::to_string(p.pack)));
+        im.device_bytes += im.vmm.back().mapped();
+      } else if (it->second.bytes != p.pack_bytes || it->second.device != p.device) {
+        fail(p.tensor, ": packed chunk ", p.pack, " of ", p.pack_bytes, " bytes on device ", p.device,
+             ", expected the ", it->second.bytes, " bytes on device ", it->second.device, " its other tensors gave");
+      }
+      d.ptr = static_cast<uint8_t*>(im.vmm[it->second.mapping].ptr()) + p.pack_offset;
+    } else if (p.where == Placement::device) {
       im.vmm.push_back(VmmMapping::create(p.device, d.bytes, t.name));
       d.ptr = im.vmm.back().ptr();
       im.device_bytes += im.vmm.back().mapped();

@@ -40,6 +40,14 @@ std::vector<WeightPlacement> plan_placements(const LoadedPlan& p, int device) {
     x.tensor = w->name()->str();
     x.where = w->placement() == plan::Placement::host_mapped ? Placement::host : Placement::device;
     x.device = device;  // plans place on device 0 today (one GPU per plan)
+    if (w->placement() == plan::Placement::device_packed) {
+      const auto* chunks = p->chunks();
+      if (!chunks || w->chunk() >= chunks->size())
+        fail(p.path, ": weight ", x.tensor, " lies in chunk ", w->chunk(), ", the plan has ", chunks ? chunks->size() : 0);
+      x.pack = int64_t(w->chunk());
+      x.pack_bytes = chunks->Get(w->chunk())->bytes();
+      x.pack_offset = w->chunk_offset();
+    }
     out.push_back(std::move(x));
   }
   return out;

@@ -110,6 +110,9 @@ MultiDeviceEngine::MultiDeviceEngine(Model model, const CudaOptions& o) : model_
         x.bytes = t.bytes;
         x.outer_count = t.outer_count;
       }
+      x.pack = t.pack;
+      x.pack_bytes = t.pack_bytes;
+      x.pack_offset = t.pack_offset;
       placements.push_back(std::move(x));
     }
     if (cudaSetDevice(d) != cudaSuccess) fail("multi-device engine: cannot use CUDA device ", d);

@@ -27,6 +27,10 @@ struct DeviceTensorLoad {
   bool host = false;                         // pinned mapped host memory (one-GPU plans only)
   uint64_t offset = 0, bytes = 0;            // the byte range of the GGUF tensor this device holds
   int64_t outer_first = 0, outer_count = 0;  // an outer slice; count 0: the whole tensor
+  // In one of the plan's packed chunks (small tensors share a mapping): its id, rounded
+  // bytes and this tensor's offset. pack < 0: its own mapping.
+  int64_t pack = -1;
+  uint64_t pack_bytes = 0, pack_offset = 0;
 };
 
 struct PlanDevice {

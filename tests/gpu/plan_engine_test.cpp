@@ -130,6 +130,9 @@ TEST_CASE("cuda engine from a plan: the same greedy tokens as without one") {
     o.graphs = graphs;
     auto e = cuda::CudaEngine::open(kTiny, o);
     REQUIRE(e->products() != nullptr);
+    // The loader maps the plan's chunks (small tensors share a packed chunk): the device
+    // holds exactly the weight bytes the plan counted.
+    CHECK(e->weight_bytes() - e->load_info().host_bytes == (*plan)->memory()->weights_device_bytes());
     CHECK(e->products()->for_step(1)->name == "decode");
     CHECK(e->load_info().plan == plan->path);
     CHECK(e->load_info().source == "file");
@@ -313,6 +316,7 @@ TEST_CASE("random weights: the full model from a header-only GGUF runs with fini
   CHECK(li.bytes > (80ull << 30));
   MESSAGE("random fill of ", double(li.bytes) / double(1ull << 30), " GiB (", double(li.host_bytes) / double(1ull << 30),
           " GiB on the host) in ", li.seconds, " s");
+  CHECK(e->weight_bytes() - li.host_bytes == (*plan)->memory()->weights_device_bytes());
   auto s = e->new_session();
   std::vector<int32_t> prompt(40);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 7919 + 11) % e->config().n_vocab);

@@ -86,6 +86,52 @@ TEST_CASE("plan devices: the tiny model on 2 GPUs holds every tensor once per de
   for (const DeviceTensorLoad& t : d1[0].tensors) CHECK(t.outer_count == 0);
 }
 
+namespace {
+
+// Device bytes a runtime maps for `dev`: each packed chunk once, every other tensor in its
+// own mapping rounded to the granularity; checks each packed tensor lies inside its chunk.
+uint64_t mapped_bytes(const PlanDevice& dev, uint64_t gran, size_t* packed_tensors) {
+  std::map<int64_t, uint64_t> packs;
+  uint64_t own = 0;
+  for (const DeviceTensorLoad& t : dev.tensors) {
+    if (t.host) continue;
+    if (t.pack < 0) {
+      own += (t.bytes + gran - 1) / gran * gran;
+      continue;
+    }
+    ++*packed_tensors;
+    CHECK_MESSAGE(t.pack_offset % 16 == 0, t.tensor);
+    CHECK_MESSAGE(t.pack_offset + t.bytes <= t.pack_bytes, t.tensor);
+    const auto [it, fresh] = packs.emplace(t.pack, t.pack_bytes);
+    if (!fresh) CHECK_MESSAGE(it->second == t.pack_bytes, t.tensor);
+  }
+  for (const auto& [id, bytes] : packs) own += bytes;
+  return own;
+}
+
+}  // namespace
+
+TEST_CASE("plan devices: small tensors load into the plan's packed chunks, so a device maps the bytes the plan counted") {
+  const Model& m = builtin();
+  for (const char* profile : {"h100-sxm-80gb", "2x-h100-sxm-80gb"}) {
+    CAPTURE(profile);
+    const LoadedPlan lp = plan_for(m, profile, true);
+    const std::vector<PlanDevice> devs = plan_devices(lp, m.file());
+    const uint64_t gran = lp->device()->vmm_granularity();
+    REQUIRE(gran > 0);
+    for (size_t d = 0; d < devs.size(); ++d) {
+      CAPTURE(d);
+      size_t packed = 0;
+      const uint64_t mapped = mapped_bytes(devs[d], gran, &packed);
+      CHECK(packed > 0);  // the tiny model's norms and small projections
+      uint64_t planned = 0;
+      for (const plan::Chunk* c : *lp->chunks())
+        if (c->device() == int32_t(d) && c->placement() != plan::Placement::host_mapped) planned += c->bytes();
+      CHECK(mapped == planned);
+    }
+  }
+}
+
 TEST_CASE("plan devices: the CUDA product table takes the 2-GPU plan; every moe is followed by its all-reduce and combine") {
   const Model& m = builtin();
   const LoadedPlan lp = plan_for(m, "2x-h100-sxm-80gb", false);  // the cost model keeps the tiny model replicated
