@@ -201,7 +201,15 @@ __device__ __forceinline__ void load_x_q8_0(const uint8_t* x, int64_t e, XRun& r
 #ifndef FP_MV_ASYNC
 #define FP_MV_ASYNC 0
 #endif
-constexpr int kBuffers = FP_MV_ASYNC ? 2 : 1;  // shared buffers per warp
+#ifndef FP_MV_BALANCE
+#define FP_MV_BALANCE 0
+#endif
+// FP_MV_PERTYPE: steps 3 (cp.async) and 6 (balanced rows) only for the types they helped on
+// the H100 (IQ2_XXS, Q2_K, Q4_K); Q8_0 keeps main's single buffer and row choice (both
+// steps cost its big products 10-11 %, bench/results/h100-2026-12-07.md).
+#ifndef FP_MV_PERTYPE
+#define FP_MV_PERTYPE 0
+#endif
 
 // Common shape: a lane owns units of kUnitElems weights (kRuns units per block), kU
 // units per lane per chunk -> 32*kU units = 4096 weights per chunk of a row; K 16-byte
@@ -217,10 +225,14 @@ struct Shape {
   static constexpr int K = (kChunkBytes / 16 + 31) / 32;
   static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
   static constexpr int kDynTableBytes = 0;  // lookup tables at the start of the dynamic shared memory
+  static constexpr bool kAsync = FP_MV_ASYNC, kBalance = FP_MV_BALANCE;
+  static constexpr int kBuffers = kAsync ? 2 : 1;  // shared buffers per warp
 };
 constexpr int kRMax = 4;
 
 struct OpQ8_0 : Shape<34, 1> {
+  static constexpr bool kAsync = FP_MV_ASYNC && !FP_MV_PERTYPE, kBalance = FP_MV_BALANCE && !FP_MV_PERTYPE;
+  static constexpr int kBuffers = kAsync ? 2 : 1;
   using X = XRun;
   static constexpr bool kPackable = true;
   static constexpr int kTableBytes = 0;
@@ -474,19 +486,19 @@ __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t 
   for (int k = 0; k < Op::K; ++k) {
     const int i = lane + 32 * k;
     if (i < c.nvec) {
-      if (FP_MV_ASYNC) cp_async16(dst + c.vec_off + 16 * i, reinterpret_cast<const uint4*>(a0) + i);
+      if (Op::kAsync) cp_async16(dst + c.vec_off + 16 * i, reinterpret_cast<const uint4*>(a0) + i);
       else c.v[k] = ldg_stream(reinterpret_cast<const uint4*>(a0) + i);
     }
   }
-  if (FP_MV_ASYNC) cp_async_commit();
+  if (Op::kAsync) cp_async_commit();
   if (lane < c.nhead) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(src) + 2 * lane);
   else if (lane >= 8 && lane - 8 < c.ntail) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(a1) + 2 * (lane - 8));
 }
 
-template <int K>
+template <class Op, int K>
 __device__ __forceinline__ void stage(const Chunk<K>& c, uint8_t* buf, int lane) {
 #pragma unroll
-  for (int k = 0; k < (FP_MV_ASYNC ? 0 : K); ++k) {
+  for (int k = 0; k < (Op::kAsync ? 0 : K); ++k) {
     const int i = lane + 32 * k;
     if (i < c.nvec) reinterpret_cast<uint4*>(buf + c.vec_off)[i] = c.v[k];
   }
@@ -502,9 +514,6 @@ __device__ __forceinline__ void stage(const Chunk<K>& c, uint8_t* buf, int lane)
 #endif
 #ifndef FP_MV_SKELETON
 #define FP_MV_SKELETON 0
-#endif
-#ifndef FP_MV_BALANCE
-#define FP_MV_BALANCE 0
 #endif
 
 template <class Op>
@@ -540,7 +549,7 @@ template <class Op>
 __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  uint8_t* const bufs = smem + Op::kDynTableBytes + warp * kBuffers * Op::kBufBytes;
+  uint8_t* const bufs = smem + Op::kDynTableBytes + warp * Op::kBuffers * Op::kBufBytes;
   int cur = 0;  // the buffer the next chunk lands in (FP_MV_ASYNC)
   // Per-slot activations: each warp takes a contiguous run of items, which mostly share a
   // slot, so activations are reloaded only when the slot changes. Shared activations:
@@ -563,7 +572,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   allow_next();
   if constexpr (Op::kTableBytes > 0) {
     // Scratch: the last warp's last buffer, which nothing writes before this returns.
-    Op::init_tables(smem, smem + Op::kDynTableBytes + (kWarps * kBuffers - 1) * Op::kBufBytes);
+    Op::init_tables(smem, smem + Op::kDynTableBytes + (kWarps * Op::kBuffers - 1) * Op::kBufBytes);
     __syncthreads();
   }
   wait_prev();
@@ -599,15 +608,15 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
       }
     }
     uint8_t* const buf = bufs + cur * Op::kBufBytes;
-    if (FP_MV_ASYNC) cp_async_wait_all();
+    if (Op::kAsync) cp_async_wait_all();
     __syncwarp();
-    stage(c, buf, lane);
+    stage<Op>(c, buf, lane);
     __syncwarp();
     if (++chunk == p.chunks) {
       chunk = 0;
       item += step;
     }
-    cur = kBuffers - 1 - cur;
+    cur = Op::kBuffers - 1 - cur;
     if (item < items) issue<Op>(c, p, ids, item, chunk, lane, bufs + cur * Op::kBufBytes);  // in flight during compute
 
 #if FP_MV_ROLLED
@@ -884,7 +893,7 @@ void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s
 
 template <class Op>
 void launch_q(const Params& p, bool overlap, Stream s) {
-  constexpr int smem = Op::kDynTableBytes + kWarps * kBuffers * Op::kBufBytes;
+  constexpr int smem = Op::kDynTableBytes + kWarps * Op::kBuffers * Op::kBufBytes;
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
@@ -898,8 +907,7 @@ void launch_q(const Params& p, bool overlap, Stream s) {
   if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, q.pack * kRMax));
   const int64_t warps = int64_t(resident_ctas(fn, smem)) * sm_count() * kWarps;
   auto items_for = [&](int r) { return int64_t(q.n_slots) * ((q.rows + r - 1) / r) * (q.w2 ? 2 : 1); };
-#if FP_MV_BALANCE
-  {
+  if constexpr (Op::kBalance) {
     // The slowest warp streams ceil(items / warps) items of r rows: pick the r that makes
     // that smallest (ties: the larger r, fewer and larger chunks).
     int best = q.rows_per_item;
@@ -909,10 +917,9 @@ void launch_q(const Params& p, bool overlap, Stream s) {
       if (cost < best_cost) best = r, best_cost = cost;
     }
     q.rows_per_item = best;
+  } else {
+    while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
   }
-#else
-  while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
-#endif
   q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
   launch(&matvec_q<Op>, grid_for(fn, smem, host_items(q)), smem, overlap, s, q);
 }
