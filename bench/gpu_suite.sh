@@ -1,45 +1,77 @@
 #!/usr/bin/env bash
-# The GPU suite, in one command on a machine with an NVIDIA GPU: the parity tests
-# (test_gpu), the same parity tests under compute-sanitizer memcheck, and the kernel
-# microbenchmark. Binaries come from a CUDA build directory (default build-cuda).
+# The whole GPU check in one device call, most important first, each step skipped when its
+# time cap could pass DEADLINE (seconds since start; default 560, under a 10-minute call):
+#   tg    test_gpu, every case (parity of every kernel, engines, plans, multi-device on one GPU)
+#   san   compute-sanitizer memcheck over the tiny model's forward pass (tests/gpu/sanitizer_test.sh)
+#   plan  the full-size synthetic model's header and this GPU's plan (its shipped profile,
+#         chosen by the name nvidia-smi reports)
+#   prof  flashplan profile of that plan with random weights: per-node decode and prefill time
+#   full  bench/full_model.sh from that plan: load, run and the context sweep (decode/prefill tok/s)
+#   mv    flashplan bench-kernels (BENCH_ARGS, default --quick): the decode matvecs against the copy ceiling (CSV)
+#   memq  memcheck (leak check on) over the quant family's and the loader's parity tests
 #
-#   bench/gpu_suite.sh [BUILD_DIR] [OUT_DIR]
+#   bench/gpu_suite.sh BIN_DIR OUT_DIR        (STEPS="tg san plan prof full mv memq" by default)
 #
-# Writes OUT_DIR/test_gpu.txt, memcheck.txt, bench.txt, matvec.csv and env.txt, and
-# prints a short summary last.
+# BIN_DIR holds flashplan and test_gpu (or is a CUDA build directory: tests/test_gpu), and
+# any shared libraries they need. libnccl.so.2 is
+# looked for under /opt, /usr/local and /usr/lib (test_gpu's NCCL cases need it). Writes
+# everything under OUT_DIR and re-packs OUT_DIR.tgz after each step, so a call cut short
+# still returns what it measured.
 set -uo pipefail
-build=${1:-build-cuda}
-out=${2:-${OUT:-gpu-suite-out}}
+bin=$(cd "${1:?BIN_DIR}" && pwd)
+out=${2:?OUT_DIR}
 mkdir -p "$out"
-[ -d "$build/lib" ] && export LD_LIBRARY_PATH="$build/lib:${LD_LIBRARY_PATH:-}"
-
+test_gpu=$bin/test_gpu
+[ -x "$test_gpu" ] || test_gpu=$bin/tests/test_gpu
+nccl=$(find /opt /usr/local /usr/lib -name 'libnccl.so.2' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$bin${nccl:+:$(dirname "$nccl")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$gpu" in
+  *H100*) profile=plans/devices/h100-sxm-80gb.yaml ;;
+  *H200*) profile=plans/devices/h200-141gb.yaml ;;
+  *) profile=${PROFILE:?no shipped profile for "$gpu": set PROFILE} ;;
+esac
+header=/dev/shm/ds4-full-header.gguf
 {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   date -u +%Y-%m-%dT%H:%M:%SZ
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
-  uname -r
-  ldd "$build/tests/test_gpu" | grep -E "not found|cuda|cublas" || true
+  "$bin/flashplan" --version
+  echo "profile: $profile; nccl: ${nccl:-not found}"
 } > "$out/env.txt" 2>&1
+cat "$out/env.txt"
 
-# The quant family's kernels, VMM and the loader (this script's suites), then every GPU test.
-mine="gpu dequantize*,gpu activation*,gpu matvec*,gpu moe matvec*,gpu gemm*,gpu fill_random*,vmm:*,pinned host*,load_weights*"
-"$build/tests/test_gpu" --test-case="$mine" --duration=true > "$out/test_gpu.txt" 2>&1
-rc_test=$?
-if [ -n "${ALL_TESTS:-}" ]; then
-  timeout ${ALL_TIMEOUT:-300} "$build/tests/test_gpu" --duration=true > "$out/test_gpu_all.txt" 2>&1
-  rc_all=$?
-fi
+pack() { tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"; }
+# step CAP CMD...: runs CMD under `timeout CAP` unless it could end past DEADLINE.
+step() {
+  local cap=$1; shift
+  if [ $((SECONDS + cap)) -gt "${DEADLINE:-560}" ]; then echo "skipped (time): $*" | cut -c1-150; return; fi
+  local t=$SECONDS; timeout "$cap" "$@"; echo "rc $? in $((SECONDS - t)) s: $*" | cut -c1-150
+}
 
-"$build/flashplan" bench-kernels --csv "$out/matvec.csv" ${BENCH_ARGS:-} > "$out/bench.txt" 2>&1
-rc_bench=$?
-
-sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-# memcheck over every kernel's parity test (the loader test is host-heavy: left out).
-timeout ${MEMCHECK_TIMEOUT:-400} "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 \
-  "$build/tests/test_gpu" --test-case="$mine" --test-case-exclude="load_weights*,vmm: out of memory*" > "$out/memcheck.txt" 2>&1
-rc_mem=$?
-
-echo "== env";       cat "$out/env.txt"
-echo "== test_gpu (rc $rc_test)"; grep -E "^\[doctest\] (test cases|assertions|Status)" "$out/test_gpu.txt"; grep -B2 -A8 "ERROR" "$out/test_gpu.txt" | head -60
-[ -n "${ALL_TESTS:-}" ] && { echo "== all GPU tests (rc $rc_all)"; grep -E "^\[doctest\] (test cases|assertions|Status)" "$out/test_gpu_all.txt"; grep -E "ERROR|FATAL" "$out/test_gpu_all.txt" | head -20; }
-echo "== memcheck (rc $rc_mem)"; grep -E "ERROR SUMMARY|LEAK SUMMARY|^\[doctest\] (test cases|Status)" "$out/memcheck.txt" | head
-echo "== bench (rc $rc_bench)"; cat "$out/bench.txt" | tail -30
+quant="gpu dequantize*,gpu activation*,gpu matvec*,gpu moe matvec*,gpu gemm*,gpu fill_random*,vmm:*,pinned host*"
+for s in ${STEPS:-tg san plan prof full mv memq}; do
+  case $s in
+    tg) step 120 bash -c "'$test_gpu' --duration=true > '$out/test_gpu.txt' 2>&1"
+        grep -E '^\[doctest\] (test cases|assertions|Status)' "$out/test_gpu.txt"
+        grep -B2 -A6 'ERROR' "$out/test_gpu.txt" | head -40
+        grep -i 'not run' "$out/test_gpu.txt" | head -5 ;;
+    san) step 120 bash -c "sh tests/gpu/sanitizer_test.sh '$test_gpu' > '$out/sanitizer.txt' 2>&1"
+         tail -3 "$out/sanitizer.txt" ;;
+    plan) step 40 bash -c "'$bin/flashplan' synth --preset full --header-only --seed 1 -o $header > '$out/synth.txt' 2>&1 &&
+                           '$bin/flashplan' compile $header --profile $profile -o '$out/full.fplan' > '$out/compile.txt' 2>&1"
+          head -2 "$out/compile.txt" | cut -c1-300 ;;
+    prof) step 90 bash -c "'$bin/flashplan' profile $header --plan '$out/full.fplan' --weights random:1 --ctx-tokens 512 \
+                             -o '$out/profile.csv' > '$out/profile.txt' 2>&1"
+          head -45 "$out/profile.txt" ;;
+    full) step 200 bash -c "PROFILE=$profile CTX_MAX=${CTX_MAX:-4096} GEN=64 PROBE=0 bench/full_model.sh '$bin' '$out/full' \
+                             > '$out/full.txt' 2>&1"
+          tail -12 "$out/full.txt" | cut -c1-300 ;;
+    mv) step 60 bash -c "'$bin/flashplan' bench-kernels ${BENCH_ARGS:---quick} --csv '$out/matvec.csv' > '$out/matvec.txt' 2>&1"
+        head -1 "$out/matvec.txt" ;;
+    memq) step 150 bash -c "compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 '$test_gpu' \
+                             --test-case='$quant' > '$out/memcheck_quant.txt' 2>&1"
+          tail -2 "$out/memcheck_quant.txt" ;;
+    *) echo "unknown step $s (tg san plan prof full mv memq)"; exit 2 ;;
+  esac
+  pack
+done
