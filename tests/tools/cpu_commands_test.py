@@ -5,6 +5,8 @@ reproducible, identical tokens with MTP drafting on and off and for 1 or 2 threa
 logits: the transformers oracle's tiny model (tests/data/hf/seed1) through the CLI,
 within the oracle's tolerance; --chunk gives the same bytes; official numerics differ.
 chat: piped stdin (not a terminal), /think, /nothink, /reset, /exit.
+profile: bad flags are refused with the value and what was expected before any GPU is needed
+(a build without CUDA says so instead).
 Exit 77 ("not run") when FLASHPLAN_BIN is not set.
 """
 import json
@@ -112,9 +114,26 @@ def test_chat():
     check(res.returncode == 0, f"chat at end of input: exit {res.returncode}: {res.stderr}")
 
 
+def test_profile_refusals():
+    cases = [
+        ((), "pass --backend cuda"),
+        (("--backend", "cuda", "--ctx-tokens", "0"), "--ctx-tokens 0"),
+        (("--backend", "cuda", "--ctx-tokens", "4000", "-c", "4096", "--chunk", "256"), "the context holds 4096"),
+    ]
+    for args, want in cases:
+        res = run("profile", *args)
+        err = res.stderr
+        check(res.returncode == 1, f"profile {args}: exit {res.returncode}, expected 1: {err}")
+        check("Traceback" not in err and "terminate" not in err, f"profile {args}: crashed: {err}")
+        if "built without CUDA" in err:
+            continue
+        check(want in err, f"profile {args}: expected {want!r} in {err!r}")
+
+
 test_run()
 test_logits()
 test_chat()
+test_profile_refusals()
 if failures:
     print(f"{len(failures)} failure(s)")
     sys.exit(1)
