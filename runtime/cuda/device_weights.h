@@ -20,6 +20,7 @@
 
 #include "ops/quant/types.h"
 #include "planner/gguf/gguf.h"
+#include "runtime/plan/plan_devices.h"
 
 namespace fp::cuda {
 
@@ -45,6 +46,9 @@ struct WeightPlacement {
 };
 // Every tensor of the file on `device`.
 std::vector<WeightPlacement> all_on_device(const gguf::File& f, int device = 0);
+// What one device of a compiled plan loads (runtime/plan/plan_devices.h), on CUDA device
+// `device`: host placement, outer slices and packed chunks as the plan says.
+std::vector<WeightPlacement> weight_placements(const PlanDevice& part, int device);
 
 struct DeviceTensor {
   std::string name;

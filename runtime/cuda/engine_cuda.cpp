@@ -28,33 +28,6 @@ GpuIdentity gpu_identity(int device) {
   return g;
 }
 
-namespace {
-
-// The plan's placement of the model file's tensors (the separate MTP file's are not
-// loaded: no MTP on CUDA yet).
-std::vector<WeightPlacement> plan_placements(const LoadedPlan& p, int device) {
-  std::vector<WeightPlacement> out;
-  for (const plan::Weight* w : *p->weights()) {
-    if (w->file() != 0) continue;
-    WeightPlacement x;
-    x.tensor = w->name()->str();
-    x.where = w->placement() == plan::Placement::host_mapped ? Placement::host : Placement::device;
-    x.device = device;  // plans place on device 0 today (one GPU per plan)
-    if (w->placement() == plan::Placement::device_packed) {
-      const auto* chunks = p->chunks();
-      if (!chunks || w->chunk() >= chunks->size())
-        fail(p.path, ": weight ", x.tensor, " lies in chunk ", w->chunk(), ", the plan has ", chunks ? chunks->size() : 0);
-      x.pack = int64_t(w->chunk());
-      x.pack_bytes = chunks->Get(w->chunk())->bytes();
-      x.pack_offset = w->chunk_offset();
-    }
-    out.push_back(std::move(x));
-  }
-  return out;
-}
-
-}  // namespace
-
 // =============================================================================
 // Engine
 // =============================================================================
@@ -78,7 +51,9 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
     check_options_against_plan(p, opts_.numerics, opts_.max_context, opts_.max_step);
     plan_op_graph(p, model_);  // the plan's nodes are this build's graph; the executor checks its walk against them
     products_ = std::make_shared<ProductKernels>(product_kernels(p));
-    placements = plan_placements(p, opts_.device);
+    const std::vector<PlanDevice> parts = plan_devices(p, model_.file());
+    if (parts.size() != 1) fail(p.path, ": a plan for ", parts.size(), " GPUs runs on the multi-device engine");
+    placements = weight_placements(parts[0], opts_.device);
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && p->memory()->total_device_bytes() > free_b)
       fail(p.path, ": the plan needs ", format_gib(double(p->memory()->total_device_bytes())),

@@ -99,22 +99,7 @@ MultiDeviceEngine::MultiDeviceEngine(Model model, const CudaOptions& o) : model_
   for (int d = 0; d < n; ++d) {
     auto dev = std::make_unique<Device>();
     dev->part = parts[size_t(d)];
-    std::vector<WeightPlacement> placements;
-    for (const DeviceTensorLoad& t : dev->part.tensors) {
-      WeightPlacement x;
-      x.tensor = t.tensor;
-      x.where = t.host ? Placement::host : Placement::device;
-      x.device = d;
-      if (t.outer_count > 0) {
-        x.offset = t.offset;
-        x.bytes = t.bytes;
-        x.outer_count = t.outer_count;
-      }
-      x.pack = t.pack;
-      x.pack_bytes = t.pack_bytes;
-      x.pack_offset = t.pack_offset;
-      placements.push_back(std::move(x));
-    }
+    const std::vector<WeightPlacement> placements = weight_placements(dev->part, d);
     if (cudaSetDevice(d) != cudaSuccess) fail("multi-device engine: cannot use CUDA device ", d);
     dev->dw = std::make_unique<DeviceWeights>(load_weights(model_.file(), placements, lo));
     const LoadStats& ls = dev->dw->stats();

@@ -11,12 +11,10 @@ namespace {
 // Routed-expert tensors: blk.N.ffn_{gate,up,down}_exps.weight.
 bool routed_experts(const std::string& name) { return name.find("_exps.") != std::string::npos; }
 
-// Takes chunk `chunk` into l when the plan packed the tensor there.
-void set_pack(const LoadedPlan& p, const std::string& name, uint32_t chunk, uint64_t offset, DeviceTensorLoad& l) {
-  const auto* chunks = p->chunks();
-  if (!chunks || chunk >= chunks->size())
-    fail(p.path, ": weight ", name, " lies in chunk ", chunk, ", the plan has ", chunks ? chunks->size() : 0);
-  const plan::Chunk* c = chunks->Get(chunk);
+// Takes chunk `chunk` into l when the plan packed the tensor there (verify_plan has
+// checked the chunk index).
+void set_pack(const LoadedPlan& p, uint32_t chunk, uint64_t offset, DeviceTensorLoad& l) {
+  const plan::Chunk* c = p->chunks()->Get(chunk);
   if (c->placement() != plan::Placement::device_packed) return;
   l.pack = int64_t(chunk);
   l.pack_bytes = c->bytes();
@@ -41,7 +39,7 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
       l.tensor = name;
       l.host = w->placement() == plan::Placement::host_mapped;
       l.bytes = t.n_bytes;
-      if (!l.host) set_pack(p, name, w->chunk(), w->chunk_offset(), l);
+      if (!l.host) set_pack(p, w->chunk(), w->chunk_offset(), l);
       out[0].tensors.push_back(std::move(l));
       if (routed_experts(name)) out[0].expert_count = n_expert;
       continue;
@@ -77,7 +75,7 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
         l.outer_first = int64_t(s->first());
         l.outer_count = int64_t(s->count());
       }
-      set_pack(p, name, s->chunk(), s->chunk_offset(), l);
+      set_pack(p, s->chunk(), s->chunk_offset(), l);
       if (routed_experts(name)) {
         PlanDevice& dev = out[d];
         const int64_t first = l.outer_count ? l.outer_first : 0, count = l.outer_count ? l.outer_count : n_expert;

@@ -35,11 +35,13 @@
 #include "runtime/plan/plan_binding.h"
 #include "runtime/sampling/sampler.h"
 #include "tests/gpu/gpu_util.h"
+#include "tests/gpu/this_gpu_profile.h"
 #include "tests/support/fold_plan.h"
 #include "tests/support/greedy.h"
 
 using namespace fp;
 using fp::test::greedy;
+using fp::test::profile_for_this_gpu;
 
 namespace {
 
@@ -66,42 +68,6 @@ bool fewer_than_two_gpus() {
     return n < 2;
   }();
   return fewer;
-}
-
-// This GPU's shipped profile, or the H200 profile renamed and resized to it, as
-// tests/gpu/plan_engine_test.cpp plans; `gpus` > 1 makes it a host of that many.
-DeviceProfile profile_for_this_gpu(uint32_t gpus) {
-  cudaDeviceProp p{};
-  REQUIRE(cudaGetDeviceProperties(&p, 0) == cudaSuccess);
-  size_t free_b = 0, total_b = 0;
-  REQUIRE(cudaMemGetInfo(&free_b, &total_b) == cudaSuccess);
-  ProbedGpu g;
-  g.name = p.name;
-  g.cc_major = uint32_t(p.major);
-  g.cc_minor = uint32_t(p.minor);
-  g.sm_count = uint32_t(p.multiProcessorCount);
-  g.total_bytes = p.totalGlobalMem;
-  g.free_bytes = free_b;
-  const std::string dir = std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices";
-  DeviceProfile prof;
-  if (const DeviceProfile* m = match_profile(g, load_profiles_in(dir))) {
-    prof = *m;
-  } else {
-    prof = load_device_profile(dir + "/h200-141gb.yaml");
-    prof.name = profile_name_for(g.name);
-    prof.cc_major = g.cc_major;
-    prof.cc_minor = g.cc_minor;
-    prof.sm_count = g.sm_count;
-    prof.memory_bytes = g.total_bytes;
-    prof.usable_bytes = g.free_bytes - (g.free_bytes >> 5);
-  }
-  if (gpus > 1) {
-    prof.name += str("-x", gpus);
-    prof.host_gpus = gpus;
-    prof.host_link_gbps = 450;
-    prof.collective_latency_us = 6;
-  }
-  return prof;
 }
 
 std::shared_ptr<const LoadedPlan> tiny_plan(uint32_t gpus) {

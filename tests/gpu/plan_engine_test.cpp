@@ -35,50 +35,18 @@
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/engine.h"
 #include "runtime/plan/plan_binding.h"
+#include "tests/gpu/this_gpu_profile.h"
 #include "tests/support/greedy.h"
 
 using namespace fp;
 using fp::test::error_of;
 using fp::test::greedy;
+using fp::test::profile_for_this_gpu;
+using fp::test::this_gpu;
 
 namespace {
 
 const std::string kTiny = std::string(FLASHPLAN_TEST_DATA) + "/hf/seed1/tiny.gguf";
-
-ProbedGpu this_gpu() {
-  cudaDeviceProp p{};
-  REQUIRE(cudaGetDeviceProperties(&p, 0) == cudaSuccess);
-  size_t free_b = 0, total_b = 0;
-  REQUIRE(cudaMemGetInfo(&free_b, &total_b) == cudaSuccess);
-  ProbedGpu g;
-  g.name = p.name;
-  g.cc_major = uint32_t(p.major);
-  g.cc_minor = uint32_t(p.minor);
-  g.sm_count = uint32_t(p.multiProcessorCount);
-  g.total_bytes = p.totalGlobalMem;
-  g.free_bytes = free_b;
-  return g;
-}
-
-// The shipped profile of this GPU, or the H200 profile renamed and resized to it (what a
-// probed profile would say about memory and identity; rates do not matter here).
-DeviceProfile profile_for_this_gpu() {
-  const ProbedGpu g = this_gpu();
-  const auto shipped = load_profiles_in(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices");
-  if (const DeviceProfile* p = match_profile(g, shipped)) {
-    MESSAGE("plan compiled for the shipped profile ", p->name, " (", g.name, ")");
-    return *p;
-  }
-  DeviceProfile p = load_device_profile(std::string(FLASHPLAN_SOURCE_DIR) + "/plans/devices/h200-141gb.yaml");
-  p.name = profile_name_for(g.name);
-  p.cc_major = g.cc_major;
-  p.cc_minor = g.cc_minor;
-  p.sm_count = g.sm_count;
-  p.memory_bytes = g.total_bytes;
-  p.usable_bytes = g.free_bytes - (g.free_bytes >> 5);
-  MESSAGE("no shipped profile matches ", g.name, ": plan compiled for a probed-style profile ", p.name);
-  return p;
-}
 
 std::shared_ptr<const LoadedPlan> compile_for(const Model& m, const DeviceProfile& prof, CompileOptions o) {
   const auto pl = compile_plan(m, prof, o);

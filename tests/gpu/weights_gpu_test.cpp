@@ -181,3 +181,47 @@ TEST_CASE("load_weights: random weights on a header-only GGUF; errors name the t
   bad = {{"blk.0.no_such.weight", cuda::Placement::device, 0}};
   CHECK_THROWS_AS(cuda::load_weights(file, bad, o), fp::Error);
 }
+
+TEST_CASE("load_weights: tensors of a packed chunk share one mapping at their offsets; bad packs are refused") {
+  const TempFile f = write_model("packed.gguf", false);
+  const gguf::File file = gguf::File::open(f.path);
+  const uint64_t norm = file.require_tensor("blk.0.attn_norm.weight").n_bytes;
+  const uint64_t chunk = 2ull << 20;
+  auto packed = [&](std::string name, uint64_t offset, uint64_t bytes = 2ull << 20) {
+    cuda::WeightPlacement p{std::move(name), cuda::Placement::device, 0};
+    p.pack = 7;
+    p.pack_bytes = bytes;
+    p.pack_offset = offset;
+    return p;
+  };
+  std::vector<cuda::WeightPlacement> pl = {packed("blk.0.attn_norm.weight", 0),
+                                           packed("blk.0.ffn_gate_tid2eid.weight", (norm + 255) / 256 * 256),
+                                           {"blk.0.attn_q.weight", cuda::Placement::device, 0}};
+  {
+    const cuda::DeviceWeights w = cuda::load_weights(file, pl);
+    const auto& a = w.at("blk.0.attn_norm.weight");
+    const auto& b = w.at("blk.0.ffn_gate_tid2eid.weight");
+    CHECK(static_cast<const uint8_t*>(b.ptr) - static_cast<const uint8_t*>(a.ptr) == int64_t(pl[1].pack_offset));
+    for (const cuda::DeviceTensor& t : w.tensors()) {
+      CAPTURE(t.name);
+      const auto want = file.bytes(file.require_tensor(t.name));
+      CHECK(device_bytes(t) == std::vector<uint8_t>(want.begin(), want.end()));
+    }
+    const uint64_t own = (file.require_tensor("blk.0.attn_q.weight").n_bytes + chunk - 1) / chunk * chunk;
+    CHECK(w.device_bytes() == chunk + own);  // the pack mapped once
+  }
+  auto refused = [&](std::vector<cuda::WeightPlacement> bad, const char* want) {
+    CAPTURE(want);
+    try {
+      (void)cuda::load_weights(file, bad);
+      FAIL("loaded");
+    } catch (const fp::Error& e) {
+      CHECK(std::string(e.what()).find(want) != std::string::npos);
+      MESSAGE(e.what());
+    }
+  };
+  refused({packed("blk.0.attn_norm.weight", chunk - norm / 2)}, "expected a 16-byte aligned range inside it");
+  refused({packed("blk.0.attn_norm.weight", 8)}, "expected a 16-byte aligned range inside it");
+  refused({packed("blk.0.attn_norm.weight", 0), packed("blk.0.ffn_gate_tid2eid.weight", 4096, 4ull << 20)},
+          "its other tensors gave");
+}

@@ -18,6 +18,7 @@
 #include "ops/core/error.h"
 #include "planner/memory/cuda_buffers.h"
 #include "planner/model/builtin.h"
+#include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/plan/plan_binding.h"
 #include "runtime/plan/plan_devices.h"
@@ -128,6 +129,21 @@ TEST_CASE("plan devices: small tensors load into the plan's packed chunks, so a 
       for (const plan::Chunk* c : *lp->chunks())
         if (c->device() == int32_t(d) && c->placement() != plan::Placement::host_mapped) planned += c->bytes();
       CHECK(mapped == planned);
+      // The loader's placements carry the same: packs, slices, host placement, the device.
+      const auto pl = cuda::weight_placements(devs[d], int(d));
+      REQUIRE(pl.size() == devs[d].tensors.size());
+      for (size_t i = 0; i < pl.size(); ++i) {
+        const DeviceTensorLoad& t = devs[d].tensors[i];
+        CAPTURE(t.tensor);
+        CHECK(pl[i].tensor == t.tensor);
+        CHECK(pl[i].device == int(d));
+        CHECK((pl[i].where == cuda::Placement::host) == t.host);
+        CHECK(pl[i].pack == t.pack);
+        CHECK(pl[i].pack_bytes == t.pack_bytes);
+        CHECK(pl[i].pack_offset == t.pack_offset);
+        CHECK(pl[i].outer_count == t.outer_count);
+        CHECK(pl[i].bytes == (t.outer_count > 0 ? t.bytes : 0));
+      }
     }
   }
 }
