@@ -131,19 +131,20 @@ __device__ void finish_mix(const float* partial, int slices, int64_t t, int64_t 
 }
 
 // x_in[d] = Σ pre[i]·X[i][d], streams in order; several loads in flight per thread.
+// Threads [first, blockDim.x) share the work (each d's sum is the same whoever adds it).
 __device__ __forceinline__ void collapse_block(const float* xt, const float* pre_s, int64_t hc, int64_t dim,
-                                               float* out) {
+                                               float* out, int first = 0) {
 #pragma unroll 4
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+  for (int64_t d = threadIdx.x - first; d < dim; d += blockDim.x - first) {
     float acc = pre_s[0] * xt[d];
     for (int64_t i = 1; i < hc; ++i) acc += pre_s[i] * xt[i * dim + d];
     out[d] = acc;
   }
 }
 
-// One block per token: the gates, then Sinkhorn on hc² lanes of warp 0 (lane i*hc + j
-// holds c[i][j]; every sum gathers its hc values and adds them in the CPU's order), then
-// the collapse x_in = Σ pre[i]·X[i] over the block.
+// One block per token: the gates, then at once Sinkhorn on hc² lanes of warp 0 (lane
+// i*hc + j holds c[i][j]; every sum gathers its hc values and adds them in the CPU's order)
+// and the collapse x_in = Σ pre[i]·X[i] over the other warps.
 __global__ void hc_pre_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
                             int64_t dim, float norm_eps, float hc_eps, int64_t iters, float* x_in, float* post,
                             float* comb) {
@@ -151,12 +152,18 @@ __global__ void hc_pre_tail(const float* X, const float* partial, int slices, co
   __shared__ float mix_s[(2 + kMaxHc) * kMaxHc];
   const int64_t t = blockIdx.x, M = (2 + hc) * hc, hd = hc * dim;
   finish_mix(partial, slices, t, M, hd, norm_eps, mix_s);
-  if (threadIdx.x < 32) {
+  if (threadIdx.x < hc) {
     const int lane = threadIdx.x;
-    if (lane < hc) {
-      pre_s[lane] = float(sigmoid(double(mix_s[lane]) * scale[0] + base[lane]) + hc_eps);
-      post[t * hc + lane] = float(2.0 * sigmoid(double(mix_s[hc + lane]) * scale[1] + base[hc + lane]));
-    }
+    pre_s[lane] = float(sigmoid(double(mix_s[lane]) * scale[0] + base[lane]) + hc_eps);
+    post[t * hc + lane] = float(2.0 * sigmoid(double(mix_s[hc + lane]) * scale[1] + base[hc + lane]));
+  }
+  __syncthreads();
+  // The collapse needs only the gates: warps 1.. run it while warp 0 runs the Sinkhorn
+  // iterations (a serial chain of double-precision shuffles and divisions).
+  if (threadIdx.x >= 32) {
+    collapse_block(X + t * hd, pre_s, hc, dim, x_in + t * dim, 32);
+  } else {
+    const int lane = threadIdx.x;
     const int i = lane / int(hc), j = lane % int(hc);
     const bool live = lane < hc * hc;
     const int q = 2 * int(hc) + (live ? lane : 0);
@@ -183,8 +190,6 @@ __global__ void hc_pre_tail(const float* X, const float* partial, int slices, co
     }
     if (live) comb[t * hc * hc + lane] = float(c);
   }
-  __syncthreads();
-  collapse_block(X + t * hd, pre_s, hc, dim, x_in + t * dim);
 }
 
 __global__ void hc_head_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
