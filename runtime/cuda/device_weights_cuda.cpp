@@ -193,9 +193,9 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     }
     if (p.where == Placement::device && p.pack >= 0) {
       // A plan's packed chunk: one mapping for all its tensors, made when the first one
-      // comes; each tensor at its offset, inside the chunk and 16-byte aligned (the
-      // kernels' vector loads).
-      if (p.bytes) fail(p.tensor, ": a part of a tensor in packed chunk ", p.pack, ", expected its own mapping");
+      // comes; each tensor (or a multi-GPU plan's part of one: a small expert tensor's
+      // slice) at its offset, inside the chunk and 16-byte aligned (the kernels' vector
+      // loads).
       if (p.pack_offset % 16 != 0 || p.pack_offset + d.bytes > p.pack_bytes)
         fail(p.tensor, ": bytes [", p.pack_offset, ", ", p.pack_offset + d.bytes, ") in packed chunk ", p.pack, " of ",
              p.pack_bytes, " bytes, expected a 16-byte aligned range inside it");

@@ -210,6 +210,24 @@ TEST_CASE("load_weights: tensors of a packed chunk share one mapping at their of
     const uint64_t own = (file.require_tensor("blk.0.attn_q.weight").n_bytes + chunk - 1) / chunk * chunk;
     CHECK(w.device_bytes() == chunk + own);  // the pack mapped once
   }
+  {
+    // A multi-GPU plan packs a small expert tensor's slice: the part (rows 100..399 of
+    // attn_q here) lands at its pack offset with exactly those rows' bytes.
+    const gguf::TensorInfo& q = file.require_tensor("blk.0.attn_q.weight");
+    const uint64_t row = q.n_bytes / uint64_t(q.ne[1]);
+    cuda::WeightPlacement part = packed("blk.0.attn_q.weight", 4096);
+    part.offset = 100 * row;
+    part.bytes = 300 * row;
+    part.outer_count = 300;
+    const cuda::DeviceWeights w = cuda::load_weights(file, {packed("blk.0.attn_norm.weight", 0), part});
+    const auto& t = w.at("blk.0.attn_q.weight");
+    CHECK(t.ne[1] == 300);
+    CHECK(static_cast<const uint8_t*>(t.ptr) - static_cast<const uint8_t*>(w.at("blk.0.attn_norm.weight").ptr) == 4096);
+    const auto all = file.bytes(q);
+    CHECK(device_bytes(t) == std::vector<uint8_t>(all.begin() + int64_t(part.offset),
+                                                  all.begin() + int64_t(part.offset + part.bytes)));
+    CHECK(w.device_bytes() == chunk);
+  }
   auto refused = [&](std::vector<cuda::WeightPlacement> bad, const char* want) {
     CAPTURE(want);
     try {
