@@ -1,10 +1,11 @@
 // CUDA kernels of the attention family (see attention_cuda.h).
 //
-// attention: one block of 4 warps per (token, head). Lane l holds elements l, l+32, ...
-// of q and of its accumulator (head_dim/32 registers each), so key rows are read
-// coalesced. Each warp walks keys warp, warp+4, ... with an online softmax; the four
-// partial (max, sum, acc) merge with the sink in shared memory. The key list is the
-// CPU reference's: compressed rows in row order, then raw positions in order.
+// attention: one block of W warps per (token, head) (16 for decode steps, 4 otherwise).
+// Lane l holds elements l, l+32, ... of q and of its accumulator (head_dim/32 registers
+// each), so key rows are read coalesced. Each warp walks keys warp, warp+W, ... with an
+// online softmax, the next key's row loading while the current one is reduced; the W
+// partial (max, sum, acc) merge with the sink in shared memory. The key list is the CPU
+// reference's: compressed rows in row order, then raw positions in order.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -16,8 +17,6 @@
 
 namespace fp::cuda {
 namespace {
-
-constexpr int kWarps = 4;
 
 // ---- kernels ------------------------------------------------------------------------
 
@@ -37,11 +36,11 @@ __global__ void kv_store_kernel(KvStoreArgs a) {
   for (int i = threadIdx.x; i < D; i += blockDim.x) dst[i] = k[i];
 }
 
-template <int PL>  // head_dim / 32
-__global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttentionArgs a) {
+template <int PL, int W>  // head_dim / 32, warps per block
+__global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   constexpr int D = 32 * PL;
-  __shared__ float sm_m[kWarps], sm_l[kWarps];
-  __shared__ float sm_acc[kWarps][D];
+  __shared__ float sm_m[W], sm_l[W];
+  __shared__ float sm_acc[W][D];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
   const int64_t p = *a.pos0 + t;
@@ -60,30 +59,44 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttentionArgs a)
   const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
   const int64_t n_keys = n_comp + (p - lo + 1);
   const int64_t visible = a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
+  // Key j's row, or nullptr for a bad selected index (it reads nothing).
+  auto key_row = [&](int64_t j) -> const float* {
+    if (j < n_comp) {
+      const int64_t r = sel ? int64_t(sel[j]) : j;
+      return r < 0 || r >= visible ? nullptr : a.comp + r * D;
+    }
+    return a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
+  };
 
   const float* qh = a.q + (t * a.heads + h) * D;
-  float q[PL], acc[PL];
+  float q[PL], acc[PL], next[PL];
 #pragma unroll
   for (int i = 0; i < PL; ++i) {
     q[i] = qh[lane + 32 * i];
     acc[i] = 0.0f;
   }
-  float m = -INFINITY, l = 0.0f;
-  for (int64_t j = warp; j < n_keys; j += kWarps) {
-    const float* k;
-    if (j < n_comp) {
-      const int64_t r = sel ? int64_t(sel[j]) : j;
-      if (r < 0 || r >= visible) continue;  // a bad index reads nothing
-      k = a.comp + r * D;
-    } else {
-      k = a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
-    }
-    float kv[PL], dot = 0.0f;
+  // Software-pipelined: the next key's row is in flight while this one is reduced (a
+  // key's loads were a full memory round trip on the critical path of each step).
+  const float* k_next = warp < n_keys ? key_row(warp) : nullptr;
+  if (k_next) {
 #pragma unroll
-    for (int i = 0; i < PL; ++i) {
-      kv[i] = k[lane + 32 * i];
-      dot += q[i] * kv[i];
+    for (int i = 0; i < PL; ++i) next[i] = k_next[lane + 32 * i];
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = warp; j < n_keys; j += W) {
+    const bool have = k_next != nullptr;
+    float kv[PL];
+#pragma unroll
+    for (int i = 0; i < PL; ++i) kv[i] = next[i];
+    k_next = j + W < n_keys ? key_row(j + W) : nullptr;
+    if (k_next) {
+#pragma unroll
+      for (int i = 0; i < PL; ++i) next[i] = k_next[lane + 32 * i];
     }
+    if (!have) continue;
+    float dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PL; ++i) dot += q[i] * kv[i];
     const float s = dev::warp_sum(dot) * a.scale;
     const float m_new = fmaxf(m, s);
     const float corr = m == -INFINITY ? 0.0f : expf(m - m_new);
@@ -102,23 +115,31 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttentionArgs a)
   __syncthreads();
   const float sink = a.sinks[h];
   float M = sink;
-  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w]);
-  float den = expf(sink - M), f[kWarps];
-  for (int w = 0; w < kWarps; ++w) {
+  for (int w = 0; w < W; ++w) M = fmaxf(M, sm_m[w]);
+  float den = expf(sink - M), f[W];
+  for (int w = 0; w < W; ++w) {
     f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
     den += sm_l[w] * f[w];
   }
   float* out = a.out + (t * a.heads + h) * D;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float num = 0.0f;
-    for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * f[w];
+    for (int w = 0; w < W; ++w) num += sm_acc[w][d] * f[w];
     out[d] = num / den;
   }
 }
 
+// A decode step has one block per head (64 for DS4 Flash), under half an H100's SMs:
+// 16 warps per block split each head's keys four times finer than prefill's 4 warps,
+// whose thousands of blocks fill the device anyway.
+constexpr int64_t kFewTokens = 4;
+
 template <int PL>
 void launch(const AttentionArgs& a, Stream s) {
-  attention_kernel<PL><<<unsigned(a.n * a.heads), 32 * kWarps, 0, s>>>(a);
+  if (a.n <= kFewTokens)
+    attention_kernel<PL, 16><<<unsigned(a.n * a.heads), 32 * 16, 0, s>>>(a);
+  else
+    attention_kernel<PL, 4><<<unsigned(a.n * a.heads), 32 * 4, 0, s>>>(a);
 }
 
 }  // namespace
