@@ -12,15 +12,29 @@
 namespace fp::cuda {
 namespace {
 
-constexpr int kRouterThreads = 256;
+constexpr int kRouterThreads = 256, kRouterWarps = kRouterThreads / 32;
+static_assert(kRouterWarps <= 32, "warp 0 reduces one best per warp");
+
+// Keeps in (bk, bi) the warp's best (key desc, id asc; bi < 0 = none), on every lane.
+__device__ __forceinline__ void arg_best_warp(uint32_t& bk, int32_t& bi) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint32_t ok = __shfl_xor_sync(0xffffffffu, bk, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (oi >= 0 && (bi < 0 || ok > bk || (ok == bk && oi < bi))) {
+      bk = ok;
+      bi = oi;
+    }
+  }
+}
 
 // ---- kernels ------------------------------------------------------------------------
 
 // One block per token. Shared: chosen flags [n_expert].
 __global__ void router_kernel(RouterArgs a) {
   extern __shared__ uint8_t chosen[];
-  __shared__ uint32_t best_key[kRouterThreads];
-  __shared__ int32_t best_id[kRouterThreads];
+  __shared__ uint32_t best_key[kRouterWarps];
+  __shared__ int32_t best_id[kRouterWarps];
   const int64_t t = blockIdx.x, NE = a.n_expert, K = a.k;
   float* s = a.logits + t * NE;
   for (int64_t e = threadIdx.x; e < NE; e += blockDim.x) {
@@ -56,24 +70,24 @@ __global__ void router_kernel(RouterArgs a) {
           bi = int32_t(e);
         }
       }
-      best_key[threadIdx.x] = bk;
-      best_id[threadIdx.x] = bi;
-      __syncthreads();
-      for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) {
-          const uint32_t ok = best_key[threadIdx.x + w];
-          const int32_t oi = best_id[threadIdx.x + w];
-          const int32_t mi = best_id[threadIdx.x];
-          if (oi >= 0 && (mi < 0 || ok > best_key[threadIdx.x] || (ok == best_key[threadIdx.x] && oi < mi))) {
-            best_key[threadIdx.x] = ok;
-            best_id[threadIdx.x] = oi;
-          }
-        }
-        __syncthreads();
+      // (key desc, id asc) is a total order with "none" (-1) last, so the block's best
+      // is the same whatever order the reductions compare in: shuffles within each
+      // warp, then warp 0 over the warps' bests (two barriers a round, not eight).
+      arg_best_warp(bk, bi);
+      const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+      if (lane == 0) {
+        best_key[warp] = bk;
+        best_id[warp] = bi;
       }
-      if (threadIdx.x == 0) {
-        ids[i] = best_id[0];
-        chosen[best_id[0]] = 1;
+      __syncthreads();
+      if (warp == 0) {
+        bk = lane < kRouterWarps ? best_key[lane] : 0u;
+        bi = lane < kRouterWarps ? best_id[lane] : -1;
+        arg_best_warp(bk, bi);
+        if (lane == 0) {
+          ids[i] = bi;
+          chosen[bi] = 1;
+        }
       }
       __syncthreads();
     }
