@@ -23,9 +23,12 @@ void check_weight(const ref::Weight& w, const char* what) {
     fail(w.name, ": dtype ", dtype_name(w.type), " has no CUDA matvec");
 }
 
-// One matvec launch over `slots` slots with x already laid out slot by slot.
+// One matvec launch over `slots` slots with x already laid out slot by slot; w2 (same
+// type and shape, or null) is read in the same launch with the same ids and activations
+// into y2.
 void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t slots, const float* x,
-         int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s, bool xf32 = false) {
+         int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s, bool xf32 = false,
+         const ref::Weight* w2 = nullptr, float* y2 = nullptr) {
   const ActFormat f = act_format(w.type, w.cols, ws.exact || xf32);
   MatvecArgs a;
   a.type = w.type;
@@ -37,6 +40,10 @@ void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t sl
   a.n_experts = n_experts;
   a.n_slots = int32_t(slots);
   a.xf32 = f == ActFormat::f32 && w.type != DType::F32 && w.type != DType::F16;
+  if (w2) {
+    a.w2 = w2->data;
+    a.y2 = y2;
+  }
   if (f == ActFormat::f32) {
     a.x = x;
     a.x_stride = x_stride;
@@ -97,6 +104,18 @@ void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, cons
   check_weight(w, "cuda expert_linear");
   if (!ids) fail(w.name, ": expert-indexed product without ids");
   run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s);
+}
+
+void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32_t* ids, int64_t slots,
+                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Stream s) {
+  check_weight(w, "cuda expert_linear_pair");
+  check_weight(w2, "cuda expert_linear_pair");
+  if (!ids) fail(w.name, ": expert-indexed product without ids");
+  if (w2.type != w.type || w2.rows != w.rows || w2.cols != w.cols || w2.experts != w.experts)
+    fail(w2.name, ": ", dtype_name(w2.type), " [", w2.experts, "][", w2.rows, "][", w2.cols, "], expected ", w.name,
+         "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] to share its launch");
+  if (!y2) fail(w2.name, ": paired product without its outputs");
+  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s, false, &w2, y2);
 }
 
 }  // namespace fp::cuda

@@ -69,5 +69,10 @@ void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_
 // out-of-range id yields NaN outputs for its slot (never a read outside W).
 void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
                    float* y, const LinearWorkspace& ws, Stream s);
+// Two expert tensors of one type and shape (an expert's gate and up) on the same slots:
+// one activation quantisation and one launch instead of two of each; each output the
+// same as expert_linear's.
+void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32_t* ids, int64_t slots,
+                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Stream s);
 
 }  // namespace fp::cuda

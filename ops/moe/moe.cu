@@ -190,8 +190,14 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
     x = xs;
     stride = dim;
   }
-  expert_linear(a.gate, ids, q, x, stride, g, ws, s);
-  expert_linear(a.up, ids, q, x, stride, up, ws, s);
+  // Gate and up in one launch where they share a type (DS4: IQ2_XXS): measured on an
+  // H100 (bench-kernels, 2026-12-07) 24.7 us for the x6 pair against 2 x 15.0 us.
+  if (a.gate.type == a.up.type) {
+    expert_linear_pair(a.gate, a.up, ids, q, x, stride, g, up, ws, s);
+  } else {
+    expert_linear(a.gate, ids, q, x, stride, g, ws, s);
+    expert_linear(a.up, ids, q, x, stride, up, ws, s);
+  }
   swiglu(g, up, q * ff, a.limit, mid, s);
   expert_linear(a.down, ids, q, mid, ff, ys, ws, s);
   if (a.slots) return moe_clear_foreign_slots(a, s);
