@@ -21,6 +21,25 @@ void set_pack(const LoadedPlan& p, uint32_t chunk, uint64_t offset, DeviceTensor
   l.pack_offset = offset;
 }
 
+// Tensors sharing a packed chunk must not overlap: the loader writes each at its offset,
+// so an overlap (a damaged or hand-edited plan) would silently corrupt a neighbour.
+void check_packs_disjoint(const LoadedPlan& p, uint32_t device, const PlanDevice& dev) {
+  std::vector<const DeviceTensorLoad*> packed;
+  for (const DeviceTensorLoad& l : dev.tensors)
+    if (l.pack >= 0) packed.push_back(&l);
+  std::sort(packed.begin(), packed.end(), [](const DeviceTensorLoad* a, const DeviceTensorLoad* b) {
+    return a->pack != b->pack ? a->pack < b->pack : a->pack_offset < b->pack_offset;
+  });
+  for (size_t i = 1; i < packed.size(); ++i) {
+    const DeviceTensorLoad& a = *packed[i - 1];
+    const DeviceTensorLoad& b = *packed[i];
+    if (a.pack == b.pack && a.pack_offset + a.bytes > b.pack_offset)
+      fail(p.path, ": device ", device, ": ", a.tensor, " at bytes [", a.pack_offset, ", ", a.pack_offset + a.bytes,
+           ") of packed chunk ", a.pack, " overlaps ", b.tensor, " at ", b.pack_offset,
+           "; expected disjoint ranges (the plan is damaged or was edited)");
+  }
+}
+
 }  // namespace
 
 std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& model) {
@@ -93,6 +112,7 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
     for (uint32_t d = 0; d < n; ++d)
       if (!held[d]) fail(p.path, ": weight ", name, " has no slice for device ", d, " (every device runs every node)");
   }
+  for (uint32_t d = 0; d < n; ++d) check_packs_disjoint(p, d, out[d]);
   return out;
 }
 

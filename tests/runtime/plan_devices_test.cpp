@@ -215,7 +215,35 @@ TEST_CASE("plan devices: a 2-GPU plan folded onto one GPU (the GPU tests' way to
     CAPTURE(t.tensor);
     CHECK(t.offset == 0);
     CHECK(t.bytes == m.file().require_tensor(t.tensor).n_bytes);
+    if (t.tensor.find("_exps.") != std::string::npos) CHECK(t.pack < 0);  // widened: out of its pack
   }
+}
+
+TEST_CASE("plan devices: tensors overlapping in a packed chunk (a damaged or edited plan) are refused, naming both") {
+  const Model& m = builtin();
+  const LoadedPlan lp = plan_for(m, "h100-sxm-80gb", false);
+  std::unique_ptr<plan::PlanT> t(lp.root->UnPack());
+  // Two weights of the same packed chunk: the second moved onto the first's bytes.
+  plan::WeightT* first = nullptr;
+  plan::WeightT* second = nullptr;
+  for (auto& w : t->weights) {
+    if (t->chunks[w->chunk]->placement != plan::Placement::device_packed) continue;
+    if (!first) first = w.get();
+    else if (w->chunk == first->chunk) {
+      second = w.get();
+      break;
+    }
+  }
+  REQUIRE(first);
+  REQUIRE(second);
+  second->chunk_offset = first->chunk_offset;
+  const LoadedPlan bad = verify_plan(serialize_plan(*t), "edited.fplan");
+  const std::string e = error_of([&] { (void)plan_devices(bad, m.file()); });
+  CAPTURE(e);
+  CHECK(e.find("edited.fplan: device 0: ") != std::string::npos);
+  CHECK(e.find("overlaps") != std::string::npos);
+  CHECK(e.find(first->name) != std::string::npos);
+  CHECK(e.find(second->name) != std::string::npos);
 }
 
 TEST_CASE("cuda buffers: an expert-split executor holds every slot's output and its local expert ids") {

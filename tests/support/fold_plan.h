@@ -25,6 +25,17 @@ inline std::shared_ptr<const LoadedPlan> fold_onto_one_gpu(const LoadedPlan& mul
       keep->first = 0;
       keep->count = extent;
       keep->bytes = w->bytes;
+      // Widened, the slice no longer fits the room the plan gave it in a packed chunk
+      // (it would overlap its neighbours): it gets a chunk of its own.
+      auto c = std::make_unique<plan::ChunkT>();
+      c->id = uint32_t(t->chunks.size());
+      c->placement = plan::Placement::device_chunk;
+      c->device = 0;
+      c->alignment = 2ull << 20;
+      c->bytes = (w->bytes + c->alignment - 1) / c->alignment * c->alignment;
+      keep->chunk = c->id;
+      keep->chunk_offset = 0;
+      t->chunks.push_back(std::move(c));
     }
     w->slices.clear();
     w->slices.push_back(std::move(keep));
