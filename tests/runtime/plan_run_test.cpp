@@ -144,7 +144,10 @@ TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks"
   REQUIRE(idx < t->kernels.size());
   for (auto& ph : t->phases)
     for (auto& n : ph->nodes)
-      if (n->name == "blk.0.attn_q_b") n->kernel = idx;
+      if (n->name == "blk.0.attn_q_b") {
+        n->kernel = idx;
+        n->overlap_prev = false;  // else verify_plan refuses it first (the GEMM cannot overlap)
+      }
   const LoadedPlan bad = verify_plan(serialize_plan(*t), "bad.fplan");
   delete t;
   const std::string e = error_of([&] { cuda::product_kernels(bad); });
