@@ -4,16 +4,22 @@
 //     (no GEMM, no moe, no other op); the decode phase's products are all marked;
 //   - --no-pdl (CompileOptions::pdl = false) marks none and is recorded in the options;
 //     a profile below 9.0 (A100) and a CPU profile mark none;
+//   - inspect shows "[pdl]" rows and a count per phase; diff reports the option and the
+//     nodes whose launch changed, folded over layers and phases;
 //   - verify_plan refuses a hand-edited plan with overlap_prev on a GEMM node, a moe node,
 //     a matvec of a plan for a 8.0 device and a node of a CPU plan, naming phase, node,
 //     kernel and what was expected.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
 #include "ops/registry/kernel_registry.h"
 #include "plan_test_util.h"
+#include "planner/diff/plan_diff.h"
+#include "planner/plan_io/plan_text.h"
+#include "planner/plan_io/plan_view.h"
 
 using namespace fp;
 using fp::test::error_of;
@@ -127,6 +133,41 @@ TEST_CASE("pdl: --no-pdl, a profile below 9.0 and a CPU profile mark nothing") {
 
   const LoadedPlan cpu = compiled(test::tiny_model(), "cpu");
   for (const auto& [phase, c] : overlap_counts(cpu)) CHECK(c.marked == 0);
+}
+
+TEST_CASE("pdl: inspect marks the rows and counts them; diff reports the option and the launches") {
+  const LoadedPlan on = compiled(test::full_model(), "h200-141gb");
+  const LoadedPlan off = compiled(test::full_model(), "h200-141gb", false);
+  const std::string t_on = plan_to_text(on), t_off = plan_to_text(off);
+  CHECK(t_on.find("PDL on") != std::string::npos);
+  CHECK(t_off.find("PDL off") != std::string::npos);
+  CHECK(t_on.find("cuda.matvec.q8_0 [pdl]") != std::string::npos);
+  CHECK(t_on.find("start while the previous kernel finishes") != std::string::npos);
+  CHECK(t_off.find("[pdl]") == std::string::npos);
+
+  const PlanDiff d = diff_plans(on, off);
+  CHECK(!d.equal());
+  bool option = false;
+  for (const auto& f : d.fields) option |= f.section == "options" && f.name == "pdl" && f.a == "1" && f.b == "0";
+  CHECK(option);
+  CHECK(d.kernels.empty());  // the same kernels, launched differently
+  CHECK(d.times.empty());    // predicted times do not model the overlap (not yet measured in a step)
+  bool q_b = false;
+  for (const auto& l : d.launches) {
+    CHECK(l.from == "pdl");
+    CHECK(l.to == "plain");
+    if (l.role == "attn_q_b") {
+      q_b = format_layers(l.layers) == "0-42";
+      CHECK(std::find(l.phases.begin(), l.phases.end(), "decode") != l.phases.end());
+    }
+  }
+  CHECK(q_b);
+  const std::string text = diff_to_text(d, "on.fplan", "off.fplan");
+  CHECK(text.find("pdl: 1 -> 0") != std::string::npos);
+  CHECK(text.find("blk.0-42 attn_q_b: pdl -> plain") != std::string::npos);
+  const auto j = diff_to_json(d, "on.fplan", "off.fplan");
+  CHECK(j["launches"].size() == d.launches.size());
+  CHECK(diff_plans(on, on).equal());
 }
 
 TEST_CASE("pdl: verify refuses overlap_prev on a node whose kernel cannot overlap, naming it") {
