@@ -20,7 +20,7 @@ struct Args {
   std::string kv_dtype = "f32";
   std::string buckets = "16,128,512,2048";
   uint32_t mtp_depth = 1;
-  bool no_offload = false, fit_context = false, exact_parallel = false, quiet = false;
+  bool no_offload = false, fit_context = false, exact_parallel = false, no_pdl = false, quiet = false;
   std::vector<std::string> overrides;
 };
 
@@ -54,6 +54,7 @@ int run(const Args& a) {
   o.allow_offload = !a.no_offload;
   o.fit_context = a.fit_context;
   o.exact_parallel = a.exact_parallel;
+  o.pdl = !a.no_pdl;
   for (const auto& s : a.overrides) o.overrides.push_back(fp::parse_override(s));
   o.model_file = std::filesystem::path(a.model).filename().string();
   if (!a.mtp.empty()) o.mtp_file = std::filesystem::path(a.mtp).filename().string();
@@ -105,6 +106,9 @@ FP_COMMAND("compile", "Plan a GGUF model for a device profile (no GPU needed; he
   app.add_flag("--exact-parallel", a->exact_parallel,
                "Several GPUs: attention, shared expert and head replicated (greedy output bit-identical to one GPU; "
                "the CUDA executor runs only such plans)");
+  app.add_flag("--no-pdl", a->no_pdl,
+               "No programmatic dependent launch: every kernel starts after the previous one ends (default: matvecs "
+               "overlap the previous kernel on compute capability 9.0+)");
   app.add_option("--override", a->overrides, "PATTERN=KERNEL: force a kernel on matching nodes (repeatable)");
   app.add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return [a]() { return run(*a); };

@@ -28,7 +28,7 @@ void check_weight(const ref::Weight& w, const char* what) {
 // into y2.
 void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t slots, const float* x,
          int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s, bool xf32 = false,
-         const ref::Weight* w2 = nullptr, float* y2 = nullptr) {
+         bool overlap_prev = false, const ref::Weight* w2 = nullptr, float* y2 = nullptr) {
   const ActFormat f = act_format(w.type, w.cols, ws.exact || xf32);
   MatvecArgs a;
   a.type = w.type;
@@ -40,6 +40,7 @@ void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t sl
   a.n_experts = n_experts;
   a.n_slots = int32_t(slots);
   a.xf32 = f == ActFormat::f32 && w.type != DType::F32 && w.type != DType::F16;
+  a.overlap_prev = overlap_prev;
   if (w2) {
     a.w2 = w2->data;
     a.y2 = y2;
@@ -68,7 +69,7 @@ int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots) {
 }
 
 void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
-            LinearPath path) {
+            LinearPath path, bool overlap_prev) {
   check_weight(w, "cuda linear");
   if (n <= 0) fail(w.name, ": ", n, " tokens");
   const bool gemm_fits = ws.gemm && linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes;
@@ -80,14 +81,17 @@ void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const Lin
   const bool automatic_gemm = path == LinearPath::automatic && gemm_fits && n >= ws.gemm_min_tokens &&
                               w.type != DType::F32 && !ws.exact && dequant_supported(w.type);
   if (path == LinearPath::gemm || automatic_gemm) {
+    if (overlap_prev)
+      fail(w.name, ": overlap_prev (programmatic dependent launch) on cuda.gemm.dequant_cublas_f16 for ", n,
+           " tokens; expected it only on matvec calls");
     ws.gemm->run(w.type, w.data, w.rows, w.cols, x, n, y, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
     return;
   }
-  run(w, nullptr, 0, n, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32);
+  run(w, nullptr, 0, n, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32, overlap_prev);
 }
 
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
-                    const LinearWorkspace& ws, Stream s, LinearPath path) {
+                    const LinearWorkspace& ws, Stream s, LinearPath path, bool overlap_prev) {
   check_weight(w, "cuda grouped_linear");
   if (path == LinearPath::gemm) fail(w.name, ": grouped products have no GEMM path in this build");
   if (groups <= 0 || w.rows % groups != 0) fail(w.name, ": ", w.rows, " rows do not split into ", groups, " groups");
@@ -96,7 +100,7 @@ void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_
   ref::Weight g = w;
   g.rows = w.rows / groups;
   g.experts = groups;
-  run(g, ws.iota, int32_t(groups), n * groups, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32);
+  run(g, ws.iota, int32_t(groups), n * groups, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32, overlap_prev);
 }
 
 void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
@@ -115,7 +119,7 @@ void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32
     fail(w2.name, ": ", dtype_name(w2.type), " [", w2.experts, "][", w2.rows, "][", w2.cols, "], expected ", w.name,
          "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] to share its launch");
   if (!y2) fail(w2.name, ": paired product without its outputs");
-  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s, false, &w2, y2);
+  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s, false, false, &w2, y2);
 }
 
 }  // namespace fp::cuda

@@ -12,7 +12,11 @@
 //     cuda.gemm.dequant_cublas_f16 when the workspace has a CublasGemm.
 // That is the automatic choice. A caller running a plan names the path instead
 // (LinearPath: the registry ids cuda.matvec.<type>, cuda.matvec.<type>.xf32, their
-// cuda.grouped_matvec.* forms, cuda.gemm.dequant_cublas_f16).
+// cuda.grouped_matvec.* forms, cuda.gemm.dequant_cublas_f16), and whether the matvec
+// overlaps the previous kernel (`overlap_prev`: MatvecArgs::overlap_prev, programmatic
+// dependent launch, compute capability 9.0+; the plan's Node.overlap_prev). The matvec then
+// follows the activation quantiser, or the caller's previous kernel for f32 activations,
+// and waits for it before it reads x: the same results either way.
 // Nothing here allocates, so every call can be captured in a CUDA graph.
 // CUDA-free header.
 #pragma once
@@ -54,15 +58,17 @@ int64_t linear_qact_bytes(DType t, int64_t cols, int64_t slots);
 // Bytes of GEMM workspace for n_tok tokens of `cols` inputs.
 int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows);
 
-// y[t*w.rows + r] = W[r]·x[t*w.cols ..] for t < n.
+// y[t*w.rows + r] = W[r]·x[t*w.cols ..] for t < n. `overlap_prev` with a call that
+// goes to the GEMM is refused (cuBLAS kernels do not wait for the previous one).
 void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
-            LinearPath path = LinearPath::automatic);
+            LinearPath path = LinearPath::automatic, bool overlap_prev = false);
 
 // attn_output_a: W holds `groups` blocks of rows; group g of token t reads
 // x[t][g*cols ..) and writes y[t][g*rg ..) (rg = rows / groups).
 // `path`: automatic or a matvec path (grouped products have no GEMM path).
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
-                    const LinearWorkspace& ws, Stream s, LinearPath path = LinearPath::automatic);
+                    const LinearWorkspace& ws, Stream s, LinearPath path = LinearPath::automatic,
+                    bool overlap_prev = false);
 
 // Expert-indexed: slot q < slots reads x + q*x_stride (x_stride 0: all the same x) and
 // matrix ids[q] of W[experts][rows][cols]; y[q*rows + r]. ids in device memory; an

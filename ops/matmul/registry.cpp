@@ -7,6 +7,8 @@
 //   launch and re-reads the weight (ops/linear/linear.cu), so it is bandwidth-bound and
 //   best at 1..8 tokens, but runs any token count (the grouped form is the only grouped
 //   kernel this build has, prefill included).
+//   On compute capability 9.0+ it may overlap the previous kernel (programmatic
+//   dependent launch, KernelInfo::overlap_min_cc): a plan decision per node.
 // - cuda.gemm.dequant_cublas_f16: dequantise weights to F16 in tiles, then cuBLAS on
 //   tensor cores; pays extra weight traffic, wins when there are enough tokens. Dense
 //   matmul only, and not over F32 weights (those stay on cuda.matvec.f32).
@@ -70,6 +72,11 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
   k.summary = std::string(grouped ? "per-group " : "") + "warp-per-row matvec over " + dtype_name(v.type) +
               (v.xf32 ? " weights with f32 activations" : " weights") + ", one slot per token (each re-reads the weight)";
   k.check = whole_blocks;
+  // Every matvec kernel (tuned, float and generic; ops/quant/matvec.cu) waits for the
+  // previous kernel (griddepcontrol.wait) before it reads x or the ids or writes y. Dense
+  // calls fetch their first weights before that wait; grouped calls read the group
+  // table as expert ids, so they wait first and only hide the launch.
+  k.overlap_min_cc = 90;
   const double bw_eff = v.bw_eff;
   const bool intq = is_int_quant(v.type) && !v.xf32;
   k.cost = [bw_eff, intq](const KernelShape& s, const DeviceRates& r) {

@@ -85,4 +85,12 @@ std::string kernel_rejection(const KernelInfo& k, const KernelShape& s, const De
   return "";
 }
 
+std::string overlap_rejection(const KernelInfo& k, uint32_t cc) {
+  if (k.overlap_min_cc == 0) return "its launcher has no programmatic dependent launch (it starts after the previous kernel ends)";
+  if (cc < k.overlap_min_cc)
+    return str("it overlaps the previous kernel from compute capability ", k.overlap_min_cc / 10, ".",
+               k.overlap_min_cc % 10, ", the device has ", cc / 10, ".", cc % 10);
+  return "";
+}
+
 }  // namespace fp

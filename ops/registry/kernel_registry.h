@@ -84,6 +84,11 @@ struct KernelInfo {
   std::vector<DType> dtypes;    // weight dtypes served; empty = any (or no weights)
   bool any_dequant = false;     // serves every dtype fp can dequantise
   bool capturable = true;       // may run inside a captured CUDA graph
+  // Programmatic dependent launch (a plan node's overlap_prev): the smallest compute
+  // capability * 10 at which its launcher can start it while the previous kernel in the
+  // stream finishes, the kernel waiting for that one before it reads its inputs or writes
+  // its outputs; 0 = never. PDL itself needs 9.0 (griddepcontrol).
+  uint32_t overlap_min_cc = 0;
   // False for a variant registered (id, cost model) ahead of its kernel: the planner
   // rejects it ("not implemented in this build"), so no plan names it, and the CUDA
   // executor refuses a plan that does. Kept so ids and cost models stay visible.
@@ -107,6 +112,10 @@ const KernelInfo* find_kernel(std::string_view id);
 // Why `k` cannot run `s` on `r` ("" when it can): backend, implemented, cc, token range,
 // dtypes, check.
 std::string kernel_rejection(const KernelInfo& k, const KernelShape& s, const DeviceRates& r);
+
+// Why a node running `k` on a device of compute capability `cc` (* 10) cannot overlap
+// the previous kernel ("" when it can): KernelInfo::overlap_min_cc.
+std::string overlap_rejection(const KernelInfo& k, uint32_t cc);
 
 // Registration entry points, one per op family (ops/<family>/registry.cpp).
 void register_matmul_kernels(std::vector<KernelInfo>& out);

@@ -363,6 +363,7 @@ class Compiler {
     op->allow_offload = o_.allow_offload;
     op->fit_context = o_.fit_context;
     op->exact_parallel = o_.exact_parallel;
+    op->pdl = o_.pdl;
     op->cost_context = a.cost_context;
     for (const auto& ov : o_.overrides) {
       auto x = std::make_unique<plan::OverrideT>();
@@ -610,6 +611,7 @@ class Compiler {
         x->device = n.device;
         x->parallel = static_cast<plan::Parallel>(n.parallel);
         x->link_bytes = sh.link_bytes;
+        x->overlap_prev = o_.pdl && p_.backend == Backend::Cuda && overlap_rejection(*ch.kernel, p_.cc()).empty();
         ph->nodes.push_back(std::move(x));
       }
       for (const PhaseSegment& seg : s.segments) {

@@ -52,6 +52,12 @@ struct CompileOptions {
   // the routed experts stay split (their exchange is exact). The split options are listed
   // in the plan's parallelism table as excluded, with this reason.
   bool exact_parallel = false;
+  // Programmatic dependent launch: every node whose kernel can start while the previous
+  // kernel finishes on this device (KernelInfo::overlap_min_cc; today the matmul and
+  // grouped_matmul matvecs on compute capability 9.0+, in every phase that picks them)
+  // is marked overlap_prev. Off (--no-pdl): every kernel starts after the previous ends.
+  // Numerics do not change either way: the kernel reads its inputs after the wait.
+  bool pdl = true;
   uint64_t cost_context = 0;     // 0: min(max context, kDefaultCostContext)
   std::vector<KernelOverride> overrides;
   std::string model_file;        // recorded without directories

@@ -86,6 +86,7 @@ void fields(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   f("options", "allow_offload", num(oa->allow_offload()), num(ob->allow_offload()));
   f("options", "fit_context", num(oa->fit_context()), num(ob->fit_context()));
   f("options", "exact_parallel", num(oa->exact_parallel()), num(ob->exact_parallel()));
+  f("options", "pdl", num(oa->pdl()), num(ob->pdl()));
   f("options", "overrides", overrides(oa), overrides(ob));
 }
 
@@ -99,8 +100,9 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
     std::vector<int> layers;
     bool model_level = false;
   };
-  std::vector<PerPhase> changes;
-  std::map<std::string, size_t> at;
+  std::vector<PerPhase> changes, launches;  // kernel choices; overlap_prev
+  std::map<std::string, size_t> at, launch_at;
+  auto launch = [](const plan::Node* n) { return std::string(n->overlap_prev() ? "pdl" : "plain"); };
   std::map<std::string, size_t> par_at;
   std::map<std::string, std::map<int, bool>> par_layers;
   auto where = [](const plan::Node* n) {
@@ -151,6 +153,16 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
           d.parallel[c->second].layers.push_back(layer_of(nn));
         }
       }
+      if (n->overlap_prev() != m->second->overlap_prev()) {
+        const std::string role = node_role(nn);
+        const std::string key = name + "|" + role + "|" + launch(n) + "|" + launch(m->second);
+        auto c = launch_at.find(key);
+        if (c == launch_at.end()) {
+          c = launch_at.emplace(key, launches.size()).first;
+          launches.push_back({name, role, launch(n), launch(m->second), {}, layer_of(nn) < 0});
+        }
+        if (layer_of(nn) >= 0) launches[c->second].layers.push_back(layer_of(nn));
+      }
       const std::string ka = a.kernels()->Get(n->kernel())->id()->str();
       const std::string kb = b.kernels()->Get(m->second->kernel())->id()->str();
       if (ka == kb) continue;
@@ -198,17 +210,21 @@ void phases(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
     if (!seen.count(ph->name()->str())) d.phases_only_b.push_back(ph->name()->str());
 
   // Fold identical (role, layers, from, to) changes across phases.
-  std::map<std::string, size_t> merged;
-  for (auto& c : changes) {
-    const std::string key = c.role + "|" + format_layers(c.layers) + "|" + c.from + "|" + c.to;
-    auto m = merged.find(key);
-    if (m == merged.end()) {
-      merged.emplace(key, d.kernels.size());
-      d.kernels.push_back({{c.phase}, c.role, c.layers, c.from, c.to});
-    } else {
-      d.kernels[m->second].phases.push_back(c.phase);
+  auto fold = [](const std::vector<PerPhase>& in, std::vector<PlanDiff::KernelChange>& out) {
+    std::map<std::string, size_t> merged;
+    for (const auto& c : in) {
+      const std::string key = c.role + "|" + format_layers(c.layers) + "|" + c.from + "|" + c.to;
+      auto m = merged.find(key);
+      if (m == merged.end()) {
+        merged.emplace(key, out.size());
+        out.push_back({{c.phase}, c.role, c.layers, c.from, c.to});
+      } else {
+        out[m->second].phases.push_back(c.phase);
+      }
     }
-  }
+  };
+  fold(changes, d.kernels);
+  fold(launches, d.launches);
 }
 
 void placements(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
@@ -328,6 +344,11 @@ std::string diff_to_text(const PlanDiff& d, const std::string& an, const std::st
     for (const auto& k : d.kernels)
       o << "  " << join(k.phases) << ": " << layers_text(k.layers, k.role) << ": " << k.from << " -> " << k.to << "\n";
   }
+  if (!d.launches.empty()) {
+    o << "\nlaunch (pdl: starts while the previous kernel finishes)\n";
+    for (const auto& k : d.launches)
+      o << "  " << join(k.phases) << ": " << layers_text(k.layers, k.role) << ": " << k.from << " -> " << k.to << "\n";
+  }
   if (!d.placements.empty() || d.weights_only_a || d.weights_only_b) {
     o << "\nplacement\n";
     for (const auto& p : d.placements)
@@ -384,6 +405,10 @@ nlohmann::json diff_to_json(const PlanDiff& d, const std::string& an, const std:
   for (const auto& k : d.kernels)
     j["kernels"].push_back({{"phases", k.phases}, {"role", k.role}, {"layers", k.layers},
                             {"layers_text", format_layers(k.layers)}, {"from", k.from}, {"to", k.to}});
+  j["launches"] = json::array();
+  for (const auto& k : d.launches)
+    j["launches"].push_back({{"phases", k.phases}, {"role", k.role}, {"layers", k.layers},
+                             {"layers_text", format_layers(k.layers)}, {"from", k.from}, {"to", k.to}});
   j["placements"] = json::array();
   for (const auto& p : d.placements)
     j["placements"].push_back({{"role", p.role}, {"layers", p.layers}, {"layers_text", format_layers(p.layers)},

@@ -1,6 +1,7 @@
 // `flashplan diff A B`: what differs between two plans by meaning, not by bytes:
 // provenance, model, device and option fields; kernel choices per phase and node, folded
-// over layers and phases ("decode: blk.2-42/2 attn_q_b: K1 -> K2"); weights that moved
+// over layers and phases ("decode: blk.2-42/2 attn_q_b: K1 -> K2"), and the same for how
+// nodes are launched (overlap_prev: "pdl" or "plain"); weights that moved
 // between device and host memory or devices; how nodes run across devices and the
 // collectives of multi-GPU plans; graph segments; memory budget and predicted times.
 #pragma once
@@ -57,6 +58,7 @@ struct PlanDiff {
   std::vector<std::string> phases_only_a, phases_only_b;
   std::vector<NodeSets> node_sets;
   std::vector<KernelChange> kernels;
+  std::vector<KernelChange> launches;  // overlap_prev per node: from / to "pdl" or "plain"
   std::vector<PlacementChange> placements;
   uint32_t weights_only_a = 0, weights_only_b = 0;
   std::vector<SegmentChange> segments;
@@ -67,7 +69,7 @@ struct PlanDiff {
 
   bool equal() const {
     return fields.empty() && phases_only_a.empty() && phases_only_b.empty() && node_sets.empty() && kernels.empty() &&
-           placements.empty() && parallel.empty() && collectives.empty() && weights_only_a == 0 && weights_only_b == 0 && segments.empty() && memory.empty() &&
+           launches.empty() && placements.empty() && parallel.empty() && collectives.empty() && weights_only_a == 0 && weights_only_b == 0 && segments.empty() && memory.empty() &&
            times.empty();
   }
 };

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "ops/core/error.h"
+#include "ops/registry/kernel_registry.h"
 #include "planner/plan_io/fingerprint.h"
 #include "planner/plan_io/sha256.h"
 
@@ -106,6 +107,28 @@ void check_references(const plan::Plan& p, const std::string& name) {
   }
 }
 
+// overlap_prev (programmatic dependent launch) only on nodes whose kernel, in this build,
+// waits for the previous kernel before it reads its inputs, on the plan's device: a kernel
+// that does not would read inputs still being written.
+void check_overlap(const plan::Plan& p, const std::string& name) {
+  const bool cuda = p.device()->backend() == plan::Backend::cuda;
+  const uint32_t cc = p.device()->cc_major() * 10 + p.device()->cc_minor();
+  for (const auto* ph : *p.phases())
+    for (const auto* n : *ph->nodes()) {
+      if (!n->overlap_prev()) continue;
+      const std::string id = p.kernels()->Get(n->kernel())->id()->str();
+      const KernelInfo* k = find_kernel(id);
+      const std::string why = !k     ? str(id, " is not a kernel of this build")
+                              : !cuda ? std::string("the plan is for a CPU device")
+                                      : overlap_rejection(*k, cc);
+      if (why.empty()) continue;
+      fail(name, ": phase ", ph->name()->str(), " node ", n->name()->str(), " runs ", id,
+           " with overlap_prev (programmatic dependent launch), but ", why,
+           "; expected overlap_prev only on nodes whose kernel waits for the previous one (cuda.matvec.*, "
+           "cuda.grouped_matvec.* on compute capability 9.0+): recompile the plan");
+    }
+}
+
 }  // namespace
 
 std::vector<uint8_t> serialize_plan(const plan::PlanT& p) {
@@ -151,6 +174,7 @@ LoadedPlan verify_plan(std::vector<uint8_t> bytes, const std::string& name) {
     fail(name, ": plan format version ", root->provenance()->format_version(), "; this flashplan reads version ",
          kPlanFormatVersion, " (recompile the plan with this flashplan)");
   check_references(*root, name);
+  check_overlap(*root, name);
   LoadedPlan lp;
   lp.path = name;
   lp.bytes = std::move(bytes);

@@ -1,6 +1,8 @@
 // Reading and writing plan files. A plan is never trusted: loading checks the size, the
-// "FPLN" identifier, the FlatBuffers verifier, the format version and the internal
-// references (kernel, weight, buffer, note and node indices), and refuses anything else
+// "FPLN" identifier, the FlatBuffers verifier, the format version, the internal
+// references (kernel, weight, buffer, note and node indices) and that overlap_prev marks
+// only nodes whose kernel in this build can overlap the previous one on the plan's
+// device (ops/registry overlap_rejection), and refuses anything else
 // with a message naming the file and what was wrong. The runtime then checks the plan
 // against the GGUF and the device it is about to use (check_plan_matches).
 #pragma once

@@ -1,6 +1,7 @@
 // `flashplan inspect PLAN` for people: provenance, memory budget, placement, KV cache,
 // a summary line per phase, then per phase a table of nodes in execution order with
-// layers that made the same choice folded into one row ("attn_q_b 0-42 ...").
+// layers that made the same choice folded into one row ("attn_q_b 0-42 ..."); "[pdl]"
+// marks nodes launched with programmatic dependent launch (Node.overlap_prev).
 #include "planner/plan_io/plan_text.h"
 
 #include <algorithm>
@@ -70,9 +71,9 @@ void header(Out& o, const LoadedPlan& lp) {
   o("options   max context %llu (requested %llu), numerics %s, KV %s, prefill buckets %s, MTP depth %u,\n",
     (unsigned long long)op->max_context(), (unsigned long long)op->requested_context(),
     plan::EnumNameNumerics(op->numerics()), plan::EnumNameDType(op->kv_dtype()), buckets.c_str(), op->mtp_depth());
-  o("          predicted times at context %llu, offload %s, fit-context %s%s\n", (unsigned long long)op->cost_context(),
-    op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off",
-    op->exact_parallel() ? ", exact-parallel" : "");
+  o("          predicted times at context %llu, offload %s, fit-context %s, PDL %s%s\n",
+    (unsigned long long)op->cost_context(), op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off",
+    op->pdl() ? "on" : "off", op->exact_parallel() ? ", exact-parallel" : "");
   if (op->overrides() && op->overrides()->size())
     for (const auto* ov : *op->overrides()) o("          override %s=%s\n", sv(ov->pattern()), sv(ov->kernel()));
 }
@@ -224,15 +225,23 @@ void kv(Out& o, const plan::Plan& p) {
       (unsigned long long)x.index, format_gib(x.bytes).c_str());
 }
 
+// Nodes launched with programmatic dependent launch (Node.overlap_prev).
+uint32_t overlap_nodes(const plan::Phase& ph) {
+  uint32_t n = 0;
+  for (const auto* x : *ph.nodes()) n += x->overlap_prev();
+  return n;
+}
+
 void phase_summary(Out& o, const plan::Plan& p) {
   o("\nphases (predicted at context %llu)\n", (unsigned long long)p.provenance()->options()->cost_context());
-  o("  %-18s %7s %6s %7s %9s %12s %12s\n", "phase", "tokens", "nodes", "graphs", "host-sync", "per step", "tokens/s");
+  o("  %-18s %7s %6s %6s %7s %9s %12s %12s\n", "phase", "tokens", "nodes", "pdl", "graphs", "host-sync", "per step",
+    "tokens/s");
   for (const auto* ph : *p.phases()) {
     uint32_t graphs = 0, plain = 0;
     for (const auto* s : *ph->segments()) (s->graph() ? graphs : plain)++;
     const double tps = ph->predicted_us() > 0 ? ph->max_tokens() * 1e6 / ph->predicted_us() : 0;
-    o("  %-18s %7u %6u %7u %9u %12s %12.1f\n", sv(ph->name()), ph->max_tokens(), ph->nodes()->size(), graphs, plain,
-      format_us(ph->predicted_us()).c_str(), tps);
+    o("  %-18s %7u %6u %6u %7u %9u %12s %12.1f\n", sv(ph->name()), ph->max_tokens(), ph->nodes()->size(),
+      overlap_nodes(*ph), graphs, plain, format_us(ph->predicted_us()).c_str(), tps);
   }
 }
 
@@ -294,6 +303,9 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
   o("\nphase %s: %u token%s per step, %u nodes in %u segment%s (%u CUDA graph%s), predicted %s per step\n",
     sv(ph.name()), ph.max_tokens(), ph.max_tokens() == 1 ? "" : "s", ph.nodes()->size(), ph.segments()->size(),
     ph.segments()->size() == 1 ? "" : "s", graphs, graphs == 1 ? "" : "s", format_us(ph.predicted_us()).c_str());
+  if (const uint32_t pdl = overlap_nodes(ph))
+    o("  [pdl]: %u node%s start while the previous kernel finishes (programmatic dependent launch)\n", pdl,
+      pdl == 1 ? "" : "s");
   for (const auto* s : *ph.segments())
     if (!s->graph() && p.device()->backend() == plan::Backend::cuda)
       o("  outside graphs: node %u (%s, %s needs the host)\n", s->first(), sv(ph.nodes()->Get(s->first())->name()),
@@ -305,7 +317,7 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
     const bool host = n->host_bytes() > 0;
     const std::string key = role + "|" + std::to_string(n->kernel()) + "|" + round3(n->predicted_us()) + "|" +
                             std::to_string(host) + "|" + std::to_string(int(n->choice())) + "|" +
-                            std::to_string(int(n->parallel()));
+                            std::to_string(int(n->parallel())) + "|" + std::to_string(n->overlap_prev());
     auto it = where.find(key);
     if (it == where.end()) {
       it = where.emplace(key, rows.size()).first;
@@ -333,7 +345,7 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
   o("  %-24s %-10s %-16s %-36s %9s %9s  %s\n", "node", "layers", multi ? "op (devices)" : "op", "kernel", "us/node",
     "us total", "alternatives (predicted)");
   for (const Row& r : rows) {
-    const std::string kern = kernel(p, r.first->kernel()) + choice_tag(*r.first);
+    const std::string kern = kernel(p, r.first->kernel()) + choice_tag(*r.first) + (r.first->overlap_prev() ? " [pdl]" : "");
     std::string op = plan::EnumNameOpKind(r.first->op());
     if (multi) {
       const auto par = r.first->parallel();

@@ -25,7 +25,11 @@
 // Products: with a plan (ProductKernels), every matmul, grouped_matmul and moe node runs
 // the kernel the plan chose for it in the step's phase (decode for one token, else the
 // prefill bucket holding the step's size); every other op kind has one CUDA kernel and
-// runs it. With no plan the linear family picks (ops/linear/linear_cuda.h).
+// runs it. With no plan the linear family picks (ops/linear/linear_cuda.h). A matmul or
+// grouped_matmul node the plan marks overlap_prev launches its matvec with programmatic
+// dependent launch (the kernel's prologue overlaps the previous kernel's tail; it reads
+// its inputs only after that kernel has finished, so results do not change); without a
+// plan no launch overlaps.
 //
 // Multi-GPU plans (ExecutorOptions::part, runtime/cuda/MULTI_GPU.md): one executor per
 // device, each on its own device, stream and graphs. Every node runs on every device; an
@@ -74,8 +78,16 @@ enum class ProductKernel : uint8_t {
   moe_grouped_mma,   // cuda.moe.grouped_dequant_mma
 };
 
+// What the plan decided for one product node: its kernel, and whether it is launched
+// with programmatic dependent launch (Node.overlap_prev: the matvec starts while the
+// previous kernel finishes and waits for it before reading its inputs).
+struct ProductChoice {
+  ProductKernel kernel = ProductKernel::matvec;
+  bool overlap_prev = false;
+};
+
 // The phases the executor runs (decode and the prefill buckets) as it runs them: the
-// kernel of every product node, keyed by the node's first weight (the matrix; moe:
+// choice of every product node, keyed by the node's first weight (the matrix; moe:
 // ffn_gate_exps), every node's op, layer and first weight (the executor's walk is checked
 // against them), and the graph segments.
 struct ProductKernels {
@@ -92,7 +104,7 @@ struct ProductKernels {
   struct Phase {
     std::string name;
     uint32_t min_tokens = 1, max_tokens = 1;
-    std::unordered_map<std::string, ProductKernel> by_weight;
+    std::unordered_map<std::string, ProductChoice> by_weight;
     std::vector<Node> nodes;
     std::vector<Segment> segments;  // cover nodes in order (verify_plan checks)
     uint32_t head_first = 0;        // the output head's first node: a step without logits ends there
@@ -198,6 +210,9 @@ class Executor {
   struct StepStats {
     int64_t graph_launches = 0;
     int64_t eager_nodes = 0;
+    // Product nodes whose launches this step issued (eagerly or into a graph it captured)
+    // with programmatic dependent launch, as the plan's overlap_prev asked. 0 on a replay.
+    int64_t overlap_nodes = 0;
   };
   StepStats last_step() const;
 

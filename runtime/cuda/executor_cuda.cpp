@@ -220,7 +220,9 @@ struct Executor::Impl {
   void output_hc_head(int64_t row0, int64_t n);
   void sample_last_row(int64_t rows);
 
+  const ProductChoice* choice(const ref::Weight& wt) const;
   LinearPath path(const ref::Weight& wt) const;
+  bool overlap_prev(const ref::Weight& wt);
   ProductKernel moe_kernel(const ref::Weight& gate) const;
 
   void layer(const cpu::LayerW& L, LayerState& st, int64_t n);
@@ -453,13 +455,19 @@ void Executor::Impl::rms_norm(const float* x, const float* wt, float* y, int64_t
   fp::cuda::rms_norm(x, wt, y, n, dim, c.rms_eps, stream);
 }
 
-// The plan's kernel for a product node's matrix in the running step's phase (without a
-// plan, or for a matrix no product node names: the linear family's pick).
-LinearPath Executor::Impl::path(const ref::Weight& wt) const {
-  if (!phase) return LinearPath::automatic;
+// The plan's choice for a product node's matrix in the running step's phase; nullptr
+// without a plan or for a matrix no product node names.
+const ProductChoice* Executor::Impl::choice(const ref::Weight& wt) const {
+  if (!phase) return nullptr;
   const auto it = phase->by_weight.find(wt.name);
-  if (it == phase->by_weight.end()) return LinearPath::automatic;
-  switch (it->second) {
+  return it == phase->by_weight.end() ? nullptr : &it->second;
+}
+
+// The plan's kernel for a product node's matrix (no choice: the linear family's pick).
+LinearPath Executor::Impl::path(const ref::Weight& wt) const {
+  const ProductChoice* ch = choice(wt);
+  if (!ch) return LinearPath::automatic;
+  switch (ch->kernel) {
     case ProductKernel::matvec: return LinearPath::matvec;
     case ProductKernel::matvec_xf32: return LinearPath::matvec_xf32;
     case ProductKernel::gemm_dequant_f16: return LinearPath::gemm;
@@ -467,16 +475,25 @@ LinearPath Executor::Impl::path(const ref::Weight& wt) const {
   }
 }
 
+// Whether the plan launches this product node's matvec with programmatic dependent
+// launch (never without a plan); counted in the step's stats when it does.
+bool Executor::Impl::overlap_prev(const ref::Weight& wt) {
+  const ProductChoice* ch = choice(wt);
+  if (!ch || !ch->overlap_prev) return false;
+  ++step.overlap_nodes;
+  return true;
+}
+
 ProductKernel Executor::Impl::moe_kernel(const ref::Weight& gate) const {
   if (!phase) return ProductKernel::moe_matvec;  // the only MoE kernel without a plan
-  const auto it = phase->by_weight.find(gate.name);
-  if (it == phase->by_weight.end()) fail(gate.name, ": the plan's phase ", phase->name, " has no moe node for it");
-  return it->second;
+  const ProductChoice* ch = choice(gate);
+  if (!ch) fail(gate.name, ": the plan's phase ", phase->name, " has no moe node for it");
+  return ch->kernel;
 }
 
 void Executor::Impl::matmul(const ref::Weight& wt, const float* x, int64_t n, float* y) {
   if (!node(OpKind::matmul, &wt)) return;
-  linear(wt, x, n, y, lin, stream, path(wt));
+  linear(wt, x, n, y, lin, stream, path(wt), overlap_prev(wt));
 }
 
 void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
@@ -607,7 +624,7 @@ void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
 
 void Executor::Impl::grouped_matmul(const ref::Weight& wt, int64_t n) {
   if (!node(OpKind::grouped_matmul, &wt)) return;
-  grouped_linear(wt, c.o_groups, attn, n, low, lin, stream, path(wt));
+  grouped_linear(wt, c.o_groups, attn, n, low, lin, stream, path(wt), overlap_prev(wt));
 }
 
 void Executor::Impl::hc_post(const float* av, int64_t n) {

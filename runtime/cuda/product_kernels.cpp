@@ -113,7 +113,8 @@ ProductKernels product_kernels(const LoadedPlan& p) {
         ProductKernel k{};
         const std::string why = product_kernel_for(id, op, static_cast<DType>(w->dtype()), k);
         if (!why.empty()) refuse(why);
-        dst.by_weight[w->name()->str()] = k;
+        // overlap_prev: verify_plan has checked that the kernel honours it on this device.
+        dst.by_weight[w->name()->str()] = {k, n->overlap_prev()};
         out.uses_gemm |= k == ProductKernel::gemm_dequant_f16;
         out.uses_moe_grouped |= k == ProductKernel::moe_grouped_mma;
         continue;

@@ -115,8 +115,25 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out, _ = run("diff", e2, e)
     check(rc == 1 and "exact_parallel: 0 -> 1" in out, f"diff misses exact_parallel: {rc}\n{out}")
 
+    # --no-pdl: recorded in the options, no node launched with programmatic dependent
+    # launch; the default H100 plan marks its matvecs, and diff shows both differences.
+    rc, out, _ = run("inspect", a)
+    check("PDL on" in out and "cuda.matvec.q8_0 [pdl]" in out, f"default plan shows no PDL:\n{out}")
+    p = os.path.join(tmp, "p.fplan")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", p, "-q", "--no-pdl")
+    check(rc == 0, f"compile --no-pdl: {err}")
+    j = json.loads(run("inspect", "--json", p)[1])
+    check(j["provenance"]["options"].get("pdl") is False, "pdl not false in the --no-pdl plan's options")
+    check(not any(n.get("overlap_prev") for ph in j["phases"] for n in ph["nodes"]), "--no-pdl plan overlaps a node")
+    j = json.loads(run("inspect", "--json", a)[1])
+    check(j["provenance"]["options"].get("pdl") is True, "pdl not true in the default plan's options")
+    check(any(n.get("overlap_prev") for ph in j["phases"] for n in ph["nodes"]), "default H100 plan overlaps nothing")
+    rc, out, _ = run("diff", a, p)
+    check(rc == 1 and "pdl: 1 -> 0" in out and "attn_q_b: pdl -> plain" in out, f"diff misses pdl: {rc}\n{out}")
+
     rc, out, _ = run("kernels")
     check(rc == 0 and "cuda.matvec.q8_0" in out and "cpu.attention" in out, "kernels listing")
+    check("(P)" in out, "kernels listing lacks the (P) mark")
     rc, out, _ = run("kernels", "--json")
     check(rc == 0 and any(k["id"] == "cuda.gemm.int8_tc" for k in json.loads(out)), "kernels --json")
 
