@@ -28,12 +28,13 @@ namespace {
 
 using fp::cuda::Executor;
 
-// Weight bytes a node reads when it is a dense product over its whole first weight;
-// 0 for the others (an MoE node reads only the routed experts' slices).
+// Weight bytes a node reads when it is a dense product over its whole first weight (a
+// paired matmul: both, of one type and shape); 0 for the others (an MoE node reads only
+// the routed experts' slices). A pair is listed under its first weight's name.
 double dense_weight_bytes(const Executor::NodeTime& t) {
   if (t.weight.empty() || t.experts > 1) return 0;
   if (t.op != fp::OpKind::matmul && t.op != fp::OpKind::grouped_matmul) return 0;
-  return double(t.rows) * double(fp::row_bytes(t.type, t.cols));
+  return double(t.products) * double(t.rows) * double(fp::row_bytes(t.type, t.cols));
 }
 
 void print_step(const char* what, const std::vector<Executor::NodeTime>& nodes, size_t top) {
@@ -68,8 +69,8 @@ void print_step(const char* what, const std::vector<Executor::NodeTime>& nodes, 
   std::printf("slowest nodes:\n");
   for (size_t k = 0; k < std::min(top, idx.size()); ++k) {
     const auto& t = nodes[idx[k]];
-    std::printf("  #%-5zu %-16s layer %3d %-28s %9.1f us\n", idx[k], fp::op_kind_name(t.op), t.layer,
-                t.weight.c_str(), t.us);
+    const std::string w = t.products > 1 ? t.weight + " (pair)" : t.weight;
+    std::printf("  #%-5zu %-16s layer %3d %-28s %9.1f us\n", idx[k], fp::op_kind_name(t.op), t.layer, w.c_str(), t.us);
   }
 }
 

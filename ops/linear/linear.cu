@@ -23,6 +23,39 @@ void check_weight(const ref::Weight& w, const char* what) {
     fail(w.name, ": dtype ", dtype_name(w.type), " has no CUDA matvec");
 }
 
+// A pair shares one launch only over one type and shape (the kernel indexes both
+// tensors with one geometry).
+void check_pair(const ref::Weight& w, const ref::Weight& w2, float* y2, const char* what) {
+  check_weight(w, what);
+  check_weight(w2, what);
+  if (w2.type != w.type || w2.rows != w.rows || w2.cols != w.cols || w2.experts != w.experts)
+    fail(w2.name, ": ", dtype_name(w2.type), " [", w2.experts, "][", w2.rows, "][", w2.cols, "], expected ", w.name,
+         "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] to share its launch (", what, ")");
+  if (!y2) fail(w2.name, ": paired product without its outputs (", what, ")");
+}
+
+// Whether a dense call of n tokens goes to the GEMM: the plan's path, or the automatic
+// choice; refuses a GEMM path that cannot run.
+bool dense_gemm(const ref::Weight& w, int64_t n, const LinearWorkspace& ws, LinearPath path) {
+  const bool gemm_fits = ws.gemm && linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes;
+  if (path == LinearPath::gemm) {
+    if (w.type == DType::F32 || !dequant_supported(w.type))
+      fail(w.name, ": cuda.gemm.dequant_cublas_f16 does not read ", dtype_name(w.type), " weights");
+    if (!gemm_fits) fail(w.name, ": cuda.gemm.dequant_cublas_f16 without a GEMM workspace for ", n, " tokens");
+  }
+  const bool automatic_gemm = path == LinearPath::automatic && gemm_fits && n >= ws.gemm_min_tokens &&
+                              w.type != DType::F32 && !ws.exact && dequant_supported(w.type);
+  return path == LinearPath::gemm || automatic_gemm;
+}
+
+// cuBLAS cannot be launched with programmatic dependent launch: a plan marking a GEMM call
+// overlap_prev is wrong (verify_plan refuses such plans; this guards plan-less callers).
+void refuse_gemm_overlap(const ref::Weight& w, int64_t n, bool overlap_prev) {
+  if (overlap_prev)
+    fail(w.name, ": overlap_prev (programmatic dependent launch) on cuda.gemm.dequant_cublas_f16 for ", n,
+         " tokens; expected it only on matvec calls");
+}
+
 // One matvec launch over `slots` slots with x already laid out slot by slot; w2 (same
 // type and shape, or null) is read in the same launch with the same ids and activations
 // into y2.
@@ -72,22 +105,26 @@ void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const Lin
             LinearPath path, bool overlap_prev) {
   check_weight(w, "cuda linear");
   if (n <= 0) fail(w.name, ": ", n, " tokens");
-  const bool gemm_fits = ws.gemm && linear_gemm_bytes(w.cols, n, ws.gemm_tile_rows) <= ws.gemm_ws_bytes;
-  if (path == LinearPath::gemm) {
-    if (w.type == DType::F32 || !dequant_supported(w.type))
-      fail(w.name, ": cuda.gemm.dequant_cublas_f16 does not read ", dtype_name(w.type), " weights");
-    if (!gemm_fits) fail(w.name, ": cuda.gemm.dequant_cublas_f16 without a GEMM workspace for ", n, " tokens");
-  }
-  const bool automatic_gemm = path == LinearPath::automatic && gemm_fits && n >= ws.gemm_min_tokens &&
-                              w.type != DType::F32 && !ws.exact && dequant_supported(w.type);
-  if (path == LinearPath::gemm || automatic_gemm) {
-    if (overlap_prev)
-      fail(w.name, ": overlap_prev (programmatic dependent launch) on cuda.gemm.dequant_cublas_f16 for ", n,
-           " tokens; expected it only on matvec calls");
+  if (dense_gemm(w, n, ws, path)) {
+    refuse_gemm_overlap(w, n, overlap_prev);
     ws.gemm->run(w.type, w.data, w.rows, w.cols, x, n, y, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
     return;
   }
   run(w, nullptr, 0, n, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32, overlap_prev);
+}
+
+void linear_pair(const ref::Weight& w, const ref::Weight& w2, const float* x, int64_t n, float* y, float* y2,
+                 const LinearWorkspace& ws, Stream s, LinearPath path, bool overlap_prev) {
+  check_pair(w, w2, y2, "cuda linear_pair");
+  if (w.experts != 1) fail(w.name, ": ", w.experts, " experts in a dense paired product, expected one matrix");
+  if (n <= 0) fail(w.name, ": ", n, " tokens");
+  if (dense_gemm(w, n, ws, path)) {  // one type and shape: the same decision for w2
+    refuse_gemm_overlap(w, n, overlap_prev);
+    ws.gemm->run(w.type, w.data, w.rows, w.cols, x, n, y, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
+    ws.gemm->run(w2.type, w2.data, w2.rows, w2.cols, x, n, y2, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows);
+    return;
+  }
+  run(w, nullptr, 0, n, x, w.cols, y, ws, s, path == LinearPath::matvec_xf32, overlap_prev, &w2, y2);
 }
 
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
@@ -112,13 +149,8 @@ void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, cons
 
 void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32_t* ids, int64_t slots,
                         const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Stream s) {
-  check_weight(w, "cuda expert_linear_pair");
-  check_weight(w2, "cuda expert_linear_pair");
+  check_pair(w, w2, y2, "cuda expert_linear_pair");
   if (!ids) fail(w.name, ": expert-indexed product without ids");
-  if (w2.type != w.type || w2.rows != w.rows || w2.cols != w.cols || w2.experts != w.experts)
-    fail(w2.name, ": ", dtype_name(w2.type), " [", w2.experts, "][", w2.rows, "][", w2.cols, "], expected ", w.name,
-         "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] to share its launch");
-  if (!y2) fail(w2.name, ": paired product without its outputs");
   run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s, false, false, &w2, y2);
 }
 

@@ -63,6 +63,15 @@ int64_t linear_gemm_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows);
 void linear(const ref::Weight& w, const float* x, int64_t n, float* y, const LinearWorkspace& ws, Stream s,
             LinearPath path = LinearPath::automatic, bool overlap_prev = false);
 
+// Two weights of one type and shape on the same x (a plan's paired matmul node: the
+// shared expert's gate and up, a compressor's kv and gate): y = W·x and y2 = W2·x. On a
+// matvec path one activation quantisation and one launch serve both (MatvecArgs::w2);
+// the GEMM path runs one GEMM per weight. Each output is bit for bit linear()'s with
+// the same path; a pair of another type or shape is refused.
+void linear_pair(const ref::Weight& w, const ref::Weight& w2, const float* x, int64_t n, float* y, float* y2,
+                 const LinearWorkspace& ws, Stream s, LinearPath path = LinearPath::automatic,
+                 bool overlap_prev = false);
+
 // attn_output_a: W holds `groups` blocks of rows; group g of token t reads
 // x[t][g*cols ..) and writes y[t][g*rg ..) (rg = rows / groups).
 // `path`: automatic or a matvec path (grouped products have no GEMM path).

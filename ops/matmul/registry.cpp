@@ -56,6 +56,34 @@ std::string whole_blocks(const KernelShape& s) {
 
 bool is_int_quant(DType t) { return t != DType::F16 && t != DType::BF16 && t != DType::F32; }
 
+// Products a node computes: a paired matmul (two weights of one dtype and shape reading
+// one input, planner/graph/op_graph.h pairs_in_one_node) computes one per weight; its
+// shape's m is one weight's rows, its bytes and flops count both.
+double products(const KernelShape& s) {
+  return s.op == OpKind::matmul && s.wtypes.size() > 1 ? static_cast<double>(s.wtypes.size()) : 1.0;
+}
+
+// GEMM paths run a pair as one GEMM per weight, one after the other: the pair costs
+// `products` times one product's cost. One product has one weight's bytes and flops, and
+// of the activations the input (k per token, read by each GEMM) and its own output (m):
+// k + m of the node's k + n*m elements per token (input and outputs share an element size).
+using CostFn = std::function<KernelCost(const KernelShape&, const DeviceRates&)>;
+CostFn per_product(CostFn one) {
+  return [one](const KernelShape& s, const DeviceRates& r) {
+    const double n = products(s);
+    if (n == 1) return one(s, r);
+    KernelShape p = s;
+    p.wtypes.resize(1);
+    p.weight_bytes /= n;
+    p.host_weight_bytes /= n;
+    p.act_bytes *= static_cast<double>(s.k + s.m) / static_cast<double>(s.k + n * s.m);
+    p.flops /= n;
+    KernelCost c = one(p, r);
+    c.us *= n;  // the workspace is one GEMM's: the GEMMs run in turn and reuse it
+    return c;
+  };
+}
+
 // The weight tile cuBLAS paths dequantise into at a time (bounds the workspace).
 constexpr int64_t kDequantTileRows = 16384;
 
@@ -79,8 +107,10 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
   k.overlap_min_cc = 90;
   const double bw_eff = v.bw_eff;
   const bool intq = is_int_quant(v.type) && !v.xf32;
+  // A pair is one launch over both weights' rows: its bytes, flops and rows count both,
+  // with one launch overhead and one activation read.
   k.cost = [bw_eff, intq](const KernelShape& s, const DeviceRates& r) {
-    const double rows = static_cast<double>(s.m) * s.groups;
+    const double rows = static_cast<double>(s.m) * s.groups * products(s);
     // Beyond a few tokens the slots' weight reads stop sharing L2: count one read each.
     const double reads = std::max(1.0, static_cast<double>(s.tokens) / 8.0);
     cost::Pass p;
@@ -97,7 +127,8 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
     }
     p.parallel = cost::parallel_fraction(rows / 4.0, r);
     KernelCost c{cost::us(p, r), 0, {}};
-    c.launch = {{ceil_div(s.m, 4), static_cast<uint32_t>(s.groups), 1}, {32, 4, 1}, 0};
+    c.launch = {{ceil_div(static_cast<int64_t>(s.m * products(s)), 4), static_cast<uint32_t>(s.groups), 1},
+                {32, 4, 1}, 0};
     return c;
   };
   return k;
@@ -118,7 +149,7 @@ KernelInfo dequant_cublas(OpKind op) {
       if (t == DType::F32) return std::string("F32 weights have no dequantising GEMM path (cuda.matvec.f32 serves them)");
     return whole_blocks(s);
   };
-  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+  k.cost = per_product([](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
     const double f16_weights = rows * s.k * 2.0;
     const double tiles = std::ceil(rows / kDequantTileRows);
@@ -140,7 +171,7 @@ KernelInfo dequant_cublas(OpKind op) {
     us += (tiles - 1) * 2 * r.launch_us;
     const double tile_bytes = std::min<double>(rows, kDequantTileRows) * s.k * 2.0;
     return KernelCost{us, static_cast<uint64_t>(tile_bytes + convert.dev_bytes / 3.0), {}};
-  };
+  });
   return k;
 }
 
@@ -156,7 +187,7 @@ KernelInfo int8_tc(OpKind op) {
   k.summary = "Q8_0 weights x Q8-quantised activations on int8 tensor cores, per-block scales in F32";
   k.implemented = false;
   k.check = whole_blocks;
-  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+  k.cost = per_product([](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
     const double q8_act = static_cast<double>(s.tokens) * s.k * s.groups * (34.0 / 32.0);
     cost::Pass quant;  // activations F32 -> Q8 blocks
@@ -174,7 +205,7 @@ KernelInfo int8_tc(OpKind op) {
     c.launch = {{ceil_div(static_cast<int64_t>(rows), 128), static_cast<uint32_t>(token_tiles), 1}, {128, 1, 1},
                 48 * 1024};
     return c;
-  };
+  });
   return k;
 }
 
@@ -188,7 +219,7 @@ KernelInfo cublas_float(OpKind op) {
   k.dtypes = {DType::F16, DType::BF16};
   k.summary = "F16/BF16 weights straight into cuBLAS (activations converted to the weight type)";
   k.implemented = false;
-  k.cost = [](const KernelShape& s, const DeviceRates& r) {
+  k.cost = per_product([](const KernelShape& s, const DeviceRates& r) {
     const double rows = static_cast<double>(s.m) * s.groups;
     cost::Pass convert;
     convert.dev_bytes = static_cast<double>(s.tokens) * s.k * s.groups * 6.0;
@@ -202,7 +233,7 @@ KernelInfo cublas_float(OpKind op) {
     gemm.parallel = cost::gemm_parallel(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), s.k, r);
     return KernelCost{cost::us(convert, r) + cost::us(gemm, r),
                       static_cast<uint64_t>(static_cast<double>(s.tokens) * s.k * s.groups * 2.0), {}};
-  };
+  });
   return k;
 }
 

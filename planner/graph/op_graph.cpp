@@ -46,6 +46,10 @@ const char* buffer_kind_name(BufferKind k) {
   return "?";
 }
 
+bool pairs_in_one_node(DType a_type, int64_t a_cols, int64_t a_rows, DType b_type, int64_t b_cols, int64_t b_rows) {
+  return a_type == b_type && a_cols == b_cols && a_rows == b_rows;
+}
+
 namespace {
 
 uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
@@ -380,6 +384,27 @@ class Builder {
     return &n;
   }
 
+  // Two products of the same input `in`: one node `name` with both weights when they have
+  // one dtype and shape (pairs_in_one_node), else a node per weight named `name_a` and
+  // `name_b`. `split` (multi-GPU shared_split) splits the rows of every weight.
+  void matmul_pair(PhaseGraph& p, const std::string& name, const std::string& name_a, const std::string& name_b,
+                   int32_t layer, uint32_t t, const TensorRef& a, const TensorRef& b, const std::string& in,
+                   const std::string& out_a, const std::string& out_b, bool split = false) {
+    if (!a || !b || !pairs_in_one_node(a.type(), a.ne(0), a.ne(1), b.type(), b.ne(0), b.ne(1))) {
+      // matmul() returns a pointer into p.nodes: split it before the next node moves it.
+      if (GraphNode* n = matmul(p, name_a, layer, t, a, in, out_a); split) split_rows(n);
+      if (GraphNode* n = matmul(p, name_b, layer, t, b, in, out_b); split) split_rows(n);
+      return;
+    }
+    GraphNode& n = node(p, OpKind::matmul, name, layer, t, {in}, {out_a, out_b});
+    weight(n, a);
+    weight(n, b);
+    n.shape.m = a.ne(1);
+    n.shape.k = a.ne(0);
+    n.shape.flops = 2 * 2.0 * t * n.shape.m * n.shape.k;
+    if (split) split_rows(&n);
+  }
+
   void norm(PhaseGraph& p, const std::string& name, int32_t layer, uint32_t t, const TensorRef& w,
             const std::string& in, const std::string& out) {
     GraphNode& n = node(p, OpKind::rms_norm, name, layer, t, {in}, {out});
@@ -449,14 +474,14 @@ class Builder {
       n.shape.flops = 10.0 * t * c.head_dim;
     }
     if (ratio > 0) {
-      matmul(p, P + "attn_compressor_kv", li, t, L.attn_compressor_kv, "h", "ckv");
-      matmul(p, P + "attn_compressor_gate", li, t, L.attn_compressor_gate, "h", "cgate");
+      matmul_pair(p, P + "attn_compressor_kv_gate", P + "attn_compressor_kv", P + "attn_compressor_gate", li, t,
+                  L.attn_compressor_kv, L.attn_compressor_gate, "h", "ckv", "cgate");
       compressor(p, P + "attn_compressor", li, t, ratio, c.head_dim, L.attn_compressor_ape, L.attn_compressor_norm,
                  {"ckv", "cgate"}, {P + "kv_compressed", P + "compressor_state"});
     }
     if (csa) {
-      matmul(p, P + "indexer_compressor_kv", li, t, L.indexer_compressor_kv, "h", "ickv");
-      matmul(p, P + "indexer_compressor_gate", li, t, L.indexer_compressor_gate, "h", "icgate");
+      matmul_pair(p, P + "indexer_compressor_kv_gate", P + "indexer_compressor_kv", P + "indexer_compressor_gate", li,
+                  t, L.indexer_compressor_kv, L.indexer_compressor_gate, "h", "ickv", "icgate");
       compressor(p, P + "indexer_compressor", li, t, ratio, c.indexer_head_dim, L.indexer_compressor_ape,
                  L.indexer_compressor_norm, {"ickv", "icgate"}, {P + "index_keys", P + "indexer_compressor_state"});
       matmul(p, P + "indexer_q_b", li, t, L.indexer_attn_q_b, "qr", "iq");
@@ -577,12 +602,10 @@ class Builder {
     const bool shared_split = n_ > 1 && o_.par.shared_split && shared;
     std::string ffn_out = "moe_out";
     if (shared) {
-      GraphNode* gate = matmul(p, P + "ffn_gate_shexp", li, t, L.ffn_gate_shexp, "u", "sh_gate");
-      GraphNode* up = matmul(p, P + "ffn_up_shexp", li, t, L.ffn_up_shexp, "u", "sh_up");
-      if (shared_split) {
-        split_rows(gate);
-        split_rows(up);
-      }
+      // Gate and up: one node when they share dtype and shape; shared_split splits the
+      // rows of both weights (each device computes its slice of both, as of one).
+      matmul_pair(p, P + "ffn_gate_up_shexp", P + "ffn_gate_shexp", P + "ffn_up_shexp", li, t, L.ffn_gate_shexp,
+                  L.ffn_up_shexp, "u", "sh_gate", "sh_up", shared_split);
       GraphNode& s = node(p, OpKind::swiglu, P + "ffn_swiglu_shexp", li, t, {"sh_gate", "sh_up"}, {"sh_mid"});
       s.shape.m = s.shape.k = c.shexp_ff();
       s.shape.flops = 8.0 * t * c.shexp_ff();

@@ -48,6 +48,15 @@ struct WeightUse {
   SliceAxis axis = SliceAxis::whole;  // multi-GPU: split into `devices` slices along this axis
 };
 
+// A matmul node may carry two weights: two products that read the same input, whose
+// weights have one dtype and one shape (the shared expert's gate and up, a compressor's
+// kv and gate), run as one node with one input and an output per weight (one launch on
+// the CUDA matvec path, MatvecArgs::w2; two GEMMs on the GEMM path). Its shape's m is
+// one weight's rows; weights, bytes and flops count both. Weights that differ in dtype
+// or shape stay two nodes. The op graph and the CUDA executor's walk without a plan
+// both decide with this.
+bool pairs_in_one_node(DType a_type, int64_t a_cols, int64_t a_rows, DType b_type, int64_t b_cols, int64_t b_rows);
+
 struct GraphNode {
   OpKind op = OpKind::matmul;
   std::string name;      // "blk.2.attn_q_b" (matches --override globs)

@@ -342,7 +342,8 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
     o("  collectives: %u all_reduce + %u all_gather, %s over the links, predicted %s per step (%.1f%%)\n", reduce,
       gather, format_bytes(bytes).c_str(), format_us(us).c_str(), ph.predicted_us() > 0 ? us / ph.predicted_us() * 100 : 0.0);
   }
-  o("  %-24s %-10s %-16s %-36s %9s %9s  %s\n", "node", "layers", multi ? "op (devices)" : "op", "kernel", "us/node",
+  // 26: the longest DS4 role, indexer_compressor_kv_gate (a paired node), fits.
+  o("  %-26s %-10s %-16s %-36s %9s %9s  %s\n", "node", "layers", multi ? "op (devices)" : "op", "kernel", "us/node",
     "us total", "alternatives (predicted)");
   for (const Row& r : rows) {
     const std::string kern = kernel(p, r.first->kernel()) + choice_tag(*r.first) + (r.first->overlap_prev() ? " [pdl]" : "");
@@ -351,7 +352,7 @@ void phase_table(Out& o, const plan::Plan& p, const plan::Phase& ph) {
       const auto par = r.first->parallel();
       op += par == plan::Parallel::tensor_split ? " /N" : par == plan::Parallel::expert_split ? " /E" : par == plan::Parallel::collective ? " <>" : "";
     }
-    o("  %-24s %-10s %-16s %-36s %9s %9s  %s%s\n", r.role.c_str(), format_layers(r.layers).c_str(), op.c_str(), kern.c_str(), round3(r.us).c_str(), round3(r.total).c_str(),
+    o("  %-26s %-10s %-16s %-36s %9s %9s  %s%s\n", r.role.c_str(), format_layers(r.layers).c_str(), op.c_str(), kern.c_str(), round3(r.us).c_str(), round3(r.total).c_str(),
       r.host ? "[reads host memory] " : "", alternatives(p, *r.first).c_str());
   }
 }

@@ -171,7 +171,13 @@ std::vector<Executor::Node> Executor::bind(const PhaseGraph& phase) {
     switch (g.op) {
       case OpKind::embed: need(1, 1, 1); break;
       case OpKind::hc_pre: need(3, 1, 3); break;
-      case OpKind::rms_norm: case OpKind::matmul: case OpKind::grouped_matmul: need(1, 1, 1); break;
+      case OpKind::rms_norm: case OpKind::grouped_matmul: need(1, 1, 1); break;
+      case OpKind::matmul:
+        need(1, 1, 1);
+        if (n.w.size() > 2 || n.out.size() != n.w.size())
+          fail("executor: matmul node ", g.name, " has ", n.w.size(), " weights and ", n.out.size(),
+               " outputs; expected one output per weight, one or two weights");
+        break;
       case OpKind::q_head_norm_rope: case OpKind::kv_rope_store: case OpKind::out_inv_rope: need(0, 1, 0); break;
       case OpKind::compressor: need(2, 2, 0); break;
       case OpKind::indexer_topk: need(0, 2, 0); break;
@@ -273,14 +279,16 @@ void Executor::run_node(const Node& n, SequenceState& st, LayerState* mtp_state)
       ref::rms_norm(F(n.in[0]), reinterpret_cast<const float*>(n.w[0]->data), F(n.out[0]), rows, n.w[0]->cols,
                     c_.rms_eps);
       return;
-    case OpKind::matmul: {
-      const ref::Weight& w = *n.w[0];
-      if (n.in[0]->width < w.cols || n.out[0]->width < w.rows)
-        fail("executor: ", w.name, " [", w.cols, " -> ", w.rows, "] does not fit buffers ", n.in[0]->name, " / ",
-             n.out[0]->name);
-      ref::matmul(w, F(n.in[0]), w.cols, rows, F(n.out[0]), w.rows);
+    case OpKind::matmul:
+      // One product per weight, output i from weight i (a paired node: two of one input).
+      for (size_t i = 0; i < n.w.size(); ++i) {
+        const ref::Weight& w = *n.w[i];
+        if (n.in[0]->width < w.cols || n.out[i]->width < w.rows)
+          fail("executor: ", w.name, " [", w.cols, " -> ", w.rows, "] does not fit buffers ", n.in[0]->name, " / ",
+               n.out[i]->name);
+        ref::matmul(w, F(n.in[0]), w.cols, rows, F(n.out[i]), w.rows);
+      }
       return;
-    }
     case OpKind::grouped_matmul:
       ref::grouped_matmul(*n.w[0], c_.o_groups, F(n.in[0]), rows, F(n.out[0]));
       return;

@@ -30,6 +30,9 @@
 // dependent launch (the kernel's prologue overlaps the previous kernel's tail; it reads
 // its inputs only after that kernel has finished, so results do not change); without a
 // plan no launch overlaps.
+// Two products of one input whose weights have one type and shape (the shared expert's
+// gate and up, a compressor's kv and gate) are one paired matmul node
+// (planner/graph/op_graph.h pairs_in_one_node), with a plan or without: one linear_pair call.
 //
 // Multi-GPU plans (ExecutorOptions::part, runtime/cuda/MULTI_GPU.md): one executor per
 // device, each on its own device, stream and graphs. Every node runs on every device; an
@@ -87,15 +90,17 @@ struct ProductChoice {
 };
 
 // The phases the executor runs (decode and the prefill buckets) as it runs them: the
-// choice of every product node, keyed by the node's first weight (the matrix; moe:
-// ffn_gate_exps), every node's op, layer and first weight (the executor's walk is checked
-// against them), and the graph segments.
+// choice (kernel and overlap_prev) of every product node, keyed by the node's first weight
+// (the matrix; moe: ffn_gate_exps) and a paired matmul's second weight too, every node's op,
+// layer, first weight and a pair's second weight (the executor's walk is checked against
+// them), and the graph segments.
 struct ProductKernels {
   struct Node {
     OpKind op = OpKind::matmul;
     int32_t layer = -1;
     std::string name;    // "blk.7.attn_q_b", for messages
     std::string weight;  // the first weight's name; "" when the node reads none
+    std::string second;  // a paired matmul's second weight; "" for every other node
   };
   struct Segment {
     uint32_t first = 0, count = 0;
@@ -109,8 +114,10 @@ struct ProductKernels {
     std::vector<Segment> segments;  // cover nodes in order (verify_plan checks)
     uint32_t head_first = 0;        // the output head's first node: a step without logits ends there
     // "" when the executor's i-th node of a step (op, layer, first weight: "" to not
-    // compare) is the plan's node i; else the phase, node and both sides.
-    std::string walk_difference(uint32_t i, OpKind op, int32_t layer, std::string_view weight) const;
+    // compare weights; a pair's second weight, "" for an unpaired node) is the plan's node
+    // i; else the phase, node and both sides.
+    std::string walk_difference(uint32_t i, OpKind op, int32_t layer, std::string_view weight,
+                                std::string_view second = {}) const;
     // "" when a step that ran `ran` nodes ended where the plan's phase does (with the
     // head when logits were computed, else before it).
     std::string walk_end_difference(uint32_t ran, bool logits) const;
@@ -196,6 +203,7 @@ class Executor {
     std::string weight;     // the node's first weight ("" when it reads none it names)
     DType type = DType::F32;
     int64_t rows = 0, cols = 0, experts = 0;
+    int products = 1;       // a paired matmul: 2 (its second weight has the first's type and shape)
     double us = 0;
   };
   struct Profile {

@@ -20,6 +20,7 @@
 #include "ops/quant/quant_cuda.h"
 #include "ops/rope/rope_cuda.h"
 #include "ops/sample/sample_cuda.h"
+#include "planner/graph/op_graph.h"  // pairs_in_one_node: when two products are one node
 #include "planner/memory/cuda_buffers.h"
 #include "runtime/cpu/executor.h"  // rope_params: one definition of the per-layer RoPE
 #include "runtime/cuda/executor.h"
@@ -123,11 +124,12 @@ struct Executor::Impl {
   // Executor::profile while a profiled step runs: an event per launched node.
   Executor::Profile* prof = nullptr;
   std::vector<cudaEvent_t> prof_events;
-  void prof_mark(OpKind op, const ref::Weight* wt);
+  void prof_mark(OpKind op, const ref::Weight* wt, const ref::Weight* wt2);
   void prof_collect();
 
   void begin_step(Mode m, StepShape* sh);
-  bool node(OpKind op, const ref::Weight* w = nullptr);
+  // wt2: a paired matmul's second weight (checked against the plan's node too).
+  bool node(OpKind op, const ref::Weight* w = nullptr, const ref::Weight* wt2 = nullptr);
   void open_segment();
   void close_segment();
   void end_step(bool logits);
@@ -202,6 +204,7 @@ struct Executor::Impl {
   void hc_pre(const ref::Weight& fn, const float* scale, const float* base, int64_t n);
   void rms_norm(const float* x, const float* wt, float* y, int64_t n, int64_t dim);
   void matmul(const ref::Weight& wt, const float* x, int64_t n, float* y);
+  void matmul_pair(const ref::Weight& a, const ref::Weight& b, const float* x, int64_t n, float* ya, float* yb);
   void q_head_norm_rope(const RopeTab& t, int64_t n);
   void kv_rope_store(LayerState& st, const RopeTab& t, int64_t n);
   void compressor(CompState& cs, const ref::Weight& kv_w, const ref::Weight& gate_w, const float* norm,
@@ -496,6 +499,20 @@ void Executor::Impl::matmul(const ref::Weight& wt, const float* x, int64_t n, fl
   linear(wt, x, n, y, lin, stream, path(wt), overlap_prev(wt));
 }
 
+// Two products of x: one node and one linear_pair call when the weights have one type and
+// shape (the op graph's rule, so with or without a plan the same), else two matmul nodes.
+// The plan lists both weights under the node's kernel; the first one's path is the pair's.
+void Executor::Impl::matmul_pair(const ref::Weight& a, const ref::Weight& b, const float* x, int64_t n, float* ya,
+                                 float* yb) {
+  if (!pairs_in_one_node(a.type, a.cols, a.rows, b.type, b.cols, b.rows)) {
+    matmul(a, x, n, ya);
+    matmul(b, x, n, yb);
+    return;
+  }
+  if (!node(OpKind::matmul, &a, &b)) return;
+  linear_pair(a, b, x, n, ya, yb, lin, stream, path(a), overlap_prev(a));
+}
+
 void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
   if (!node(OpKind::q_head_norm_rope)) return;
   RopeArgs r;
@@ -526,8 +543,7 @@ void Executor::Impl::kv_rope_store(LayerState& st, const RopeTab& t, int64_t n) 
 
 void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const ref::Weight& gate_w, const float* norm,
                                 const RopeTab& t, bool index_keys, int64_t n) {
-  matmul(kv_w, h, n, ckv);
-  matmul(gate_w, h, n, cgate);
+  matmul_pair(kv_w, gate_w, h, n, ckv, cgate);
   if (!node(OpKind::compressor)) return;
   CompressorArgs ca;
   ca.kv = ckv;
@@ -750,8 +766,7 @@ void Executor::Impl::layer(const cpu::LayerW& L, LayerState& st, int64_t n) {
     moe_all_reduce(n);
     moe_combine(n);
   }
-  matmul(L.gate_sh, u, n, sg);
-  matmul(L.up_sh, u, n, su);
+  matmul_pair(L.gate_sh, L.up_sh, u, n, sg, su);
   swiglu(L.clamp_shexp, n * L.gate_sh.rows);
   matmul(L.down_sh, smid, n, sh);
   add(n);
@@ -813,9 +828,10 @@ void Executor::Impl::begin_step(Mode m, StepShape* sh) {
 // the plan's next node (the order does not change between steps, so steps do not
 // re-check it). Returns whether the method launches its kernels (not when walking, nor
 // when its segment's graph was launched instead).
-bool Executor::Impl::node(OpKind op, const ref::Weight* wt) {
+bool Executor::Impl::node(OpKind op, const ref::Weight* wt, const ref::Weight* wt2) {
   if (phase && mode == Mode::walk) {
-    const std::string d = phase->walk_difference(cursor, op, cur_layer, wt ? std::string_view(wt->name) : std::string_view());
+    const std::string d = phase->walk_difference(cursor, op, cur_layer, wt ? std::string_view(wt->name) : std::string_view(),
+                                                 wt2 ? std::string_view(wt2->name) : std::string_view());
     if (!d.empty()) fail("cuda executor: ", d);
   }
   if (seg_open && uint64_t(cursor) == uint64_t((*segments)[seg].first) + (*segments)[seg].count) {
@@ -826,13 +842,13 @@ bool Executor::Impl::node(OpKind op, const ref::Weight* wt) {
   ++cursor;
   if (mode == Mode::walk || skip) return false;
   if (!capturing) ++step.eager_nodes;
-  if (prof) prof_mark(op, wt);
+  if (prof) prof_mark(op, wt, wt2);
   return true;
 }
 
 // Records the event that opens a profiled node (events are made as the step first needs
 // them, then reused: a profiled step is eager, never captured).
-void Executor::Impl::prof_mark(OpKind op, const ref::Weight* wt) {
+void Executor::Impl::prof_mark(OpKind op, const ref::Weight* wt, const ref::Weight* wt2) {
   const size_t i = prof->nodes.size();
   while (prof_events.size() < i + 2) {  // this node's event and the step's closing one
     cudaEvent_t e = nullptr;
@@ -849,6 +865,7 @@ void Executor::Impl::prof_mark(OpKind op, const ref::Weight* wt) {
     t.rows = wt->rows;
     t.cols = wt->cols;
     t.experts = wt->experts;
+    t.products = wt2 ? 2 : 1;
   }
   prof->nodes.push_back(std::move(t));
 }

@@ -45,18 +45,30 @@ std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, Pr
   return "the CUDA executor does not implement it";
 }
 
+// "[ne0, ne1, ...]" of a plan weight, for comparing and naming shapes.
+std::string shape_of(const plan::Weight* w) {
+  std::string s = "[";
+  if (w->shape())
+    for (uint32_t i = 0; i < w->shape()->size(); ++i) s += (i ? ", " : "") + std::to_string(w->shape()->Get(i));
+  return s + "]";
+}
+
 }  // namespace
 
-std::string ProductKernels::Phase::walk_difference(uint32_t i, OpKind op, int32_t layer,
-                                                   std::string_view weight) const {
+std::string ProductKernels::Phase::walk_difference(uint32_t i, OpKind op, int32_t layer, std::string_view weight,
+                                                   std::string_view second) const {
   if (i >= nodes.size())
     return str("phase ", name, ": the CUDA executor runs a ", op_kind_name(op), " node (layer ", layer,
                ") past the plan's ", nodes.size(), " nodes");
   const Node& n = nodes[i];
-  if (n.op == op && n.layer == layer && (weight.empty() || weight == n.weight)) return "";
+  // A paired node against two unpaired ones (or the other way round) differs in `second`.
+  if (n.op == op && n.layer == layer && (weight.empty() || (weight == n.weight && second == n.second))) return "";
+  auto reads = [](std::string_view w, std::string_view w2) {
+    return w.empty() ? std::string() : str(" reading ", w, w2.empty() ? std::string() : str(" and ", w2));
+  };
   return str("phase ", name, " node ", i, " (", n.name, "): the plan runs ", op_kind_name(n.op), " on layer ", n.layer,
-             n.weight.empty() ? std::string() : " reading " + n.weight, ", the CUDA executor runs ", op_kind_name(op),
-             " on layer ", layer, weight.empty() ? std::string() : " reading " + std::string(weight));
+             reads(n.weight, n.second), ", the CUDA executor runs ", op_kind_name(op), " on layer ", layer,
+             reads(weight, second));
 }
 
 std::string ProductKernels::Phase::walk_end_difference(uint32_t ran, bool logits) const {
@@ -93,6 +105,8 @@ ProductKernels product_kernels(const LoadedPlan& p) {
       walk.layer = n->layer();
       walk.name = n->name()->str();
       if (weighted) walk.weight = p->weights()->Get(n->weights()->Get(0))->name()->str();
+      const bool paired = op == OpKind::matmul && weighted && n->weights()->size() == 2;
+      if (paired) walk.second = p->weights()->Get(n->weights()->Get(1))->name()->str();
       const KernelInfo* info = find_kernel(id);
       capturable.push_back(!info || info->capturable);
       auto refuse = [&](const std::string& why) {
@@ -115,6 +129,16 @@ ProductKernels product_kernels(const LoadedPlan& p) {
         if (!why.empty()) refuse(why);
         // overlap_prev: verify_plan has checked that the kernel honours it on this device.
         dst.by_weight[w->name()->str()] = {k, n->overlap_prev()};
+        if (paired) {  // the pair's second weight runs in the first one's call, under its kernel
+          const plan::Weight* w2 = p->weights()->Get(n->weights()->Get(1));
+          if (w2->dtype() != w->dtype() || shape_of(w2) != shape_of(w))
+            refuse(str("a paired product over ", w->name()->str(), " (", dtype_name(DType(w->dtype())), " ",
+                       shape_of(w), ") and ", w2->name()->str(), " (", dtype_name(DType(w2->dtype())), " ",
+                       shape_of(w2), "); expected one dtype and shape"));
+          dst.by_weight[w2->name()->str()] = dst.by_weight[w->name()->str()];
+        } else if (op == OpKind::matmul && n->weights()->size() > 1) {
+          refuse(str(n->weights()->size(), " weights on a matmul node; expected one, or two for a pair"));
+        }
         out.uses_gemm |= k == ProductKernel::gemm_dequant_f16;
         out.uses_moe_grouped |= k == ProductKernel::moe_grouped_mma;
         continue;

@@ -8,6 +8,7 @@
 //   router ids equal the CPU's, weights 1e-6 / 1e-6; swiglu 1e-6 / 1e-6
 //   linear / grouped / moe with f32 activations 1e-5 / 1e-4; with the q8 activation
 //     formats (the quantiser's own error) 2e-2 relative
+//   linear_pair: each output bit for bit linear()'s on the same path
 #include <doctest/doctest.h>
 
 #include <numeric>
@@ -20,11 +21,13 @@
 #include "ops/moe/moe_cuda.h"
 #include "ops/hc/hc_cuda.h"
 #include "ops/numerics/numerics.h"
+#include "ops/quant/quant_cuda.h"
 #include "ops/quant/quantize.h"
 #include "ops/rope/rope.h"
 #include "ops/sample/sample_cuda.h"
 #include "runtime/sampling/sampler.h"
 #include "tests/gpu/ops_util.h"
+#include "tests/support/error_of.h"
 
 using namespace fp;
 using namespace fp::test;
@@ -358,6 +361,65 @@ TEST_CASE("gpu ops: linear, grouped and expert products against ref::matmul") {
       }
     }
   }
+}
+
+// A plan's paired matmul node (the shared expert's gate and up: Q8_0 [2048][4096]; a
+// compressor's kv and gate: F16 [1024][4096]) runs linear_pair: one launch on the matvec
+// paths, two GEMMs on the GEMM path. Each output must be bit for bit what linear() writes
+// for that weight alone on the same path, whatever the token count.
+TEST_CASE("gpu ops: linear_pair is two linear calls, bit for bit (Q8_0, F16; matvec, xf32, GEMM)") {
+  std::mt19937_64 rng(38);
+  struct Shape {
+    DType t;
+    int64_t rows, cols;
+  };
+  for (const Shape sh : {Shape{DType::Q8_0, 2048, 4096}, Shape{DType::F16, 1024, 4096}, Shape{DType::Q8_0, 96, 512},
+                         Shape{DType::F16, 96, 512}}) {
+    for (int64_t n : {1, 3, 40}) {
+      for (cuda::LinearPath path : {cuda::LinearPath::automatic, cuda::LinearPath::matvec,
+                                    cuda::LinearPath::matvec_xf32, cuda::LinearPath::gemm}) {
+        CAPTURE(dtype_name(sh.t));
+        CAPTURE(sh.rows);
+        CAPTURE(n);
+        CAPTURE(int(path));
+        const auto ab = weights_of(sh.t, randn(size_t(sh.rows * sh.cols), rng, 0.05f));
+        const auto bb = weights_of(sh.t, randn(size_t(sh.rows * sh.cols), rng, 0.05f));
+        const auto x = randn(size_t(n * sh.cols), rng);
+        DevBuf da(ab), db(bb), dx(x), dq(size_t(n * sh.cols * 2 + 4096)), diota(size_t(4));
+        DevBuf gws(size_t(cuda::linear_gemm_bytes(sh.cols, n, 4096)));
+        cuda::CublasGemm gemm(nullptr);
+        cuda::LinearWorkspace ws = workspace(dq, diota, 1, 1, false);
+        ws.gemm = &gemm;  // automatic: the GEMM from gemm_min_tokens (32) tokens on
+        ws.gemm_ws = gws.p;
+        ws.gemm_ws_bytes = int64_t(gws.bytes);
+        const ref::Weight a = dev_weight(da, sh.t, sh.rows, sh.cols, 1, "test.gate"),
+                          b = dev_weight(db, sh.t, sh.rows, sh.cols, 1, "test.up");
+        const size_t out = size_t(n * sh.rows);
+        DevBuf ya(out * 4), yb(out * 4), pa(out * 4), pb(out * 4);
+        cuda::linear(a, dx.as<float>(), n, ya.as<float>(), ws, nullptr, path);
+        cuda::linear(b, dx.as<float>(), n, yb.as<float>(), ws, nullptr, path);
+        cuda::linear_pair(a, b, dx.as<float>(), n, pa.as<float>(), pb.as<float>(), ws, nullptr, path);
+        GPU_CHECK(cudaGetLastError());
+        const auto single_a = ya.get<float>(out), single_b = yb.get<float>(out);
+        const auto pair_a = pa.get<float>(out), pair_b = pb.get<float>(out);
+        // Poisoned outputs (0xff: NaN) never compare equal bytewise to a finite product.
+        for (float v : single_a) REQUIRE(std::isfinite(v));
+        CHECK(std::memcmp(pair_a.data(), single_a.data(), out * 4) == 0);
+        CHECK(std::memcmp(pair_b.data(), single_b.data(), out * 4) == 0);
+        CHECK(std::memcmp(pair_a.data(), pair_b.data(), out * 4) != 0);  // two weights, two outputs
+      }
+    }
+  }
+  // Another type or shape does not share a launch.
+  const auto qb = weights_of(DType::Q8_0, randn(96 * 512, rng, 0.05f));
+  const auto fb = weights_of(DType::F16, randn(96 * 512, rng, 0.05f));
+  DevBuf dq8(qb), df16(fb), dx(randn(512, rng)), dy(96 * 4), dy2(96 * 4), dqa(4096), diota(size_t(4));
+  const cuda::LinearWorkspace ws = workspace(dqa, diota, 1, 1, false);
+  const std::string e = error_of([&] {
+    cuda::linear_pair(dev_weight(dq8, DType::Q8_0, 96, 512, 1, "test.gate"), dev_weight(df16, DType::F16, 96, 512, 1, "test.up"),
+                      dx.as<float>(), 1, dy.as<float>(), dy2.as<float>(), ws, nullptr);
+  });
+  CHECK_MESSAGE(e.find("test.up: F16 [1][96][512], expected test.gate's Q8_0") != std::string::npos, e);
 }
 
 TEST_CASE("gpu ops: moe (routed experts) against ref::moe_experts, decode and prefill") {

@@ -102,7 +102,7 @@ TEST_CASE("pdl: an sm_90 plan marks exactly its matvec nodes, the decode product
       CAPTURE(n->name()->str());
       CHECK(n->overlap_prev() == product);
     }
-    CHECK(products > 500);  // 43 layers of attention, compressors, indexer, shared expert, router; the head
+    CHECK(products > 400);  // 43 layers of attention, compressor pairs, indexer, shared expert pair, router; the head
     CHECK(moe > 0);         // present, and never marked (expert-indexed calls wait for ids: left for later)
     CHECK(counts.at("decode").marked == products);
     // The largest prefill bucket's dense products go to the GEMM, which never overlaps.

@@ -173,6 +173,16 @@ TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks"
   CHECK(e.find("blk.0.attn_q_b") != std::string::npos);
   CHECK(e.find("cuda.gemm.int8_tc") != std::string::npos);
   CHECK(e.find("phase decode") != std::string::npos);
+
+  // A paired node whose weights differ in dtype cannot share a launch: refused.
+  t = plan->root->UnPack();
+  for (auto& w : t->weights)
+    if (w->name == "blk.0.ffn_up_shexp.weight") w->dtype = plan::DType::F16;
+  const LoadedPlan mixed = verify_plan(serialize_plan(*t), "mixed.fplan");
+  delete t;
+  const std::string m = error_of([&] { cuda::product_kernels(mixed); });
+  CHECK_MESSAGE(m.find("blk.0.ffn_gate_up_shexp") != std::string::npos, m);
+  CHECK_MESSAGE(m.find("expected one dtype and shape") != std::string::npos, m);
 }
 
 TEST_CASE("the CUDA executor's node walk is checked against the plan's nodes and segments") {
@@ -191,7 +201,7 @@ TEST_CASE("the CUDA executor's node walk is checked against the plan's nodes and
   // The plan's own list walks clean, with the head and without it.
   std::string first_bad;
   for (uint32_t i = 0; i < d.nodes.size() && first_bad.empty(); ++i)
-    first_bad = d.walk_difference(i, d.nodes[i].op, d.nodes[i].layer, d.nodes[i].weight);
+    first_bad = d.walk_difference(i, d.nodes[i].op, d.nodes[i].layer, d.nodes[i].weight, d.nodes[i].second);
   CHECK(first_bad == "");
   CHECK(d.walk_end_difference(uint32_t(d.nodes.size()), true) == "");
   REQUIRE(d.head_first < d.nodes.size());
@@ -210,6 +220,25 @@ TEST_CASE("the CUDA executor's node walk is checked against the plan's nodes and
   CHECK(e.find("reading blk.0.attn_q_a.weight") != std::string::npos);
   CHECK(d.walk_difference(kv, OpKind::matmul, 1, "") != "");
   CHECK(d.walk_difference(kv, OpKind::matmul, 0, "") == "");  // no weight given: op and layer only
+  // A paired node (the shared expert's gate and up) walks as one node reading both
+  // weights; an executor running gate alone there is refused, naming both sides.
+  uint32_t pair = 0;
+  while (pair < d.nodes.size() && d.nodes[pair].name != "blk.0.ffn_gate_up_shexp") ++pair;
+  REQUIRE(pair < d.nodes.size());
+  CHECK(d.nodes[pair].weight == "blk.0.ffn_gate_shexp.weight");
+  CHECK(d.nodes[pair].second == "blk.0.ffn_up_shexp.weight");
+  CHECK(d.walk_difference(pair, OpKind::matmul, 0, "blk.0.ffn_gate_shexp.weight", "blk.0.ffn_up_shexp.weight") == "");
+  e = d.walk_difference(pair, OpKind::matmul, 0, "blk.0.ffn_gate_shexp.weight");
+  CHECK_MESSAGE(e.find("the plan runs matmul on layer 0 reading blk.0.ffn_gate_shexp.weight and "
+                       "blk.0.ffn_up_shexp.weight, the CUDA executor runs matmul on layer 0 reading "
+                       "blk.0.ffn_gate_shexp.weight") != std::string::npos,
+                e);
+  CHECK(d.walk_difference(kv, OpKind::matmul, 0, "blk.0.attn_kv.weight", "blk.0.attn_q_a.weight") != "");
+  CHECK(d.nodes[kv].second.empty());
+  // Both weights of every pair run under the pair's kernel.
+  CHECK(d.by_weight.count("blk.0.ffn_up_shexp.weight") == 1);
+  CHECK(d.by_weight.count("blk.2.indexer_compressor_gate.weight") == 1);
+  CHECK(d.by_weight.count("blk.3.attn_compressor_gate.weight") == 1);
   e = d.walk_difference(uint32_t(d.nodes.size()), OpKind::add, 3, "");
   CHECK(e.find("past the plan's " + std::to_string(d.nodes.size()) + " nodes") != std::string::npos);
   e = d.walk_end_difference(d.head_first, true);
