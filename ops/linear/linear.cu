@@ -130,8 +130,20 @@ void linear_pair(const ref::Weight& w, const ref::Weight& w2, const float* x, in
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
                     const LinearWorkspace& ws, Stream s, LinearPath path, bool overlap_prev) {
   check_weight(w, "cuda grouped_linear");
-  if (path == LinearPath::gemm) fail(w.name, ": grouped products have no GEMM path in this build");
   if (groups <= 0 || w.rows % groups != 0) fail(w.name, ": ", w.rows, " rows do not split into ", groups, " groups");
+  if (n <= 0) fail(w.name, ": ", n, " tokens");
+  if (ref::Weight one = w; one.rows = w.rows / groups, dense_gemm(one, n, ws, path)) {
+    // One GEMM per group (the dense rule decides, on one group's shape): group g's rows of
+    // W against its columns of x (rows groups*cols apart), into its rows of y (rows
+    // w.rows apart).
+    const ref::Weight& g = one;
+    refuse_gemm_overlap(w, n, overlap_prev);
+    const int64_t group_bytes = int64_t(row_bytes(w.type, w.cols)) * g.rows;
+    for (int64_t i = 0; i < groups; ++i)
+      ws.gemm->run(w.type, static_cast<const uint8_t*>(w.data) + i * group_bytes, g.rows, w.cols, x + i * w.cols, n,
+                   y + i * g.rows, ws.gemm_ws, ws.gemm_ws_bytes, ws.gemm_tile_rows, groups * w.cols, w.rows);
+    return;
+  }
   if (ws.iota_groups != groups || ws.iota_n < n * groups)
     fail(w.name, ": group table for ", ws.iota_groups, " groups x ", ws.iota_n, " slots, needs ", groups, " x ", n * groups);
   ref::Weight g = w;

@@ -74,7 +74,7 @@ void linear_pair(const ref::Weight& w, const ref::Weight& w2, const float* x, in
 
 // attn_output_a: W holds `groups` blocks of rows; group g of token t reads
 // x[t][g*cols ..) and writes y[t][g*rg ..) (rg = rows / groups).
-// `path`: automatic or a matvec path (grouped products have no GEMM path).
+// `path`: as linear()'s; the GEMM path runs one cuBLAS GEMM per group.
 void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_t n, float* y,
                     const LinearWorkspace& ws, Stream s, LinearPath path = LinearPath::automatic,
                     bool overlap_prev = false);

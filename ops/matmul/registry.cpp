@@ -10,12 +10,12 @@
 //   On compute capability 9.0+ it may overlap the previous kernel (programmatic
 //   dependent launch, KernelInfo::overlap_min_cc): a plan decision per node.
 // - cuda.gemm.dequant_cublas_f16: dequantise weights to F16 in tiles, then cuBLAS on
-//   tensor cores; pays extra weight traffic, wins when there are enough tokens. Dense
-//   matmul only, and not over F32 weights (those stay on cuda.matvec.f32).
+//   tensor cores; pays extra weight traffic, wins when there are enough tokens. Dense and
+//   grouped (one GEMM per group), not over F32 weights (those stay on cuda.matvec.f32).
 // Registered ahead of their kernels (implemented = false: never planned, see
 // KernelInfo::implemented): cuda.gemm.int8_tc (Q8_0 weights x Q8 activations on int8
 // tensor cores), cuda.gemm.cublas (F16/BF16 weights straight into cuBLAS) and the
-// grouped forms of all three.
+// grouped forms of both.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -143,7 +143,7 @@ KernelInfo dequant_cublas(OpKind op) {
   k.min_cc = 70;
   k.any_dequant = true;
   k.summary = "dequantise weight tiles to F16, then cuBLAS GEMM on tensor cores (F32 accumulate)";
-  k.implemented = !grouped;  // grouped products run per-group matvecs (ops/linear/linear.cu)
+  // Grouped: one GEMM per group over that group's columns of x (ops/linear/linear.cu).
   k.check = [](const KernelShape& s) {
     for (DType t : s.wtypes)
       if (t == DType::F32) return std::string("F32 weights have no dequantising GEMM path (cuda.matvec.f32 serves them)");
@@ -169,8 +169,10 @@ KernelInfo dequant_cublas(OpKind op) {
     gemm.parallel = cost::gemm_parallel(std::ceil(rows / 128.0) * std::ceil(s.tokens / 128.0), s.k, r);
     double us = cost::us(convert, r) + cost::us(dequant, r) + cost::us(gemm, r);
     us += (tiles - 1) * 2 * r.launch_us;
-    const double tile_bytes = std::min<double>(rows, kDequantTileRows) * s.k * 2.0;
-    return KernelCost{us, static_cast<uint64_t>(tile_bytes + convert.dev_bytes / 3.0), {}};
+    us += (s.groups - 1) * 2 * r.launch_us;  // a GEMM and a conversion per group
+    // Workspace: one group's f16 activations and one f16 weight tile (groups run in turn).
+    const double tile_bytes = std::min<double>(static_cast<double>(s.m), kDequantTileRows) * s.k * 2.0;
+    return KernelCost{us, static_cast<uint64_t>(tile_bytes + static_cast<double>(s.tokens) * s.k * 2.0), {}};
   });
   return k;
 }

@@ -14,9 +14,14 @@ void check_cublas(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error in ", what, ": status ", int(st));
 }
 
-__global__ void f32_to_f16(const float* __restrict__ x, int64_t n, __half* __restrict__ y) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = __float2half_rn(x[i]);
+// y[t][c] = x[t*ldx + c] rounded to f16, for t < n_tok, c < cols (y dense).
+__global__ void f32_to_f16(const float* __restrict__ x, int64_t n_tok, int64_t cols, int64_t ldx,
+                           __half* __restrict__ y) {
+  const int64_t n = n_tok * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / cols;
+    y[i] = __float2half_rn(x[t * ldx + (i - t * cols)]);
+  }
 }
 
 constexpr int64_t kCublasWorkspace = 32ll << 20;  // fixed, so cuBLAS never allocates in a graph
@@ -53,9 +58,13 @@ CublasGemm::~CublasGemm() {
 }
 
 void CublasGemm::run(DType t, const void* w, int64_t rows, int64_t cols, const float* x, int64_t n_tok, float* y,
-                     void* workspace, int64_t ws_bytes, int64_t tile_rows) {
+                     void* workspace, int64_t ws_bytes, int64_t tile_rows, int64_t ldx, int64_t ldy) {
   const char* what = "cuda gemm dequant_cublas_f16";
   if (rows <= 0 || cols <= 0 || n_tok <= 0 || tile_rows <= 0) fail(what, ": sizes must be positive");
+  if (ldx == 0) ldx = cols;
+  if (ldy == 0) ldy = rows;
+  if (ldx < cols || ldy < rows || ldy > INT32_MAX)
+    fail(what, ": row strides x ", ldx, " / y ", ldy, ", expected at least the ", cols, " columns / ", rows, " rows");
   if (cols % traits(t).block != 0) fail(what, ": ", cols, " columns of ", dtype_name(t), ", expected a multiple of ", traits(t).block);
   if (ws_bytes < workspace_bytes(cols, n_tok, tile_rows))
     fail(what, ": workspace of ", ws_bytes, " bytes, expected at least ", workspace_bytes(cols, n_tok, tile_rows));
@@ -67,15 +76,16 @@ void CublasGemm::run(DType t, const void* w, int64_t rows, int64_t cols, const f
   auto* wh = reinterpret_cast<__half*>(static_cast<uint8_t*>(workspace) + round_up(2 * n_tok * cols, 256));
   const Stream s = impl_->stream;
   const int64_t nx = n_tok * cols;
-  f32_to_f16<<<int((nx + 255) / 256 < 4096 ? (nx + 255) / 256 : 4096), 256, 0, s>>>(x, nx, xh);
+  f32_to_f16<<<int((nx + 255) / 256 < 4096 ? (nx + 255) / 256 : 4096), 256, 0, s>>>(x, n_tok, cols, ldx, xh);
   check_launch(what);
   const float alpha = 1.0f, beta = 0.0f;
   for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
     const int64_t rt = rows - r0 < tile_rows ? rows - r0 : tile_rows;
     dequantize_f16(t, static_cast<const uint8_t*>(w) + r0 * per_row, rt * cols, wh, s);
-    // Column-major view: W tile is cols x rt (lda = cols), X is cols x n_tok, Y is rows x n_tok.
+    // Column-major view: W tile is cols x rt (lda = cols), X is cols x n_tok, Y is rows x
+    // n_tok with its columns ldy apart.
     check_cublas(cublasGemmEx(impl_->handle, CUBLAS_OP_T, CUBLAS_OP_N, int(rt), int(n_tok), int(cols), &alpha, wh,
-                              CUDA_R_16F, int(cols), xh, CUDA_R_16F, int(cols), &beta, y + r0, CUDA_R_32F, int(rows),
+                              CUDA_R_16F, int(cols), xh, CUDA_R_16F, int(cols), &beta, y + r0, CUDA_R_32F, int(ldy),
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  what);
   }

@@ -103,8 +103,10 @@ class CublasGemm {
   CublasGemm& operator=(const CublasGemm&) = delete;
 
   static int64_t workspace_bytes(int64_t cols, int64_t n_tok, int64_t tile_rows);
+  // x rows are ldx floats apart and y rows ldy floats apart (0: cols / rows, dense): a
+  // grouped product runs one call per group on its columns of x and its rows of y.
   void run(DType t, const void* w, int64_t rows, int64_t cols, const float* x, int64_t n_tok, float* y,
-           void* workspace, int64_t workspace_bytes, int64_t tile_rows);
+           void* workspace, int64_t workspace_bytes, int64_t tile_rows, int64_t ldx = 0, int64_t ldy = 0);
 
  private:
   struct Impl;

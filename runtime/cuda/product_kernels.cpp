@@ -28,7 +28,8 @@ std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, Pr
       out = xf32 ? ProductKernel::matvec_xf32 : ProductKernel::matvec;
       return "";
     }
-    if (op == OpKind::matmul && id == "cuda.gemm.dequant_cublas_f16") {
+    if ((op == OpKind::matmul && id == "cuda.gemm.dequant_cublas_f16") ||
+        (op == OpKind::grouped_matmul && id == "cuda.grouped_gemm.dequant_cublas_f16")) {
       if (wtype == DType::F32) return "it does not read F32 weights";
       out = ProductKernel::gemm_dequant_f16;
       return "";

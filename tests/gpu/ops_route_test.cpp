@@ -489,3 +489,62 @@ TEST_CASE("gpu ops: argmax on the device, ties to the lower id, NaN never wins")
   CHECK(dout.get<int32_t>(size_t(n)) == want);
   CHECK(want[1] == 5);
 }
+
+// attn_output_a in a prefill bucket the plan gives cuda.grouped_gemm.dequant_cublas_f16:
+// one GEMM per group over that group's columns of x, into its rows of y. Each group's
+// output must be bit for bit the dense GEMM of that group's rows on a compacted copy of its
+// columns (the same f16 rounding and cuBLAS call), and close to ref::grouped_matmul.
+TEST_CASE("gpu ops: grouped_linear on the GEMM path is one dense GEMM per group") {
+  std::mt19937_64 rng(39);
+  const int64_t groups = 4, rg = 96, cols = 512;  // DS4 Flash: 8 groups of 1024 x 4096
+  for (DType t : {DType::Q8_0, DType::F16}) {
+    for (int64_t n : {3, 40}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(n);
+      const auto wb = weights_of(t, randn(size_t(groups * rg * cols), rng, 0.05f));
+      const auto x = randn(size_t(n * groups * cols), rng);
+      std::vector<int32_t> iota(size_t(n * groups));
+      for (size_t i = 0; i < iota.size(); ++i) iota[i] = int32_t(i % groups);
+      DevBuf dw(wb), dx(x), dq(size_t(n * groups * cols * 2 + 4096)), diota(iota);
+      DevBuf gws(size_t(cuda::linear_gemm_bytes(cols, n, 4096)));
+      cuda::CublasGemm gemm(nullptr);
+      cuda::LinearWorkspace ws = workspace(dq, diota, groups, int64_t(iota.size()), false);
+      ws.gemm = &gemm;
+      ws.gemm_ws = gws.p;
+      ws.gemm_ws_bytes = int64_t(gws.bytes);
+      const ref::Weight w = dev_weight(dw, t, groups * rg, cols);
+      const size_t out = size_t(n * groups * rg);
+      DevBuf dy(out * 4);
+      cuda::grouped_linear(w, groups, dx.as<float>(), n, dy.as<float>(), ws, nullptr, cuda::LinearPath::gemm);
+      GPU_CHECK(cudaGetLastError());
+      const auto got = dy.get<float>(out);
+      std::vector<float> ref(out);
+      ref::grouped_matmul(host_weight(wb, t, groups * rg, cols), groups, x.data(), n, ref.data());
+      check_close("grouped_linear gemm", got, ref, Bound{2e-2, 1.0});
+      const int64_t group_bytes = int64_t(wb.size()) / groups;
+      for (int64_t g = 0; g < groups; ++g) {
+        CAPTURE(g);
+        std::vector<float> xg(size_t(n * cols));
+        for (int64_t i = 0; i < n; ++i)
+          std::copy_n(x.begin() + (i * groups + g) * cols, cols, xg.begin() + i * cols);
+        DevBuf dxg(xg), dyg(size_t(n * rg) * 4);
+        ref::Weight wg = dev_weight(dw, t, rg, cols);
+        wg.data = static_cast<const uint8_t*>(wg.data) + g * group_bytes;
+        cuda::linear(wg, dxg.as<float>(), n, dyg.as<float>(), ws, nullptr, cuda::LinearPath::gemm);
+        const auto one = dyg.get<float>(size_t(n * rg));
+        for (int64_t i = 0; i < n; ++i)
+          CHECK(std::memcmp(got.data() + (i * groups + g) * rg, one.data() + i * rg, size_t(rg) * 4) == 0);
+      }
+    }
+  }
+  // A GEMM path without a GEMM workspace is refused, naming the weight.
+  const auto wb = weights_of(DType::Q8_0, randn(size_t(groups * rg * cols), rng, 0.05f));
+  DevBuf dw(wb), dx(randn(size_t(2 * groups * cols), rng)), dy(size_t(2 * groups * rg) * 4), dq(65536), diota(size_t(64));
+  const cuda::LinearWorkspace ws = workspace(dq, diota, groups, 8, false);
+  const std::string e = error_of([&] {
+    cuda::grouped_linear(dev_weight(dw, DType::Q8_0, groups * rg, cols, 1, "test.attn_output_a"), groups,
+                         dx.as<float>(), 2, dy.as<float>(), ws, nullptr, cuda::LinearPath::gemm);
+  });
+  CHECK(e.find("test.attn_output_a") != std::string::npos);
+  CHECK(e.find("without a GEMM workspace") != std::string::npos);
+}

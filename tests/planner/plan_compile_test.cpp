@@ -54,6 +54,10 @@ TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256
   CHECK(kernel(*p, node(*p, "decode", "blk.7.ffn_moe")) == "cuda.moe.matvec");
   CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_q_b")) == "cuda.gemm.dequant_cublas_f16");
   CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.ffn_moe")) == "cuda.moe.grouped_dequant_mma");  // grouped by expert
+  // attn_output_a (8 groups): per-group matvecs for a decode token, one GEMM per group for
+  // a prefill chunk (the matvec re-reads its 36 MB for every token).
+  CHECK(kernel(*p, node(*p, "decode", "blk.7.attn_output_a")) == "cuda.grouped_matvec.q8_0");
+  CHECK(kernel(*p, node(*p, "prefill.513-2048", "blk.7.attn_output_a")) == "cuda.grouped_gemm.dequant_cublas_f16");
   // Even the full 1M context fits.
   CompileOptions o;
   o.max_context = 1048576;

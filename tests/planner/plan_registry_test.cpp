@@ -64,7 +64,7 @@ TEST_CASE("registry: unique sorted ids, a cpu and a cuda kernel for every op") {
   // Ids the CUDA side implements (ops/quant/quant_cuda.h names the matvec ones).
   for (const char* id : {"cuda.matvec.q8_0", "cuda.matvec.iq2_xxs", "cuda.matvec.q2_k", "cuda.matvec.q4_k",
                          "cuda.matvec.f16", "cuda.matvec.f32", "cuda.gemm.dequant_cublas_f16",
-                         "cuda.grouped_matvec.q8_0", "cuda.attention.decode", "cuda.attention.prefill",
+                         "cuda.grouped_gemm.dequant_cublas_f16", "cuda.grouped_matvec.q8_0", "cuda.attention.decode", "cuda.attention.prefill",
                          "cuda.moe.matvec", "cuda.indexer_topk.decode", "cuda.hc_pre", "cuda.sample",
                          "cuda.nccl.all_reduce", "cuda.moe.combine"}) {
     REQUIRE_MESSAGE(find_kernel(id) != nullptr, id);
@@ -73,7 +73,7 @@ TEST_CASE("registry: unique sorted ids, a cpu and a cuda kernel for every op") {
   // Registered ahead of their kernels: visible, never planned (the all-gather only in
   // multi-GPU plans with a split head, which the CUDA executor refuses).
   for (const char* id : {"cuda.gemm.int8_tc", "cuda.grouped_gemm.int8_tc", "cuda.gemm.cublas", "cuda.grouped_gemm.cublas",
-                         "cuda.grouped_gemm.dequant_cublas_f16", "cuda.moe.grouped_int8_tc",
+                         "cuda.moe.grouped_int8_tc",
                          "cuda.moe.grouped_dequant_cublas", "cuda.nccl.all_gather"}) {
     REQUIRE_MESSAGE(find_kernel(id) != nullptr, id);
     CHECK_MESSAGE(!find_kernel(id)->implemented, id);
