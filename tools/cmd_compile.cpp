@@ -107,8 +107,8 @@ FP_COMMAND("compile", "Plan a GGUF model for a device profile (no GPU needed; he
                "Several GPUs: attention, shared expert and head replicated (greedy output bit-identical to one GPU; "
                "the CUDA executor runs only such plans)");
   app.add_flag("--no-pdl", a->no_pdl,
-               "No programmatic dependent launch: every kernel starts after the previous one ends (default: matvecs "
-               "overlap the previous kernel on compute capability 9.0+)");
+               "No programmatic dependent launch: every kernel starts after the previous one ends (default: every "
+               "kernel but the cuBLAS GEMM and NCCL overlaps the previous one on compute capability 9.0+)");
   app.add_option("--override", a->overrides, "PATTERN=KERNEL: force a kernel on matching nodes (repeatable)");
   app.add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return [a]() { return run(*a); };

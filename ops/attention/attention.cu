@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "ops/attention/attention_cuda.h"
+#include "ops/core/pdl.cuh"
 #include "ops/numerics/numerics.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/rope/rope.cuh"
@@ -19,8 +20,12 @@ namespace fp::cuda {
 namespace {
 
 // ---- kernels ------------------------------------------------------------------------
+// Each opens with the PDL wait (ops/core/pdl.cuh): q, kv, the rings and the indexer's
+// selection come from earlier kernels of the step.
 
 __global__ void kv_store_kernel(KvStoreArgs a) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, pos = *a.pos0 + t;
   const int D = int(a.head_dim), nr = int(a.tab.n_rot);
   float* k = a.kv + t * D;
@@ -41,6 +46,8 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   constexpr int D = 32 * PL;
   __shared__ float sm_m[W], sm_l[W];
   __shared__ float sm_acc[W][D];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
   const int64_t p = *a.pos0 + t;
@@ -135,42 +142,40 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
 constexpr int64_t kFewTokens = 4;
 
 template <int PL>
-void launch(const AttentionArgs& a, Stream s) {
+void launch(const AttentionArgs& a, const Launch& l) {
   if (a.n <= kFewTokens)
-    attention_kernel<PL, 16><<<unsigned(a.n * a.heads), 32 * 16, 0, s>>>(a);
+    launch_kernel(&attention_kernel<PL, 16>, unsigned(a.n * a.heads), 32 * 16, 0, l, "attention", a);
   else
-    attention_kernel<PL, 4><<<unsigned(a.n * a.heads), 32 * 4, 0, s>>>(a);
+    launch_kernel(&attention_kernel<PL, 4>, unsigned(a.n * a.heads), 32 * 4, 0, l, "attention", a);
 }
 
 }  // namespace
 
 // ---- launchers ----------------------------------------------------------------------
 
-void kv_rope_store(const KvStoreArgs& a, Stream s) {
+void kv_rope_store(const KvStoreArgs& a, Launch l) {
   if (!a.kv || !a.raw || !a.pos0 || !a.tab.inv_freq) fail("cuda kv_rope_store: null buffer");
   if (a.n <= 0 || a.head_dim <= 0 || a.raw_cap <= 0) fail("cuda kv_rope_store: bad sizes");
   if (a.tab.n_rot > a.head_dim || a.tab.n_rot % 2) fail("cuda kv_rope_store: n_rot ", a.tab.n_rot);
-  kv_store_kernel<<<unsigned(a.n), 128, 0, s>>>(a);
-  check_launch("kv_rope_store");
+  launch_kernel(&kv_store_kernel, unsigned(a.n), 128, 0, l, "kv_rope_store", a);
 }
 
 bool attention_supported(int64_t head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
 }
 
-void attention(const AttentionArgs& a, Stream s) {
+void attention(const AttentionArgs& a, Launch l) {
   if (!a.q || !a.out || !a.raw || !a.sinks || !a.pos0) fail("cuda attention: null buffer");
   if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention: bad sizes");
   if (a.comp && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention: compressed rows without a ratio");
   if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention: indexer selection without counts");
   switch (a.head_dim) {
-    case 64: launch<2>(a, s); break;
-    case 128: launch<4>(a, s); break;
-    case 256: launch<8>(a, s); break;
-    case 512: launch<16>(a, s); break;
+    case 64: launch<2>(a, l); break;
+    case 128: launch<4>(a, l); break;
+    case 256: launch<8>(a, l); break;
+    case 512: launch<16>(a, l); break;
     default: fail("cuda attention: head_dim ", a.head_dim, ", expected 64, 128, 256 or 512");
   }
-  check_launch("attention");
 }
 
 }  // namespace fp::cuda

@@ -7,7 +7,7 @@
 //                  indexer's selection) then its raw window, one block per (token, head),
 //                  online softmax in f32 per warp, warps merged with the sink
 // Positions and the number of visible compressed rows are read from device memory, so
-// a captured decode graph serves every position. Rows the indexer names outside
+// a captured decode graph serves every position. Launch: stream and PDL (ops/core/launch.h). Rows the indexer names outside
 // [0, visible) are skipped, never read. CUDA-free header.
 #pragma once
 #include <cstdint>
@@ -26,7 +26,7 @@ struct KvStoreArgs {
   const int64_t* pos0 = nullptr;
   bool official = false;
 };
-void kv_rope_store(const KvStoreArgs& a, Stream s);
+void kv_rope_store(const KvStoreArgs& a, Launch l);
 
 struct AttentionArgs {
   const float* q = nullptr;  // [n][heads][head_dim]
@@ -44,6 +44,6 @@ struct AttentionArgs {
   const int64_t* pos0 = nullptr;
 };
 bool attention_supported(int64_t head_dim);  // multiples of 32 up to 512
-void attention(const AttentionArgs& a, Stream s);
+void attention(const AttentionArgs& a, Launch l);
 
 }  // namespace fp::cuda

@@ -74,13 +74,17 @@ void register_attention_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cpu_reference(OpKind::kv_rope_store, "reference kv RoPE (+ FP8 round trip) and ring store", false));
   out.push_back(entries::cpu_reference(OpKind::attention, "reference attention with sinks, one head at a time", false));
   out.push_back(entries::cpu_reference(OpKind::out_inv_rope, "reference inverse tail RoPE", false));
-  out.push_back(entries::cuda_simple("cuda.q_head_norm_rope", OpKind::q_head_norm_rope,
-                                     "one block per (token, head): unweighted RMS norm + tail RoPE", false));
-  out.push_back(entries::cuda_simple("cuda.kv_rope_store", OpKind::kv_rope_store,
-                                     "kv tail RoPE, FP8 round trip when official, store into the ring", false));
-  out.push_back(entries::cuda_simple("cuda.out_inv_rope", OpKind::out_inv_rope, "inverse tail RoPE per head", false));
-  out.push_back(attention_decode());
-  out.push_back(attention_prefill());
+  // Every CUDA kernel here waits for the previous one first (PDL, ops/core/pdl.cuh).
+  out.push_back(entries::overlaps_prev(entries::cuda_simple(
+      "cuda.q_head_norm_rope", OpKind::q_head_norm_rope, "one block per (token, head): unweighted RMS norm + tail RoPE",
+      false)));
+  out.push_back(entries::overlaps_prev(entries::cuda_simple(
+      "cuda.kv_rope_store", OpKind::kv_rope_store, "kv tail RoPE, FP8 round trip when official, store into the ring",
+      false)));
+  out.push_back(entries::overlaps_prev(
+      entries::cuda_simple("cuda.out_inv_rope", OpKind::out_inv_rope, "inverse tail RoPE per head", false)));
+  out.push_back(entries::overlaps_prev(attention_decode()));
+  out.push_back(entries::overlaps_prev(attention_prefill()));
 }
 
 }  // namespace fp

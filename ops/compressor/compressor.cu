@@ -5,6 +5,7 @@
 
 #include "ops/compressor/compressor_cuda.h"
 #include "ops/core/block_reduce.cuh"
+#include "ops/core/pdl.cuh"
 #include "ops/numerics/numerics.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/rope/rope.cuh"
@@ -14,8 +15,12 @@ namespace {
 
 // ---- kernels ------------------------------------------------------------------------
 
-// width/overlap come from the host (CompressorShape's methods are host code).
+// width/overlap come from the host (CompressorShape's methods are host code). Both
+// kernels open with the PDL wait (ops/core/pdl.cuh): kv, gate and the rings come from
+// earlier kernels. (`overlap` here is the windows' overlap, not PDL.)
 __global__ void store_kernel(CompressorArgs a, int64_t w) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, p = *a.pos0 + t;
   const float* ape = a.ape + (p % a.shape.ratio) * w;
   float* kv = a.ring_kv + (p % a.cap) * w;
@@ -29,6 +34,8 @@ __global__ void store_kernel(CompressorArgs a, int64_t w) {
 __global__ void emit_kernel(CompressorArgs a, int64_t w, bool overlap) {
   extern __shared__ float row[];  // [dim]
   __shared__ double red[32];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, p = *a.pos0 + t, r = a.shape.ratio, d = a.shape.dim;
   if ((p + 1) % r != 0) return;
   const int64_t win = (p + 1) / r - 1;
@@ -85,7 +92,7 @@ __global__ void emit_kernel(CompressorArgs a, int64_t w, bool overlap) {
 
 // ---- launchers ----------------------------------------------------------------------
 
-void compressor(const CompressorArgs& a, Stream s) {
+void compressor(const CompressorArgs& a, Launch l) {
   const char* what = "cuda compressor";
   if (!a.kv || !a.gate || !a.ape || !a.ring_kv || !a.ring_score || !a.rows || !a.norm || !a.pos0 || !a.tab.inv_freq)
     fail(what, ": null buffer");
@@ -93,14 +100,12 @@ void compressor(const CompressorArgs& a, Stream s) {
   if (a.cap < compressor_ring_min(a.shape, a.n))
     fail(what, ": ring of ", a.cap, " slots, a step of ", a.n, " tokens needs ", compressor_ring_min(a.shape, a.n));
   if (a.index_keys && (a.shape.dim & (a.shape.dim - 1))) fail(what, ": indexer dim ", a.shape.dim, ", expected a power of two");
-  store_kernel<<<unsigned(a.n), 256, 0, s>>>(a, a.shape.width());
-  check_launch("compressor store");
+  launch_kernel(&store_kernel, unsigned(a.n), 256, 0, l, "compressor store", a, a.shape.width());
   // A thread per pooled value where the row allows (each pools up to 2*ratio slots in
   // double): a decode step's emit is one block, so its width sets the latency.
   const int threads = a.shape.dim >= 512 ? 512 : (a.shape.dim >= 256 ? 256 : 128);
-  emit_kernel<<<unsigned(a.n), threads, size_t(a.shape.dim) * sizeof(float), s>>>(a, a.shape.width(),
-                                                                                  a.shape.overlap());
-  check_launch("compressor emit");
+  launch_kernel(&emit_kernel, unsigned(a.n), threads, size_t(a.shape.dim) * sizeof(float), l, "compressor emit", a,
+                a.shape.width(), a.shape.overlap());
 }
 
 }  // namespace fp::cuda

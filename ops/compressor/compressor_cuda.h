@@ -41,6 +41,6 @@ struct CompressorArgs {
 };
 // Smallest ring a step of n tokens needs.
 int64_t compressor_ring_min(const ref::CompressorShape& s, int64_t n);
-void compressor(const CompressorArgs& a, Stream s);
+void compressor(const CompressorArgs& a, Launch l);  // l: stream and PDL (ops/core/launch.h)
 
 }  // namespace fp::cuda

@@ -66,10 +66,12 @@ KernelInfo topk_prefill() {
 void register_compressor_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cpu_reference(OpKind::compressor, "reference compressor state update and pooling", false));
   out.push_back(entries::cpu_reference(OpKind::indexer_topk, "reference indexer scores and top-k", false));
-  out.push_back(entries::cuda_simple("cuda.compressor", OpKind::compressor,
-                                     "state update per token, softmax pooling + norm + RoPE at window ends", false));
-  out.push_back(topk_decode());
-  out.push_back(topk_prefill());
+  // Every CUDA kernel here waits for the previous one first (PDL, ops/core/pdl.cuh).
+  out.push_back(entries::overlaps_prev(entries::cuda_simple(
+      "cuda.compressor", OpKind::compressor, "state update per token, softmax pooling + norm + RoPE at window ends",
+      false)));
+  out.push_back(entries::overlaps_prev(topk_decode()));
+  out.push_back(entries::overlaps_prev(topk_prefill()));
 }
 
 }  // namespace fp

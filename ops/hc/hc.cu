@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "ops/core/block_reduce.cuh"
+#include "ops/core/pdl.cuh"
 #include "ops/hc/hc_cuda.h"
 #include "ops/quant/cuda_common.cuh"
 
@@ -14,6 +15,8 @@ namespace {
 constexpr int kMaxHc = 8;  // streams a kernel supports (DS4: 4)
 
 // ---- kernels ------------------------------------------------------------------------
+// Each kernel opens with the PDL wait (ops/core/pdl.cuh): it may be launched while the
+// previous kernel in the stream still runs.
 
 __device__ __forceinline__ float table_value(DType t, const uint8_t* row, int64_t i) {
   switch (t) {
@@ -34,6 +37,8 @@ __device__ __forceinline__ float table_value_t(const uint8_t* row, int64_t i) {
 
 __global__ void embed_rows(DType type, const uint8_t* table, int64_t rows, int64_t row_bytes, const int32_t* tokens,
                            int64_t hc, int64_t dim, float* X, uint32_t* err) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x;
   int64_t id = tokens[t];
   if (id < 0 || id >= rows) {
@@ -63,6 +68,8 @@ template <DType kT>
 __global__ void mix_partial(const float* X, int64_t n, const uint8_t* fn, int64_t fn_row_bytes, int64_t hd, int64_t M,
                             float* partial) {
   __shared__ double red[32];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t slices = gridDim.x, slice = blockIdx.x, t0 = int64_t(blockIdx.y) * kMixTokens;
   const int64_t len = (hd + slices - 1) / slices, k0 = slice * len, k1 = hd < k0 + len ? hd : k0 + len;
   const int nt = n - t0 < kMixTokens ? int(n - t0) : kMixTokens;
@@ -150,6 +157,8 @@ __global__ void hc_pre_tail(const float* X, const float* partial, int slices, co
                             float* comb) {
   __shared__ float pre_s[kMaxHc];
   __shared__ float mix_s[(2 + kMaxHc) * kMaxHc];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, M = (2 + hc) * hc, hd = hc * dim;
   finish_mix(partial, slices, t, M, hd, norm_eps, mix_s);
   if (threadIdx.x < hc) {
@@ -196,6 +205,8 @@ __global__ void hc_head_tail(const float* X, const float* partial, int slices, c
                              int64_t dim, float norm_eps, float hc_eps, float* z) {
   __shared__ float pre_s[kMaxHc];
   __shared__ float mix_s[kMaxHc];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, hd = hc * dim;
   finish_mix(partial, slices, t, hc, hd, norm_eps, mix_s);
   if (threadIdx.x < hc)
@@ -207,6 +218,8 @@ __global__ void hc_head_tail(const float* X, const float* partial, int slices, c
 // One block per (token, 1024 dims): Xout[k][d] = post[k]·a[d] + Σ_i comb[i][k]·X[i][d].
 __global__ void hc_post_kernel(const float* a, const float* X, const float* post, const float* comb, int64_t hc,
                                int64_t dim, float* Xout) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.y;
   const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (d >= dim) return;
@@ -236,19 +249,17 @@ bool table_supported(DType t) { return t == DType::F32 || t == DType::F16 || t =
 // floats, which must fit in the n * (hc*dim + M) the callers provide; slices of at least
 // 128 values. Returns the slice count.
 int mix_partials(const float* X, int64_t n, const ref::Weight& fn, int64_t M, const ref::HcShape& s, float* scratch,
-                 Stream st) {
+                 const Launch& l) {
   if (!table_supported(fn.type)) fail(fn.name, ": dtype ", dtype_name(fn.type), " has no CUDA HC mix");
   if (n <= 0) fail(fn.name, ": ", n, " tokens");
   const int64_t hd = s.hc * s.dim;
   const int64_t slices = std::clamp<int64_t>(std::min((hd + M) / (M + 1), hd / 128), 1, kMaxMixSlices);
   const dim3 grid(unsigned(slices), unsigned((n + kMixTokens - 1) / kMixTokens));
-  switch (fn.type) {
-    case DType::F32: mix_partial<DType::F32><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
-    case DType::F16: mix_partial<DType::F16><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
-    case DType::BF16: mix_partial<DType::BF16><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
-    default: mix_partial<DType::Q8_0><<<grid, kMixThreads, 0, st>>>(X, n, fn.data, fn.row_bytes(), hd, M, scratch); break;
-  }
-  check_launch("hc mix");
+  auto* kernel = fn.type == DType::F32    ? &mix_partial<DType::F32>
+                 : fn.type == DType::F16  ? &mix_partial<DType::F16>
+                 : fn.type == DType::BF16 ? &mix_partial<DType::BF16>
+                                          : &mix_partial<DType::Q8_0>;
+  launch_kernel(kernel, grid, kMixThreads, 0, l, "hc mix", X, n, fn.data, fn.row_bytes(), hd, M, scratch);
   return int(slices);
 }
 
@@ -259,42 +270,39 @@ int mix_partials(const float* X, int64_t n, const ref::Weight& fn, int64_t M, co
 bool embed_supported(DType t) { return table_supported(t); }
 
 void embed(const ref::Weight& table, const int32_t* tokens, int64_t n, const ref::HcShape& s, float* X, uint32_t* err,
-           Stream st) {
+           Launch l) {
   check_shape(s, "cuda embed");
   if (!embed_supported(table.type)) fail(table.name, ": embedding dtype ", dtype_name(table.type), " has no CUDA embed");
   if (table.cols != s.dim) fail(table.name, ": ", table.cols, " columns, expected ", s.dim);
   if (n <= 0) fail("cuda embed: ", n, " tokens");
-  embed_rows<<<unsigned(n), 256, 0, st>>>(table.type, table.data, table.rows, table.row_bytes(), tokens, s.hc, s.dim,
-                                          X, err);
-  check_launch("embed");
+  launch_kernel(&embed_rows, unsigned(n), 256, 0, l, "embed", table.type, table.data, table.rows, table.row_bytes(),
+                tokens, s.hc, s.dim, X, err);
 }
 
 void hc_pre(const float* X, int64_t n, const ref::Weight& fn, const float* scale, const float* base,
-            const ref::HcShape& s, float* x_in, float* post, float* comb, float* scratch, Stream st) {
+            const ref::HcShape& s, float* x_in, float* post, float* comb, float* scratch, Launch l) {
   check_shape(s, "cuda hc_pre");
   check_fn(fn, s.mix(), s);
-  const int slices = mix_partials(X, n, fn, s.mix(), s, scratch, st);
-  hc_pre_tail<<<unsigned(n), 256, 0, st>>>(X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps, s.hc_eps,
-                                           s.sinkhorn_iters, x_in, post, comb);
-  check_launch("hc_pre");
+  const int slices = mix_partials(X, n, fn, s.mix(), s, scratch, l);
+  launch_kernel(&hc_pre_tail, unsigned(n), 256, 0, l, "hc_pre", X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps,
+                s.hc_eps, s.sinkhorn_iters, x_in, post, comb);
 }
 
 void hc_post(const float* a, const float* X, const float* post, const float* comb, int64_t n, const ref::HcShape& s,
-             float* Xout, Stream st) {
+             float* Xout, Launch l) {
   check_shape(s, "cuda hc_post");
   if (n <= 0) fail("cuda hc_post: ", n, " tokens");
   const dim3 grid(unsigned((s.dim + 255) / 256), unsigned(n));
-  hc_post_kernel<<<grid, 256, 0, st>>>(a, X, post, comb, s.hc, s.dim, Xout);
-  check_launch("hc_post");
+  launch_kernel(&hc_post_kernel, grid, 256, 0, l, "hc_post", a, X, post, comb, s.hc, s.dim, Xout);
 }
 
 void hc_head(const float* X, int64_t n, const ref::Weight& fn, const float* scale, const float* base,
-             const ref::HcShape& s, float* z, float* scratch, Stream st) {
+             const ref::HcShape& s, float* z, float* scratch, Launch l) {
   check_shape(s, "cuda hc_head");
   check_fn(fn, s.hc, s);
-  const int slices = mix_partials(X, n, fn, s.hc, s, scratch, st);
-  hc_head_tail<<<unsigned(n), 256, 0, st>>>(X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps, s.hc_eps, z);
-  check_launch("hc_head");
+  const int slices = mix_partials(X, n, fn, s.hc, s, scratch, l);
+  launch_kernel(&hc_head_tail, unsigned(n), 256, 0, l, "hc_head", X, scratch, slices, scale, base, s.hc, s.dim,
+                s.norm_eps, s.hc_eps, z);
 }
 
 }  // namespace fp::cuda

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "ops/core/pdl.cuh"
 #include "ops/core/select.cuh"
 #include "ops/indexer/indexer_cuda.h"
 #include "ops/numerics/numerics.cuh"
@@ -17,10 +18,14 @@ constexpr int kRowsPerBlock = 64;
 constexpr int kTopkThreads = 1024;
 
 // ---- kernels ------------------------------------------------------------------------
+// Each opens with the PDL wait (ops/core/pdl.cuh): queries, weights, keys and scores come
+// from earlier kernels.
 
 // One block per (token, head).
 __global__ void prep_kernel(IndexerArgs a, float wscale) {
   extern __shared__ float row[];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
   const int D = int(a.dim);
   float* q = a.q + (t * a.heads + h) * D;
@@ -46,6 +51,8 @@ constexpr int kMaxHeadsPerLane = 4;  // heads <= 128
 
 __global__ void scores_kernel(IndexerArgs a) {
   extern __shared__ float q_s[];  // [heads][dim + 1]
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   const int64_t N = visible_rows(a, t);
@@ -156,6 +163,8 @@ __device__ void block_topk(const double* row, int64_t N, int64_t k, int32_t* out
 }
 
 __global__ void topk_kernel(IndexerArgs a) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x;
   const int64_t N = visible_rows(a, t);
   if (N <= a.topk) {
@@ -168,6 +177,8 @@ __global__ void topk_kernel(IndexerArgs a) {
 
 __global__ void topk_rows_kernel(const double* scores, int64_t ld, int64_t count, int64_t k, int32_t* sel,
                                  int32_t* nsel) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x;
   if (count <= k) {
     if (threadIdx.x == 0) nsel[t] = -1;
@@ -181,15 +192,14 @@ __global__ void topk_rows_kernel(const double* scores, int64_t ld, int64_t count
 
 // ---- launchers ----------------------------------------------------------------------
 
-void indexer_topk(const IndexerArgs& a, Stream s) {
+void indexer_topk(const IndexerArgs& a, Launch l) {
   const char* what = "cuda indexer_topk";
   if (!a.q || !a.w || !a.keys || !a.pos0 || !a.scores || !a.sel || !a.nsel || !a.tab.inv_freq) fail(what, ": null buffer");
   if (a.n <= 0 || a.heads <= 0 || a.dim <= 0 || a.ratio <= 0 || a.topk <= 0 || a.max_rows <= 0)
     fail(what, ": bad sizes");
   if (a.official && (a.dim & (a.dim - 1))) fail(what, ": dim ", a.dim, ", expected a power of two for the Hadamard");
   const float wscale = float(1.0 / std::sqrt(double(a.dim) * double(a.heads)));
-  prep_kernel<<<unsigned(a.n * a.heads), 128, size_t(a.dim) * sizeof(float), s>>>(a, wscale);
-  check_launch("indexer prep");
+  launch_kernel(&prep_kernel, unsigned(a.n * a.heads), 128, size_t(a.dim) * sizeof(float), l, "indexer prep", a, wscale);
   if (a.heads > 32 * kMaxHeadsPerLane) fail(what, ": ", a.heads, " heads, at most ", 32 * kMaxHeadsPerLane);
   const size_t q_bytes = size_t(a.heads) * size_t(a.dim + 1) * sizeof(float);
   if (q_bytes > 48 * 1024) {
@@ -198,17 +208,14 @@ void indexer_topk(const IndexerArgs& a, Stream s) {
                        "indexer scores smem");
   }
   const dim3 grid(unsigned(a.n), unsigned((a.max_rows + kRowsPerBlock - 1) / kRowsPerBlock));
-  scores_kernel<<<grid, 32 * kScoreWarps, q_bytes, s>>>(a);
-  check_launch("indexer scores");
-  topk_kernel<<<unsigned(a.n), kTopkThreads, 0, s>>>(a);
-  check_launch("indexer topk");
+  launch_kernel(&scores_kernel, grid, 32 * kScoreWarps, q_bytes, l, "indexer scores", a);
+  launch_kernel(&topk_kernel, unsigned(a.n), kTopkThreads, 0, l, "indexer topk", a);
 }
 
 void topk_rows(const double* scores, int64_t ld, int64_t n, int64_t count, int64_t k, int32_t* sel, int32_t* nsel,
-               Stream s) {
+               Launch l) {
   if (!scores || !sel || !nsel || n <= 0 || k <= 0 || count < 0 || ld < count) fail("cuda topk_rows: bad arguments");
-  topk_rows_kernel<<<unsigned(n), kTopkThreads, 0, s>>>(scores, ld, count, k, sel, nsel);
-  check_launch("topk_rows");
+  launch_kernel(&topk_rows_kernel, unsigned(n), kTopkThreads, 0, l, "topk_rows", scores, ld, count, k, sel, nsel);
 }
 
 }  // namespace fp::cuda

@@ -30,7 +30,7 @@ struct IndexerArgs {
   int32_t* sel = nullptr;        // [n][topk]
   int32_t* nsel = nullptr;       // [n]
 };
-void indexer_topk(const IndexerArgs& a, Stream s);
+void indexer_topk(const IndexerArgs& a, Launch l);  // l: stream and PDL (ops/core/launch.h)
 // Tokens per indexer_topk call in the executor: a step's tokens go in tiles of this many,
 // so the f64 score workspace is kIndexerTileTokens x the context's compressed rows (134 MB
 // at 256k positions), not a whole 2048-token step's (1.07 GB).
@@ -39,6 +39,6 @@ inline constexpr int64_t kIndexerTileTokens = 256;
 // The selection step alone, for tests: row t picks k of scores[t*ld .. t*ld + count).
 // Same output convention (count <= k: nsel = -1 and nothing written).
 void topk_rows(const double* scores, int64_t ld, int64_t n, int64_t count, int64_t k, int32_t* sel, int32_t* nsel,
-               Stream s);
+               Launch l);
 
 }  // namespace fp::cuda

@@ -58,7 +58,8 @@ void refuse_gemm_overlap(const ref::Weight& w, int64_t n, bool overlap_prev) {
 
 // One matvec launch over `slots` slots with x already laid out slot by slot; w2 (same
 // type and shape, or null) is read in the same launch with the same ids and activations
-// into y2.
+// into y2. overlap_prev: the activation quantiser (when there is one) and the matvec are
+// both launched with programmatic dependent launch, each waiting for the kernel before it.
 void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t slots, const float* x,
          int64_t x_stride, float* y, const LinearWorkspace& ws, Stream s, bool xf32 = false,
          bool overlap_prev = false, const ref::Weight* w2 = nullptr, float* y2 = nullptr) {
@@ -87,7 +88,7 @@ void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t sl
     if (x_stride != 0 && x_stride != w.cols) fail(w.name, ": quantised activations need x_stride = cols");
     const int64_t need = act_bytes(f, rows_q * w.cols);
     if (need > ws.qact_bytes) fail(w.name, ": activation workspace of ", ws.qact_bytes, " bytes, needs ", need);
-    quantize_activations(f, x, rows_q * w.cols, ws.qact, s);
+    quantize_activations(f, x, rows_q * w.cols, ws.qact, Launch{s, overlap_prev});
     a.x = ws.qact;
     a.x_stride = x_stride;
   }
@@ -153,17 +154,17 @@ void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_
 }
 
 void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
-                   float* y, const LinearWorkspace& ws, Stream s) {
+                   float* y, const LinearWorkspace& ws, Launch l) {
   check_weight(w, "cuda expert_linear");
   if (!ids) fail(w.name, ": expert-indexed product without ids");
-  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s);
+  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, l.stream, false, l.overlap_prev);
 }
 
 void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32_t* ids, int64_t slots,
-                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Stream s) {
+                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Launch l) {
   check_pair(w, w2, y2, "cuda expert_linear_pair");
   if (!ids) fail(w.name, ": expert-indexed product without ids");
-  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, s, false, false, &w2, y2);
+  run(w, ids, int32_t(w.experts), slots, x, x_stride, y, ws, l.stream, false, l.overlap_prev, &w2, y2);
 }
 
 }  // namespace fp::cuda

@@ -16,19 +16,18 @@
 // overlaps the previous kernel (`overlap_prev`: MatvecArgs::overlap_prev, programmatic
 // dependent launch, compute capability 9.0+; the plan's Node.overlap_prev). The matvec then
 // follows the activation quantiser, or the caller's previous kernel for f32 activations,
-// and waits for it before it reads x: the same results either way.
+// and waits for it before it reads x: the same results either way. (The activation
+// quantiser is then launched the same way and waits for the caller's previous kernel.)
 // Nothing here allocates, so every call can be captured in a CUDA graph.
 // CUDA-free header.
 #pragma once
 #include <cstdint>
 
+#include "ops/core/launch.h"
 #include "ops/linear/linear.h"
-
-struct CUstream_st;
 
 namespace fp::cuda {
 
-using Stream = CUstream_st*;
 class CublasGemm;
 
 struct LinearWorkspace {
@@ -81,13 +80,14 @@ void grouped_linear(const ref::Weight& w, int64_t groups, const float* x, int64_
 
 // Expert-indexed: slot q < slots reads x + q*x_stride (x_stride 0: all the same x) and
 // matrix ids[q] of W[experts][rows][cols]; y[q*rows + r]. ids in device memory; an
-// out-of-range id yields NaN outputs for its slot (never a read outside W).
+// out-of-range id yields NaN outputs for its slot (never a read outside W). l: stream and
+// PDL (ops/core/launch.h: MatvecArgs::overlap_prev, the expert matvec reads ids after its wait).
 void expert_linear(const ref::Weight& w, const int32_t* ids, int64_t slots, const float* x, int64_t x_stride,
-                   float* y, const LinearWorkspace& ws, Stream s);
+                   float* y, const LinearWorkspace& ws, Launch l);
 // Two expert tensors of one type and shape (an expert's gate and up) on the same slots:
 // one activation quantisation and one launch instead of two of each; each output the
 // same as expert_linear's.
 void expert_linear_pair(const ref::Weight& w, const ref::Weight& w2, const int32_t* ids, int64_t slots,
-                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Stream s);
+                        const float* x, int64_t x_stride, float* y, float* y2, const LinearWorkspace& ws, Launch l);
 
 }  // namespace fp::cuda

@@ -104,7 +104,7 @@ KernelInfo matvec(const MatvecVariant& v, OpKind op) {
   // previous kernel (griddepcontrol.wait) before it reads x or the ids or writes y. Dense
   // calls fetch their first weights before that wait; grouped calls read the group
   // table as expert ids, so they wait first and only hide the launch.
-  k.overlap_min_cc = 90;
+  k.overlap_min_cc = kOverlapMinCc;
   const double bw_eff = v.bw_eff;
   const bool intq = is_int_quant(v.type) && !v.xf32;
   // A pair is one launch over both weights' rows: its bytes, flops and rows count both,

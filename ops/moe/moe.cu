@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/core/pdl.cuh"
 #include "ops/core/select.cuh"
 #include "ops/hc/hc_cuda.h"
 #include "ops/moe/moe_cuda.h"
@@ -29,12 +30,16 @@ __device__ __forceinline__ void arg_best_warp(uint32_t& bk, int32_t& bi) {
 }
 
 // ---- kernels ------------------------------------------------------------------------
+// Each opens with the PDL wait (ops/core/pdl.cuh): logits, u, ids and the slot outputs
+// come from earlier kernels.
 
 // One block per token. Shared: chosen flags [n_expert].
 __global__ void router_kernel(RouterArgs a) {
   extern __shared__ uint8_t chosen[];
   __shared__ uint32_t best_key[kRouterWarps];
   __shared__ int32_t best_id[kRouterWarps];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x, NE = a.n_expert, K = a.k;
   float* s = a.logits + t * NE;
   for (int64_t e = threadIdx.x; e < NE; e += blockDim.x) {
@@ -102,6 +107,8 @@ __global__ void router_kernel(RouterArgs a) {
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, float limit, float* out) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float g = gate[i], u = up[i];
     if (limit > 0) {  // std::min / std::clamp semantics: a NaN stays NaN
@@ -114,12 +121,16 @@ __global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, flo
 
 // xs[q] = u[q / k] for every (token, slot) q.
 __global__ void gather_kernel(const float* u, int64_t k, int64_t dim, float* xs) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t q = blockIdx.x;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) xs[q * dim + d] = u[(q / k) * dim + d];
 }
 
 // out[t][d] = Σ_i w[t][i]·ys[t*k + i][d], slots in order. Block (256 dims, token).
 __global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64_t dim, float* out) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= dim) return;
   float o = 0.0f;
@@ -129,6 +140,8 @@ __global__ void combine_kernel(const float* ys, const float* w, int64_t k, int64
 
 // Multi-GPU: ids of this device's experts [first, first + count) made local, others -1.
 __global__ void local_ids_kernel(const int32_t* ids, int64_t q, int64_t first, int64_t count, int32_t* out) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < q; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t e = int64_t(ids[i]) - first;
     out[i] = e >= 0 && e < count ? int32_t(e) : -1;
@@ -137,6 +150,8 @@ __global__ void local_ids_kernel(const int32_t* ids, int64_t q, int64_t first, i
 
 // slots[q][:] = 0 where slot q's expert lies outside [first, first + count). Block (256 dims, slot).
 __global__ void clear_foreign_kernel(const int32_t* ids, int64_t first, int64_t count, int64_t dim, float* slots) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t q = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t e = int64_t(ids[q]) - first;
   if (d < dim && !(e >= 0 && e < count)) slots[q * dim + d] = 0.0f;
@@ -148,27 +163,27 @@ unsigned grid_1d(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256,
 
 // ---- launchers ----------------------------------------------------------------------
 
-void router(const RouterArgs& a, Stream s) {
+void router(const RouterArgs& a, Launch l) {
   const char* what = "cuda router";
   if (!a.logits || !a.ids || !a.weights) fail(what, ": null buffer");
   if (a.n <= 0 || a.n_expert <= 0 || a.k <= 0 || a.k > a.n_expert)
     fail(what, ": ", a.k, " of ", a.n_expert, " experts for ", a.n, " tokens");
   if (a.tid2eid && (!a.tokens || a.n_vocab <= 0)) fail(what, ": hash routing without tokens");
   if (a.n_expert > 48 * 1024) fail(what, ": ", a.n_expert, " experts, at most 49152 supported");
-  router_kernel<<<unsigned(a.n), kRouterThreads, size_t(a.n_expert), s>>>(a);
-  check_launch("router");
+  launch_kernel(&router_kernel, unsigned(a.n), kRouterThreads, size_t(a.n_expert), l, "router", a);
 }
 
-void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out, Stream s) {
+void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out, Launch l) {
   if (n <= 0) return;
-  swiglu_kernel<<<grid_1d(n), 256, 0, s>>>(gate, up, n, limit, out);
-  check_launch("swiglu");
+  launch_kernel(&swiglu_kernel, grid_1d(n), 256, 0, l, "swiglu", gate, up, n, limit, out);
 }
 
-void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
+// Every launch of the node (gather, activation quantisers, expert matvecs, swiglu, combine)
+// goes as l says: with PDL each waits for the one before it.
+void moe(const MoeArgs& a, const LinearWorkspace& ws, Launch l) {
   const int64_t min_tokens = a.grouped_min_tokens > 0 ? a.grouped_min_tokens : kMoeGroupedMinTokens;
   if (a.grouped_work && a.n >= min_tokens && !ws.exact && moe_grouped_unsupported(a.gate, a.up, a.down).empty())
-    return moe_grouped(a, s);
+    return moe_grouped(a, l);
   const int64_t dim = a.gate.cols, ff = a.gate.rows, q = a.n * a.k;
   if (a.up.rows != ff || a.up.cols != dim || a.down.rows != dim || a.down.cols != ff)
     fail(a.down.name, ": expert shapes do not agree with ", a.gate.name);
@@ -181,51 +196,49 @@ void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s) {
   float* mid = up + q * ff;
   float* ys = a.slots ? a.slots : mid + q * ff;
   // Multi-GPU: other devices' slots read nothing (NaN outputs, cleared after the down product).
-  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
+  const int32_t* ids = a.slots ? moe_local_ids(a, l) : a.ids;
   const float* x = a.u;
   int64_t stride = 0;
   if (a.n > 1) {
-    gather_kernel<<<unsigned(q), 256, 0, s>>>(a.u, a.k, dim, xs);
-    check_launch("moe gather");
+    launch_kernel(&gather_kernel, unsigned(q), 256, 0, l, "moe gather", a.u, a.k, dim, xs);
     x = xs;
     stride = dim;
   }
   // Gate and up in one launch where they share a type (DS4: IQ2_XXS): measured on an
   // H100 (bench-kernels, 2026-12-07) 24.7 us for the x6 pair against 2 x 15.0 us.
   if (a.gate.type == a.up.type) {
-    expert_linear_pair(a.gate, a.up, ids, q, x, stride, g, up, ws, s);
+    expert_linear_pair(a.gate, a.up, ids, q, x, stride, g, up, ws, l);
   } else {
-    expert_linear(a.gate, ids, q, x, stride, g, ws, s);
-    expert_linear(a.up, ids, q, x, stride, up, ws, s);
+    expert_linear(a.gate, ids, q, x, stride, g, ws, l);
+    expert_linear(a.up, ids, q, x, stride, up, ws, l);
   }
-  swiglu(g, up, q * ff, a.limit, mid, s);
-  expert_linear(a.down, ids, q, mid, ff, ys, ws, s);
-  if (a.slots) return moe_clear_foreign_slots(a, s);
-  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.k, dim, a.out);
-  check_launch("moe combine");
+  swiglu(g, up, q * ff, a.limit, mid, l);
+  expert_linear(a.down, ids, q, mid, ff, ys, ws, l);
+  if (a.slots) return moe_clear_foreign_slots(a, l);
+  launch_kernel(&combine_kernel, dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, l, "moe combine", ys,
+                a.weights, a.k, dim, a.out);
 }
 
 // ---- multi-GPU (expert_split) -------------------------------------------------------
 
-const int32_t* moe_local_ids(const MoeArgs& a, Stream s) {
+const int32_t* moe_local_ids(const MoeArgs& a, Launch l) {
   const int64_t q = a.n * a.k;
   if (!a.local_ids || !a.ids) fail("cuda moe: expert_split without a local id workspace");
-  local_ids_kernel<<<grid_1d(q), 256, 0, s>>>(a.ids, q, a.expert_first, a.gate.experts, a.local_ids);
-  check_launch("moe local ids");
+  launch_kernel(&local_ids_kernel, grid_1d(q), 256, 0, l, "moe local ids", a.ids, q, a.expert_first, a.gate.experts,
+                a.local_ids);
   return a.local_ids;
 }
 
-void moe_clear_foreign_slots(const MoeArgs& a, Stream s) {
+void moe_clear_foreign_slots(const MoeArgs& a, Launch l) {
   const int64_t dim = a.down.rows;
-  clear_foreign_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n * a.k)), 256, 0, s>>>(
-      a.ids, a.expert_first, a.gate.experts, dim, a.slots);
-  check_launch("moe clear foreign slots");
+  launch_kernel(&clear_foreign_kernel, dim3(unsigned((dim + 255) / 256), unsigned(a.n * a.k)), 256, 0, l,
+                "moe clear foreign slots", a.ids, a.expert_first, a.gate.experts, dim, a.slots);
 }
 
-void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Stream s) {
+void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Launch l) {
   if (!slots || !weights || !out || n <= 0 || k <= 0 || dim <= 0) fail("cuda moe combine: null buffer or empty shape");
-  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(n)), 256, 0, s>>>(slots, weights, k, dim, out);
-  check_launch("moe combine");
+  launch_kernel(&combine_kernel, dim3(unsigned((dim + 255) / 256), unsigned(n)), 256, 0, l, "moe combine", slots,
+                weights, k, dim, out);
 }
 
 }  // namespace fp::cuda

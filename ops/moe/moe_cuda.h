@@ -24,7 +24,9 @@
 //            devices' slots, with no combine; after the all-reduce of `slots` over the
 //            devices, moe_combine sums them in slot order, the same arithmetic as the
 //            one-GPU combine, so the result is bit-identical.
-// CUDA-free header.
+// Every launcher takes a Launch (ops/core/launch.h): the stream, and whether the node's
+// kernels go with programmatic dependent launch (each of them then waits for the kernel
+// before it; the expert matvecs read the ids only after that wait). CUDA-free header.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -47,9 +49,9 @@ struct RouterArgs {
   float* weights = nullptr;         // [n][k]
   uint32_t* err = nullptr;
 };
-void router(const RouterArgs& a, Stream s);
+void router(const RouterArgs& a, Launch l);
 
-void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out, Stream s);
+void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out, Launch l);
 
 struct MoeArgs {
   const float* u = nullptr;        // [n][dim]
@@ -73,14 +75,14 @@ struct MoeArgs {
   int32_t* local_ids = nullptr;
 };
 int64_t moe_work_floats(int64_t n, int64_t k, int64_t dim, int64_t ff);
-void moe(const MoeArgs& a, const LinearWorkspace& ws, Stream s);
+void moe(const MoeArgs& a, const LinearWorkspace& ws, Launch l);
 // out[t] = sum over slots i in order of weights[t][i] * slots[t*k + i] (multi-GPU, above).
-void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Stream s);
+void moe_combine(const float* slots, const float* weights, int64_t n, int64_t k, int64_t dim, float* out, Launch l);
 // Multi-GPU helpers of moe / moe_grouped (moe.cu): a.local_ids = this device's ids made
 // local, the others -1 (both paths read nothing for an out-of-range id: the products
 // write NaN, the grouping skips it); and the other devices' slots of a.slots set to zero.
-const int32_t* moe_local_ids(const MoeArgs& a, Stream s);
-void moe_clear_foreign_slots(const MoeArgs& a, Stream s);
+const int32_t* moe_local_ids(const MoeArgs& a, Launch l);
+void moe_clear_foreign_slots(const MoeArgs& a, Launch l);
 
 inline constexpr const char* kMoeGroupedDequantMma = "cuda.moe.grouped_dequant_mma";
 // moe()'s default switch-over. The grouped path works for any n; it wins once its cost
@@ -107,6 +109,6 @@ inline int64_t moe_grouped_work_bytes(int64_t n, int64_t k, int64_t dim, int64_t
 std::string moe_grouped_unsupported(const ref::Weight& gate, const ref::Weight& up, const ref::Weight& down);
 // Uploads this path's IQ tables to the current device; call it before capturing a graph.
 void moe_grouped_init();
-void moe_grouped(const MoeArgs& a, Stream s);
+void moe_grouped(const MoeArgs& a, Launch l);
 
 }  // namespace fp::cuda

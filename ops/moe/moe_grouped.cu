@@ -27,6 +27,7 @@
 #include <mutex>
 #include <vector>
 
+#include "ops/core/pdl.cuh"
 #include "ops/moe/moe_cuda.h"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/quant/decode.cuh"
@@ -51,11 +52,16 @@ static_assert(kThreads == 256, "the IQ2_XXS grid is copied one entry a thread");
 static_assert(sizeof(Tile) == 16, "moe_grouped_layout counts 16 bytes a tile");
 
 // ---- kernels ------------------------------------------------------------------------
+// Each opens with the PDL wait (ops/core/pdl.cuh): ids, u, the tile list and the
+// intermediate outputs come from earlier kernels, and the workspace may still be read by
+// the previous step's kernels.
 
 // One block. Shared: count / cursor, first sorted position and first tile per expert.
 __global__ void group_kernel(const int32_t* ids, int32_t q, int32_t n_expert, int32_t* n_tiles, Tile* tiles,
                              int32_t* perm) {
   extern __shared__ int32_t sh[];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   int32_t *cnt = sh, *start = sh + n_expert, *tstart = sh + 2 * n_expert;
   for (int e = threadIdx.x; e < n_expert; e += blockDim.x) cnt[e] = 0;
   __syncthreads();
@@ -90,6 +96,8 @@ __global__ void group_kernel(const int32_t* ids, int32_t q, int32_t n_expert, in
 }
 
 __global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = __float2half_rn(x[i]);
 }
@@ -204,6 +212,8 @@ __device__ __forceinline__ float swiglu1(float g, float u, float limit) {
 template <DType T, bool kPair>
 __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
   using namespace nvcuda;
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   if (int32_t(blockIdx.y) >= *g.n_tiles) return;
   const Tile tl = g.tiles[blockIdx.y];
   extern __shared__ __align__(128) uint8_t smem[];
@@ -326,6 +336,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
 // range was in no tile, and adds NaN (as its matvec outputs would). Block (256 dims, token).
 __global__ void combine_kernel(const float* ys, const float* w, const int32_t* ids, int32_t n_expert, int64_t k,
                                int64_t dim, float* out) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.y, d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= dim) return;
   float o = 0.0f;
@@ -340,7 +352,7 @@ __global__ void combine_kernel(const float* ys, const float* w, const int32_t* i
 // ---- launch helpers -----------------------------------------------------------------
 
 template <DType T, bool kPair>
-void launch_gemm(const GemmArgs& g, dim3 grid, Stream s) {
+void launch_gemm(const GemmArgs& g, dim3 grid, const Launch& l) {
   // > 48 KiB of dynamic shared memory needs the opt-in, once per device: each device's
   // context has its own copy of the kernel (a multi-GPU plan runs it on several).
   static std::mutex mu;
@@ -355,18 +367,18 @@ void launch_gemm(const GemmArgs& g, dim3 grid, Stream s) {
       opted_in[size_t(dev)] = true;
     }
   }
-  gemm_kernel<T, kPair><<<grid, kThreads, kSmemBytes, s>>>(g);
-  check_launch(kPair ? "moe grouped gate/up" : "moe grouped down");
+  launch_kernel(&gemm_kernel<T, kPair>, grid, kThreads, kSmemBytes, l, kPair ? "moe grouped gate/up" : "moe grouped down",
+                g);
 }
 
 template <bool kPair>
-void gemm(DType t, const GemmArgs& g, dim3 grid, Stream s) {
+void gemm(DType t, const GemmArgs& g, dim3 grid, const Launch& l) {
   switch (t) {
-    case DType::IQ2_XXS: return launch_gemm<DType::IQ2_XXS, kPair>(g, grid, s);
-    case DType::Q2_K: return launch_gemm<DType::Q2_K, kPair>(g, grid, s);
-    case DType::Q4_K: return launch_gemm<DType::Q4_K, kPair>(g, grid, s);
-    case DType::Q8_0: return launch_gemm<DType::Q8_0, kPair>(g, grid, s);
-    case DType::F16: return launch_gemm<DType::F16, kPair>(g, grid, s);
+    case DType::IQ2_XXS: return launch_gemm<DType::IQ2_XXS, kPair>(g, grid, l);
+    case DType::Q2_K: return launch_gemm<DType::Q2_K, kPair>(g, grid, l);
+    case DType::Q4_K: return launch_gemm<DType::Q4_K, kPair>(g, grid, l);
+    case DType::Q8_0: return launch_gemm<DType::Q8_0, kPair>(g, grid, l);
+    case DType::F16: return launch_gemm<DType::F16, kPair>(g, grid, l);
     default: fail("cuda moe grouped: weight type ", dtype_name(t), " has no grouped kernel");
   }
 }
@@ -391,7 +403,7 @@ std::string moe_grouped_unsupported(const ref::Weight& gate, const ref::Weight& 
 
 void moe_grouped_init() { upload_iq_tables(); }
 
-void moe_grouped(const MoeArgs& a, Stream s) {
+void moe_grouped(const MoeArgs& a, Launch l) {
   const int64_t dim = a.gate.cols, ff = a.gate.rows, q = a.n * a.k, NE = a.gate.experts;
   if (a.up.rows != ff || a.up.cols != dim || a.down.rows != dim || a.down.cols != ff)
     fail(a.down.name, ": expert shapes do not agree with ", a.gate.name);
@@ -402,27 +414,27 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   if (const std::string why = moe_grouped_unsupported(a.gate, a.up, a.down); !why.empty()) fail("cuda moe grouped: ", why);
   for (const ref::Weight* w : {&a.gate, &a.up, &a.down})
     if (!aligned(w->data, 16)) fail(w->name, ": device base not 16-byte aligned");
-  const MoeGroupedLayout l = moe_grouped_layout(a.n, a.k, dim, ff, NE);
-  if (a.grouped_work_bytes < l.bytes)
-    fail("cuda moe grouped: workspace of ", a.grouped_work_bytes, " bytes, ", a.n, " tokens need ", l.bytes);
-  if (l.max_tiles > 65535 || a.n > 65535) fail("cuda moe grouped: ", a.n, " tokens (", l.max_tiles, " tiles), at most 65535 each per launch");
+  const MoeGroupedLayout lay = moe_grouped_layout(a.n, a.k, dim, ff, NE);
+  if (a.grouped_work_bytes < lay.bytes)
+    fail("cuda moe grouped: workspace of ", a.grouped_work_bytes, " bytes, ", a.n, " tokens need ", lay.bytes);
+  if (lay.max_tiles > 65535 || a.n > 65535) fail("cuda moe grouped: ", a.n, " tokens (", lay.max_tiles, " tiles), at most 65535 each per launch");
   if (NE * 3 * 4 > 48 * 1024) fail("cuda moe grouped: ", NE, " experts, at most 4096 supported");
   moe_grouped_init();  // once per device; the first call must come before any capture
 
   uint8_t* base = static_cast<uint8_t*>(a.grouped_work);
-  int32_t* n_tiles = reinterpret_cast<int32_t*>(base + l.ntiles);
-  Tile* tiles = reinterpret_cast<Tile*>(base + l.tiles);
-  int32_t* perm = reinterpret_cast<int32_t*>(base + l.perm);
-  __half* xh = reinterpret_cast<__half*>(base + l.xh);
-  __half* mid = reinterpret_cast<__half*>(base + l.mid);
-  float* ys = reinterpret_cast<float*>(base + l.ys);
+  int32_t* n_tiles = reinterpret_cast<int32_t*>(base + lay.ntiles);
+  Tile* tiles = reinterpret_cast<Tile*>(base + lay.tiles);
+  int32_t* perm = reinterpret_cast<int32_t*>(base + lay.perm);
+  __half* xh = reinterpret_cast<__half*>(base + lay.xh);
+  __half* mid = reinterpret_cast<__half*>(base + lay.mid);
+  float* ys = reinterpret_cast<float*>(base + lay.ys);
 
   // Multi-GPU: other devices' slots get id -1, which the grouping skips.
-  const int32_t* ids = a.slots ? moe_local_ids(a, s) : a.ids;
-  group_kernel<<<1, kGroupThreads, size_t(NE) * 3 * 4, s>>>(ids, int32_t(q), int32_t(NE), n_tiles, tiles, perm);
-  check_launch("moe grouped group");
-  to_f16_kernel<<<unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, s>>>(a.u, a.n * dim, xh);
-  check_launch("moe grouped to_f16");
+  const int32_t* ids = a.slots ? moe_local_ids(a, l) : a.ids;
+  launch_kernel(&group_kernel, 1, kGroupThreads, size_t(NE) * 3 * 4, l, "moe grouped group", ids, int32_t(q),
+                int32_t(NE), n_tiles, tiles, perm);
+  launch_kernel(&to_f16_kernel, unsigned(std::min<int64_t>((a.n * dim + 255) / 256, 4096)), 256, 0, l,
+                "moe grouped to_f16", a.u, a.n * dim, xh);
 
   GemmArgs g;
   g.k = int32_t(a.k);
@@ -437,7 +449,7 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   g.row_bytes = a.gate.row_bytes();
   g.a = xh;
   g.mid = mid;
-  gemm<true>(a.gate.type, g, dim3(unsigned(ff / (kBN / 2)), unsigned(l.max_tiles)), s);
+  gemm<true>(a.gate.type, g, dim3(unsigned(ff / (kBN / 2)), unsigned(lay.max_tiles)), l);
 
   g.w = a.down.data;
   g.w2 = nullptr;
@@ -446,11 +458,11 @@ void moe_grouped(const MoeArgs& a, Stream s) {
   g.row_bytes = a.down.row_bytes();
   g.a = mid;
   g.ys = a.slots ? a.slots : ys;
-  gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(l.max_tiles)), s);
-  if (a.slots) return moe_clear_foreign_slots(a, s);  // skipped slots were not written
+  gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(lay.max_tiles)), l);
+  if (a.slots) return moe_clear_foreign_slots(a, l);  // skipped slots were not written
 
-  combine_kernel<<<dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, s>>>(ys, a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
-  check_launch("moe grouped combine");
+  launch_kernel(&combine_kernel, dim3(unsigned((dim + 255) / 256), unsigned(a.n)), 256, 0, l, "moe grouped combine", ys,
+                a.weights, a.ids, int32_t(NE), a.k, dim, a.out);
 }
 
 }  // namespace fp::cuda

@@ -196,15 +196,18 @@ void register_moe_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cpu_reference(OpKind::router, "reference router: sqrt-softplus, hash or biased top-k", false));
   out.push_back(entries::cpu_reference(OpKind::moe, "reference routed experts, one expert at a time"));
   out.push_back(entries::cpu_reference(OpKind::swiglu, "reference clamped SwiGLU", false));
-  out.push_back(entries::cuda_simple("cuda.router", OpKind::router,
-                                     "one block per token: scores, hash lookup or biased top-k, weights", false));
-  out.push_back(entries::cuda_simple("cuda.swiglu", OpKind::swiglu, "elementwise clamped SwiGLU", false));
-  out.push_back(entries::cuda_simple("cuda.moe.combine", OpKind::moe_combine,
-                                     "multi-GPU: weighted sum of the all-reduced per-slot expert outputs in slot "
-                                     "order (the combine of cuda.moe.matvec)",
-                                     false));
-  out.push_back(moe_matvec());
-  out.push_back(moe_grouped_mma());
+  // The implemented CUDA kernels wait for the previous one first (PDL, ops/core/pdl.cuh);
+  // inside cuda.moe.matvec the expert matvecs read the router's ids only after that wait.
+  out.push_back(entries::overlaps_prev(entries::cuda_simple(
+      "cuda.router", OpKind::router, "one block per token: scores, hash lookup or biased top-k, weights", false)));
+  out.push_back(
+      entries::overlaps_prev(entries::cuda_simple("cuda.swiglu", OpKind::swiglu, "elementwise clamped SwiGLU", false)));
+  out.push_back(entries::overlaps_prev(entries::cuda_simple("cuda.moe.combine", OpKind::moe_combine,
+                                                            "multi-GPU: weighted sum of the all-reduced per-slot expert "
+                                                            "outputs in slot order (the combine of cuda.moe.matvec)",
+                                                            false)));
+  out.push_back(entries::overlaps_prev(moe_matvec()));
+  out.push_back(entries::overlaps_prev(moe_grouped_mma()));
   out.push_back(moe_grouped_int8());
   out.push_back(moe_grouped_cublas());
 }

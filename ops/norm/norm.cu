@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ops/core/block_reduce.cuh"
+#include "ops/core/pdl.cuh"
 #include "ops/norm/norm_cuda.h"
 #include "ops/quant/cuda_common.cuh"
 
@@ -17,6 +18,8 @@ namespace {
 template <bool kVec4>
 __global__ void rms_norm_rows(const float* x, const float* w, float* y, int64_t dim, float eps) {
   __shared__ double red[32];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const float* xr = x + int64_t(blockIdx.x) * dim;
   float* yr = y + int64_t(blockIdx.x) * dim;
   double ss = 0;
@@ -55,6 +58,8 @@ __global__ void rms_norm_rows(const float* x, const float* w, float* y, int64_t 
 }
 
 __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = a[i] + b[i];
 }
@@ -63,22 +68,20 @@ __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) 
 
 // ---- launchers ----------------------------------------------------------------------
 
-void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Stream s) {
+void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Launch l) {
   if (!x || !y) fail("cuda rms_norm: null buffer");
   if (n <= 0 || dim <= 0) fail("cuda rms_norm: ", n, " rows of ", dim, ", expected positive sizes");
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const bool vec4 = dim % 4 == 0 && aligned(x) && aligned(y) && (!w || aligned(w));
   const int threads = dim >= 2048 ? 256 : 128;
-  if (vec4) rms_norm_rows<true><<<unsigned(n), threads, 0, s>>>(x, w, y, dim, eps);
-  else rms_norm_rows<false><<<unsigned(n), threads, 0, s>>>(x, w, y, dim, eps);
-  check_launch("rms_norm");
+  launch_kernel(vec4 ? &rms_norm_rows<true> : &rms_norm_rows<false>, unsigned(n), threads, 0, l, "rms_norm", x, w, y,
+                dim, eps);
 }
 
-void add(const float* a, const float* b, float* y, int64_t n, Stream s) {
+void add(const float* a, const float* b, float* y, int64_t n, Launch l) {
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>((n + 255) / 256, 4096);
-  add_kernel<<<unsigned(blocks), 256, 0, s>>>(a, b, y, n);
-  check_launch("add");
+  launch_kernel(&add_kernel, unsigned(blocks), 256, 0, l, "add", a, b, y, n);
 }
 
 }  // namespace fp::cuda

@@ -6,16 +6,14 @@
 #pragma once
 #include <cstdint>
 
-struct CUstream_st;
+#include "ops/core/launch.h"
 
 namespace fp::cuda {
 
-using Stream = CUstream_st*;
-
-// n rows of dim values (row stride dim); x and y may alias.
-void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Stream s);
+// n rows of dim values (row stride dim); x and y may alias. Launch: stream and PDL.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t dim, float eps, Launch l);
 
 // y[i] = a[i] + b[i] for i < n (y may alias a or b).
-void add(const float* a, const float* b, float* y, int64_t n, Stream s);
+void add(const float* a, const float* b, float* y, int64_t n, Launch l);
 
 }  // namespace fp::cuda

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <utility>
 
+#include "ops/core/pdl.cuh"
 #include "ops/quant/decode.cuh"
 #include "ops/quant/quant_cuda.h"
 
@@ -84,12 +85,9 @@ __device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
 
 constexpr float kNaN = __builtin_nanf("");
 
-// Programmatic dependent launch (MatvecArgs::overlap_prev). Both are no-ops in a kernel
-// launched without it. wait_prev: the previous kernel in the stream has finished and its
-// writes are visible; before it, a kernel may read weights only. allow_next: the next
-// kernel (if launched with the attribute) may become resident as this one's CTAs exit.
-__device__ __forceinline__ void wait_prev() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void allow_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+// Programmatic dependent launch (MatvecArgs::overlap_prev) through ops/core/pdl.cuh:
+// before wait_prev_grid() a matvec reads weights only (no kernel writes them); it calls
+// allow_next_grid() first, so the next kernel's launch overlaps this one's whole run.
 
 // Pulls [p, p + n) into L2: one prefetch per 128-byte line, lanes side by side, every
 // address inside the span. Used only for a warp's first weights while it waits for the
@@ -434,12 +432,12 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   const bool early = p.ids == nullptr || !p.overlap;
   int32_t ids = early ? warp_ids(p, lane) : 0;
   if (early && item < items) issue<Op>(c, p, ids, item, 0, lane);
-  allow_next();
+  allow_next_grid();
   if constexpr (Op::kTableBytes > 0) {
     Op::init_tables(smem, smem + Op::kTableBytes);
     __syncthreads();
   }
-  wait_prev();
+  wait_prev_grid();
   if (!early) {
     ids = warp_ids(p, lane);
     if (item < items) issue<Op>(c, p, ids, item, 0, lane);
@@ -526,8 +524,8 @@ __global__ void __launch_bounds__(kThreads) matvec_float(Params p, int64_t cols,
     const Item it = decode_item(p, first, 0);  // dense: no ids
     prefetch_l2(it.w + it.row0 * p.row_bytes, p.row_bytes, lane);
   }
-  allow_next();
-  wait_prev();
+  allow_next_grid();
+  wait_prev_grid();
   const int32_t ids = warp_ids(p, lane);
   for (int64_t item = first; item < items; item += nw) {
     const Item it = decode_item(p, item, ids);
@@ -585,8 +583,8 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_float_rows(Params p) {
     const Item it = decode_item(p, first, 0);  // dense: no ids
     prefetch_l2(it.w + it.row0 * p.row_bytes, it.nrows * p.row_bytes, lane);
   }
-  allow_next();
-  wait_prev();
+  allow_next_grid();
+  wait_prev_grid();
   const int32_t ids = warp_ids(p, lane);
   for (int64_t item = first; item < items; item += nw) {
     const Item it = decode_item(p, item, ids);
@@ -658,8 +656,8 @@ __global__ void __launch_bounds__(kThreads) matvec_generic(Params p, int64_t col
   const int64_t items = item_count(p);  // rows_per_item == 1
   const int64_t nw = int64_t(gridDim.x) * kWarps;
   const int64_t runs = cols / 32;
-  allow_next();
-  wait_prev();
+  allow_next_grid();
+  wait_prev_grid();
   const int32_t ids = warp_ids(p, lane);
   for (int64_t item = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5); item < items; item += nw) {
     const Item it = decode_item(p, item, ids);
@@ -711,24 +709,11 @@ int grid_for(const void* fn, int smem, int64_t items) {
 
 int64_t host_items(const Params& p) { return int64_t(p.n_slots) * p.groups * (p.w2 ? 2 : 1); }
 
-// Every matvec launch: plain, or with programmatic stream serialization (overlap_prev).
+// Every matvec launch: plain, or with programmatic stream serialization (overlap_prev),
+// through the one launch helper (ops/core/pdl.cuh).
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s, Args... args) {
-  if (!overlap) {
-    kernel<<<grid, kThreads, smem, s>>>(args...);
-    return;
-  }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(grid));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  check(cudaLaunchKernelEx(&cfg, kernel, args...), "matvec launch");
+  launch_kernel(kernel, unsigned(grid), kThreads, size_t(smem), Launch{s, overlap}, "matvec", args...);
 }
 
 template <class Op>
@@ -851,7 +836,6 @@ void matvec(const MatvecArgs& a, Stream s) {
       default: fail("internal: matvec dispatch for ", dtype_name(a.type));
     }
   }
-  check_launch("matvec");
 }
 
 }  // namespace fp::cuda

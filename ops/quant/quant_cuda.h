@@ -15,13 +15,10 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/core/launch.h"
 #include "ops/quant/types.h"
 
-struct CUstream_st;
-
 namespace fp::cuda {
-
-using Stream = CUstream_st*;
 
 // ---- Kernel ids (stable: an id never changes meaning) --------------------------------
 // cuda.matvec.<type>        y = W x, the activation format of matvec_act_format(type)
@@ -52,7 +49,8 @@ bool matvec_supported(DType t, bool xf32);
 
 int64_t act_bytes(ActFormat f, int64_t n);  // device bytes for n activations
 // x: n floats (n a multiple of 32 for q8_0, of 256 for q8_k) -> dst (act_bytes(f, n)).
-void quantize_activations(ActFormat f, const float* x, int64_t n, void* dst, Stream s);
+// l: stream and PDL (ops/core/launch.h; the f32 "format" is a plain copy).
+void quantize_activations(ActFormat f, const float* x, int64_t n, void* dst, Launch l);
 
 // ---- Dequantisation ----------------------------------------------------------------
 // n elements of type t (a multiple of its block) at src -> dst as f32, or as f16 (each

@@ -4,6 +4,7 @@
 // fp::matmul_q8 on the CPU sees the very same activations.
 #include <climits>
 
+#include "ops/core/pdl.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/quant/quant_cuda.h"
 
@@ -12,8 +13,13 @@ namespace {
 
 using namespace dev;
 
+// Both quantisers open with the PDL wait (ops/core/pdl.cuh): x comes from the previous
+// kernel, and dst may still be read by the previous matvec.
+
 // q8_0: one thread per 32 activations; output grouped by 256: [int8 q x 256][f16 d x 8].
 __global__ void quant_q8_0(const float* __restrict__ x, int64_t nblk, uint8_t* __restrict__ dst) {
+  wait_prev_grid();
+  allow_next_grid();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < nblk; i += int64_t(gridDim.x) * blockDim.x) {
     float v[32];
     const float4* xv = reinterpret_cast<const float4*>(x + 32 * i);
@@ -53,6 +59,8 @@ __global__ void quant_q8_0(const float* __restrict__ x, int64_t nblk, uint8_t* _
 
 // q8_k: one warp per 256 activations (lane l: elements 8l .. 8l+7).
 __global__ void quant_q8_k(const float* __restrict__ x, int64_t nblk, uint8_t* __restrict__ dst) {
+  wait_prev_grid();
+  allow_next_grid();
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t b = blockIdx.x * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); b < nblk; b += warps) {
@@ -107,7 +115,7 @@ int grid_for(int64_t items, int per_cta) {
 
 }  // namespace
 
-void quantize_activations(ActFormat f, const float* x, int64_t n, void* dst, Stream s) {
+void quantize_activations(ActFormat f, const float* x, int64_t n, void* dst, Launch l) {
   const char* what = "cuda quantize_activations";
   if (n < 0) fail(what, ": negative count");
   if (n == 0) return;
@@ -115,18 +123,17 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* dst, Str
   auto* out = static_cast<uint8_t*>(dst);
   switch (f) {
     case ActFormat::f32:
-      check(cudaMemcpyAsync(dst, x, size_t(n) * 4, cudaMemcpyDeviceToDevice, s), what);
+      check(cudaMemcpyAsync(dst, x, size_t(n) * 4, cudaMemcpyDeviceToDevice, l.stream), what);
       return;
     case ActFormat::q8_0:
       if (n % 32 != 0) fail(what, ": ", n, " activations for q8_0, expected a multiple of 32");
-      quant_q8_0<<<grid_for(n / 32, 256), 256, 0, s>>>(x, n / 32, out);
+      launch_kernel(&quant_q8_0, grid_for(n / 32, 256), 256, 0, l, what, x, n / 32, out);
       break;
     case ActFormat::q8_k:
       if (n % 256 != 0) fail(what, ": ", n, " activations for q8_k, expected a multiple of 256");
-      quant_q8_k<<<grid_for(n / 256, 8), 256, 0, s>>>(x, n / 256, out);
+      launch_kernel(&quant_q8_k, grid_for(n / 256, 8), 256, 0, l, what, x, n / 256, out);
       break;
   }
-  check_launch(what);
 }
 
 }  // namespace fp::cuda

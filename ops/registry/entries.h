@@ -66,4 +66,12 @@ inline KernelInfo cuda_simple(std::string id, OpKind op, std::string summary, bo
   return k;
 }
 
+// `k` with programmatic dependent launch: its CUDA launcher takes the node's Launch
+// (ops/core/launch.h) and each of its kernels waits for the previous one first
+// (ops/core/pdl.cuh), so a plan may mark its nodes overlap_prev (KernelInfo::overlap_min_cc).
+inline KernelInfo overlaps_prev(KernelInfo k) {
+  k.overlap_min_cc = kOverlapMinCc;
+  return k;
+}
+
 }  // namespace fp::entries

@@ -87,7 +87,8 @@ struct KernelInfo {
   // Programmatic dependent launch (a plan node's overlap_prev): the smallest compute
   // capability * 10 at which its launcher can start it while the previous kernel in the
   // stream finishes, the kernel waiting for that one before it reads its inputs or writes
-  // its outputs; 0 = never. PDL itself needs 9.0 (griddepcontrol).
+  // its outputs; 0 = never. PDL itself needs 9.0 (griddepcontrol): every launcher that
+  // honours it (ops/core/pdl.cuh) says kOverlapMinCc.
   uint32_t overlap_min_cc = 0;
   // False for a variant registered (id, cost model) ahead of its kernel: the planner
   // rejects it ("not implemented in this build"), so no plan names it, and the CUDA
@@ -101,6 +102,10 @@ struct KernelInfo {
   // Extra validity beyond dtype / cc / tokens; returns "" when valid, else why not.
   std::function<std::string(const KernelShape&)> check;
 };
+
+// KernelInfo::overlap_min_cc of every kernel whose launcher takes a plan's overlap_prev:
+// griddepcontrol (programmatic dependent launch) exists from compute capability 9.0.
+inline constexpr uint32_t kOverlapMinCc = 90;
 
 // The rejection of a variant whose kernel this build lacks (KernelInfo::implemented).
 inline constexpr const char* kNotImplemented = "not implemented in this build";

@@ -1,6 +1,7 @@
 // CUDA kernels of the rope family (see rope_cuda.h): one block per (token, head) for the
 // fused head norm + rotation, one thread per rotated pair for plain rotations.
 #include "ops/core/block_reduce.cuh"
+#include "ops/core/pdl.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/rope/rope.cuh"
 #include "ops/rope/rope_cuda.h"
@@ -9,12 +10,15 @@ namespace fp::cuda {
 namespace {
 
 // ---- kernels ------------------------------------------------------------------------
+// Each opens with the PDL wait (ops/core/pdl.cuh): positions and x come from earlier work.
 
 // Block (pair group, token): one thread per rotated pair of the token's heads, so a
 // decode step's 64 heads spread over several blocks.
 constexpr int kRopeThreads = 128;
 
 __global__ void rope_tokens(RopeArgs a, bool inverse) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.y;
   const int half = int(a.tab.n_rot / 2);
   const int i = blockIdx.x * kRopeThreads + threadIdx.x;
@@ -27,6 +31,8 @@ __global__ void rope_tokens(RopeArgs a, bool inverse) {
 // One block per (token, head): RMSNorm of the head (no weight), then its tail rotation.
 __global__ void head_norm_rope(RopeArgs a) {
   __shared__ double red[32];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const int64_t t = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
   float* x = a.x + t * a.ld + h * a.head_dim;
   const int D = int(a.head_dim);
@@ -43,7 +49,7 @@ __global__ void head_norm_rope(RopeArgs a) {
 
 // ---- launcher -----------------------------------------------------------------------
 
-void rope(const RopeArgs& a0, Stream s) {
+void rope(const RopeArgs& a0, Launch l) {
   RopeArgs a = a0;
   if (a.ld == 0) a.ld = a.heads * a.head_dim;
   if (!a.x || !a.pos0 || !a.tab.inv_freq) fail("cuda rope: null buffer");
@@ -51,13 +57,12 @@ void rope(const RopeArgs& a0, Stream s) {
   if (a.tab.n_rot <= 0 || a.tab.n_rot % 2 || a.tab.n_rot > a.head_dim)
     fail("cuda rope: n_rot ", a.tab.n_rot, ", expected an even number <= head_dim ", a.head_dim);
   if (a.op == RopeOp::head_norm_rotate) {
-    head_norm_rope<<<unsigned(a.n * a.heads), 128, 0, s>>>(a);
+    launch_kernel(&head_norm_rope, unsigned(a.n * a.heads), 128, 0, l, "rope", a);
   } else {
     const int64_t pairs = a.heads * (a.tab.n_rot / 2);
     const dim3 grid(unsigned((pairs + kRopeThreads - 1) / kRopeThreads), unsigned(a.n));
-    rope_tokens<<<grid, kRopeThreads, 0, s>>>(a, a.op == RopeOp::inverse);
+    launch_kernel(&rope_tokens, grid, kRopeThreads, 0, l, "rope", a, a.op == RopeOp::inverse);
   }
-  check_launch("rope");
 }
 
 }  // namespace fp::cuda

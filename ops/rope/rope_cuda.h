@@ -7,11 +7,9 @@
 #pragma once
 #include <cstdint>
 
-struct CUstream_st;
+#include "ops/core/launch.h"
 
 namespace fp::cuda {
-
-using Stream = CUstream_st*;
 
 // A RoPE table on the device: n_rot/2 doubles (ref::Rope::inv_freq(), YaRN included).
 struct RopeTab {
@@ -32,6 +30,6 @@ struct RopeArgs {
   RopeOp op = RopeOp::rotate;
   float eps = 1e-6f;
 };
-void rope(const RopeArgs& a, Stream s);
+void rope(const RopeArgs& a, Launch l);  // l: stream and PDL (ops/core/launch.h)
 
 }  // namespace fp::cuda

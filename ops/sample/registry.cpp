@@ -9,9 +9,12 @@ namespace fp {
 void register_sample_kernels(std::vector<KernelInfo>& out) {
   out.push_back(entries::cpu_reference(OpKind::argmax, "reference argmax (lowest index wins ties)", false));
   out.push_back(entries::cpu_reference(OpKind::sample, "reference sampler (temperature, top-p, min-p)", false));
-  out.push_back(entries::cuda_simple("cuda.argmax", OpKind::argmax, "block-reduced argmax per token", false));
-  out.push_back(entries::cuda_simple("cuda.sample", OpKind::sample,
-                                     "temperature / top-p / min-p sampling with a device RNG", false));
+  // Their kernels wait for the previous one first (PDL); the sampler's CUB sort and scan
+  // launch plain, and the kernel after each waits for it anyway.
+  out.push_back(entries::overlaps_prev(
+      entries::cuda_simple("cuda.argmax", OpKind::argmax, "block-reduced argmax per token", false)));
+  out.push_back(entries::overlaps_prev(entries::cuda_simple(
+      "cuda.sample", OpKind::sample, "temperature / top-p / min-p sampling with a device RNG", false)));
 }
 
 }  // namespace fp

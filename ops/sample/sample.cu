@@ -17,6 +17,7 @@
 
 #include <algorithm>
 
+#include "ops/core/pdl.cuh"
 #include "ops/core/select.cuh"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/sample/sample_cuda.h"
@@ -29,10 +30,14 @@ constexpr int kThreads = 512;
 // =============================================================================
 // Kernels
 // =============================================================================
+// Each opens with the PDL wait (ops/core/pdl.cuh): logits, the sorted keys and the
+// sampler state come from earlier kernels (ours or CUB's, which launch plain).
 
 __global__ void argmax_kernel(const float* logits, int64_t V, int32_t* out) {
   __shared__ uint32_t bk[kThreads];
   __shared__ int32_t bi[kThreads];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const float* row = logits + int64_t(blockIdx.x) * V;
   uint32_t key = 0;
   int32_t id = -1;
@@ -69,6 +74,8 @@ __device__ __forceinline__ int64_t kept_by_top_k(const SampleParams& p, int64_t 
 }
 
 __global__ void keys_kernel(const float* logits, int64_t V, uint32_t* keys, int32_t* ids) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < V; i += int64_t(gridDim.x) * blockDim.x) {
     keys[i] = sample_order_key(logits[i]);
     ids[i] = int32_t(i);
@@ -79,6 +86,8 @@ __global__ void keys_kernel(const float* logits, int64_t V, uint32_t* keys, int3
 // candidate when greedy or the row is only NaN: then the pick needs no weights).
 __global__ void weights_kernel(const float* logits, const uint32_t* keys, const int32_t* ids, int64_t V, int shift,
                                const SampleDeviceState* st, uint64_t* w) {
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const SampleParams p = st->params;
   const int64_t K = kept_by_top_k(p, V);
   const bool none = !(p.temperature > 0.0f) || keys[0] == 0;
@@ -105,6 +114,8 @@ __global__ void pick_kernel(const uint32_t* keys, const int32_t* ids, const uint
                             SampleDeviceState* st, int32_t* out) {
   __shared__ int64_t s_keep;
   __shared__ int64_t s_warp_min[kPickThreads / 32];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
   const SampleParams p = st->params;
   const bool greedy = !(p.temperature > 0.0f);
   if (greedy || keys[0] == 0) {  // the argmax; a row of only NaN still takes its draw
@@ -199,16 +210,16 @@ Layout layout(int64_t V) {
 // Launchers
 // =============================================================================
 
-void argmax_rows(const float* logits, int64_t n, int64_t n_vocab, int32_t* out, Stream s) {
+void argmax_rows(const float* logits, int64_t n, int64_t n_vocab, int32_t* out, Launch l) {
   if (!logits || !out || n <= 0 || n_vocab <= 0) fail("cuda argmax: bad arguments");
-  argmax_kernel<<<unsigned(n), kThreads, 0, s>>>(logits, n_vocab, out);
-  check_launch("argmax");
+  launch_kernel(&argmax_kernel, unsigned(n), kThreads, 0, l, "argmax", logits, n_vocab, out);
 }
 
 size_t sample_workspace_bytes(int64_t n_vocab) { return layout(n_vocab).total; }
 
 void sample_row(const float* logits, int64_t n_vocab, SampleDeviceState* state, void* workspace,
-                size_t workspace_bytes, int32_t* out, Stream s) {
+                size_t workspace_bytes, int32_t* out, Launch l) {
+  const Stream s = l.stream;  // CUB's launches: plain (the kernels after them wait anyway)
   if (!logits || !state || !workspace || !out) fail("cuda sample: null pointer argument");
   const Layout L = layout(n_vocab);
   if (workspace_bytes < L.total)
@@ -224,18 +235,15 @@ void sample_row(const float* logits, int64_t n_vocab, SampleDeviceState* state, 
   const int V = int(n_vocab);
   const unsigned blocks = unsigned(std::min<int64_t>((n_vocab + kElemThreads - 1) / kElemThreads, 1024));
 
-  keys_kernel<<<blocks, kElemThreads, 0, s>>>(logits, n_vocab, keys_in, ids_in);
-  check_launch("sample keys");
+  launch_kernel(&keys_kernel, blocks, kElemThreads, 0, l, "sample keys", logits, n_vocab, keys_in, ids_in);
   size_t tb = L.temp_bytes;
   check(cub::DeviceRadixSort::SortPairsDescending(temp, tb, keys_in, keys_out, ids_in, ids_out, V, 0, 32, s),
         "sample sort");
-  weights_kernel<<<blocks, kElemThreads, 0, s>>>(logits, keys_out, ids_out, n_vocab, sample_weight_shift(n_vocab),
-                                                 state, w);
-  check_launch("sample weights");
+  launch_kernel(&weights_kernel, blocks, kElemThreads, 0, l, "sample weights", logits, keys_out, ids_out, n_vocab,
+                sample_weight_shift(n_vocab), state, w);
   tb = L.temp_bytes;
   check(cub::DeviceScan::InclusiveSum(temp, tb, w, C, V, s), "sample prefix sum");
-  pick_kernel<<<1, kPickThreads, 0, s>>>(keys_out, ids_out, w, C, n_vocab, state, out);
-  check_launch("sample pick");
+  launch_kernel(&pick_kernel, 1, kPickThreads, 0, l, "sample pick", keys_out, ids_out, w, C, n_vocab, state, out);
 }
 
 }  // namespace fp::cuda

@@ -7,21 +7,19 @@
 //    one draw (none when temperature <= 0: then the argmax). No host sync and no
 //    allocation: capturable in a CUDA graph; the workspace is sized once by
 //    sample_workspace_bytes.
-// CUDA-free header.
+// Launch: stream and PDL (ops/core/launch.h); CUB's sort and scan inside sample_row launch
+// plain. CUDA-free header.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
+#include "ops/core/launch.h"
 #include "ops/sample/sample.h"
-
-struct CUstream_st;
 
 namespace fp::cuda {
 
-using Stream = CUstream_st*;
-
 // out[t] = argmax of logits[t*n_vocab .. +n_vocab) for t < n.
-void argmax_rows(const float* logits, int64_t n, int64_t n_vocab, int32_t* out, Stream s);
+void argmax_rows(const float* logits, int64_t n, int64_t n_vocab, int32_t* out, Launch l);
 
 // Bytes of device workspace sample_row needs for rows of n_vocab logits.
 size_t sample_workspace_bytes(int64_t n_vocab);
@@ -29,6 +27,6 @@ size_t sample_workspace_bytes(int64_t n_vocab);
 // *out = one token from logits[0 .. n_vocab) under state->params, drawing from
 // state->rng (device memory, advanced in place). `workspace`: sample_workspace_bytes.
 void sample_row(const float* logits, int64_t n_vocab, SampleDeviceState* state, void* workspace,
-                size_t workspace_bytes, int32_t* out, Stream s);
+                size_t workspace_bytes, int32_t* out, Launch l);
 
 }  // namespace fp::cuda

@@ -53,9 +53,9 @@ struct CompileOptions {
   // in the plan's parallelism table as excluded, with this reason.
   bool exact_parallel = false;
   // Programmatic dependent launch: every node whose kernel can start while the previous
-  // kernel finishes on this device (KernelInfo::overlap_min_cc; today the matmul and
-  // grouped_matmul matvecs on compute capability 9.0+, in every phase that picks them)
-  // is marked overlap_prev. Off (--no-pdl): every kernel starts after the previous ends.
+  // kernel finishes on this device (KernelInfo::overlap_min_cc; today every CUDA kernel
+  // but the cuBLAS GEMM, the collectives and kernels registered ahead of their launcher,
+  // on compute capability 9.0+) is marked overlap_prev. Off (--no-pdl): every kernel starts after the previous ends.
   // Numerics do not change either way: the kernel reads its inputs after the wait.
   bool pdl = true;
   uint64_t cost_context = 0;     // 0: min(max context, kDefaultCostContext)

@@ -124,8 +124,9 @@ void check_overlap(const plan::Plan& p, const std::string& name) {
       if (why.empty()) continue;
       fail(name, ": phase ", ph->name()->str(), " node ", n->name()->str(), " runs ", id,
            " with overlap_prev (programmatic dependent launch), but ", why,
-           "; expected overlap_prev only on nodes whose kernel waits for the previous one (cuda.matvec.*, "
-           "cuda.grouped_matvec.* on compute capability 9.0+): recompile the plan");
+           "; expected overlap_prev only on nodes whose kernel waits for the previous one (its registry entry's "
+           "overlap_min_cc: every CUDA kernel but the cuBLAS GEMM and the collectives, on compute capability 9.0+): "
+           "recompile the plan");
     }
 }
 

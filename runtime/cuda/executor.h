@@ -25,11 +25,12 @@
 // Products: with a plan (ProductKernels), every matmul, grouped_matmul and moe node runs
 // the kernel the plan chose for it in the step's phase (decode for one token, else the
 // prefill bucket holding the step's size); every other op kind has one CUDA kernel and
-// runs it. With no plan the linear family picks (ops/linear/linear_cuda.h). A matmul or
-// grouped_matmul node the plan marks overlap_prev launches its matvec with programmatic
-// dependent launch (the kernel's prologue overlaps the previous kernel's tail; it reads
-// its inputs only after that kernel has finished, so results do not change); without a
-// plan no launch overlaps.
+// runs it. With no plan the linear family picks (ops/linear/linear_cuda.h).
+// Programmatic dependent launch: every node the plan marks overlap_prev (any op whose
+// kernel's registry entry has overlap_min_cc; not the cuBLAS GEMM, not NCCL) launches
+// its kernels with it (ops/core/launch.h Launch): each kernel may start while the one
+// before it in the stream finishes, and waits for it before touching what it wrote, so
+// results do not change; without a plan no launch overlaps.
 // Two products of one input whose weights have one type and shape (the shared expert's
 // gate and up, a compressor's kv and gate) are one paired matmul node
 // (planner/graph/op_graph.h pairs_in_one_node), with a plan or without: one linear_pair call.
@@ -101,6 +102,7 @@ struct ProductKernels {
     std::string name;    // "blk.7.attn_q_b", for messages
     std::string weight;  // the first weight's name; "" when the node reads none
     std::string second;  // a paired matmul's second weight; "" for every other node
+    bool overlap_prev = false;  // Node.overlap_prev: its launches go with programmatic dependent launch
   };
   struct Segment {
     uint32_t first = 0, count = 0;
@@ -218,8 +220,10 @@ class Executor {
   struct StepStats {
     int64_t graph_launches = 0;
     int64_t eager_nodes = 0;
-    // Product nodes whose launches this step issued (eagerly or into a graph it captured)
-    // with programmatic dependent launch, as the plan's overlap_prev asked. 0 on a replay.
+    // Nodes whose launches this step issued (eagerly or into a graph it captured) with
+    // programmatic dependent launch, as the plan's overlap_prev asked (a node marked but
+    // launching nothing this step, the sample node of a step that reads the logits, counts
+    // too). 0 on a replay.
     int64_t overlap_nodes = 0;
   };
   StepStats last_step() const;

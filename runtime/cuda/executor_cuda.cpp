@@ -118,6 +118,11 @@ struct Executor::Impl {
   size_t seg = 0;       // the segment holding the cursor's last node
   bool seg_open = false, capturing = false, skip = false;
   int32_t cur_layer = -1;  // the layer the op methods run (-1: embedding, head)
+  // Whether the running node's kernels go with programmatic dependent launch: the plan's
+  // Node.overlap_prev (never without a plan). Set by node(); every launcher the node
+  // calls gets launch().
+  bool overlap = false;
+  Launch launch() const { return Launch{stream, overlap}; }
   int64_t graph_launches = 0;
   Executor::StepStats step;
 
@@ -445,17 +450,17 @@ void Executor::Impl::embed(int64_t n) {
   if (!node(OpKind::embed, &w.token_embd)) return;
   // The step's first node clears the error flags that it and later nodes raise.
   ck(cudaMemsetAsync(err, 0, sizeof(uint32_t), stream), "error flags");
-  fp::cuda::embed(w.token_embd, tokens, n, hcs, X, err, stream);
+  fp::cuda::embed(w.token_embd, tokens, n, hcs, X, err, launch());
 }
 
 void Executor::Impl::hc_pre(const ref::Weight& fn, const float* scale, const float* base, int64_t n) {
   if (!node(OpKind::hc_pre, &fn)) return;
-  fp::cuda::hc_pre(X, n, fn, scale, base, hcs, x_in, post, comb, hc_scratch, stream);
+  fp::cuda::hc_pre(X, n, fn, scale, base, hcs, x_in, post, comb, hc_scratch, launch());
 }
 
 void Executor::Impl::rms_norm(const float* x, const float* wt, float* y, int64_t n, int64_t dim) {
   if (!node(OpKind::rms_norm)) return;
-  fp::cuda::rms_norm(x, wt, y, n, dim, c.rms_eps, stream);
+  fp::cuda::rms_norm(x, wt, y, n, dim, c.rms_eps, launch());
 }
 
 // The plan's choice for a product node's matrix in the running step's phase; nullptr
@@ -479,12 +484,10 @@ LinearPath Executor::Impl::path(const ref::Weight& wt) const {
 }
 
 // Whether the plan launches this product node's matvec with programmatic dependent
-// launch (never without a plan); counted in the step's stats when it does.
+// launch (never without a plan): the node's overlap_prev, as its choice records it.
 bool Executor::Impl::overlap_prev(const ref::Weight& wt) {
   const ProductChoice* ch = choice(wt);
-  if (!ch || !ch->overlap_prev) return false;
-  ++step.overlap_nodes;
-  return true;
+  return ch && ch->overlap_prev;
 }
 
 ProductKernel Executor::Impl::moe_kernel(const ref::Weight& gate) const {
@@ -524,7 +527,7 @@ void Executor::Impl::q_head_norm_rope(const RopeTab& t, int64_t n) {
   r.pos0 = pos;
   r.op = RopeOp::head_norm_rotate;
   r.eps = c.rms_eps;
-  rope(r, stream);
+  rope(r, launch());
 }
 
 void Executor::Impl::kv_rope_store(LayerState& st, const RopeTab& t, int64_t n) {
@@ -538,7 +541,7 @@ void Executor::Impl::kv_rope_store(LayerState& st, const RopeTab& t, int64_t n) 
   k.tab = t;
   k.pos0 = pos;
   k.official = o.numerics == Numerics::official;
-  fp::cuda::kv_rope_store(k, stream);
+  fp::cuda::kv_rope_store(k, launch());
 }
 
 void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const ref::Weight& gate_w, const float* norm,
@@ -563,7 +566,7 @@ void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const re
   ca.official = o.numerics == Numerics::official;
   ca.index_keys = index_keys;
   ca.err = err;
-  fp::cuda::compressor(ca, stream);
+  fp::cuda::compressor(ca, launch());
 }
 
 void Executor::Impl::indexer_topk(const cpu::LayerW& L, LayerState& st, const RopeTab& t, int64_t n) {
@@ -594,7 +597,7 @@ void Executor::Impl::indexer_topk(const cpu::LayerW& L, LayerState& st, const Ro
     tile.w = iw + t0 * IH;
     tile.sel = isel + t0 * c.indexer_top_k;
     tile.nsel = nsel + t0;
-    fp::cuda::indexer_topk(tile, stream);
+    fp::cuda::indexer_topk(tile, launch());
   }
 }
 
@@ -622,7 +625,7 @@ void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) 
   aa.sinks = L.sinks;
   aa.scale = float(1.0 / std::sqrt(double(D)));
   aa.pos0 = pos;
-  fp::cuda::attention(aa, stream);
+  fp::cuda::attention(aa, launch());
 }
 
 void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
@@ -635,7 +638,7 @@ void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {
   r.tab = t;
   r.pos0 = pos;
   r.op = RopeOp::inverse;
-  rope(r, stream);
+  rope(r, launch());
 }
 
 void Executor::Impl::grouped_matmul(const ref::Weight& wt, int64_t n) {
@@ -644,7 +647,7 @@ void Executor::Impl::grouped_matmul(const ref::Weight& wt, int64_t n) {
 }
 
 void Executor::Impl::hc_post(const float* av, int64_t n) {
-  if (node(OpKind::hc_post)) fp::cuda::hc_post(av, X, post, comb, n, hcs, X2, stream);
+  if (node(OpKind::hc_post)) fp::cuda::hc_post(av, X, post, comb, n, hcs, X2, launch());
   std::swap(X, X2);  // also when replayed or walked: later nodes (and graphs) address the new X
 }
 
@@ -668,7 +671,7 @@ void Executor::Impl::router(const cpu::LayerW& L, int64_t n) {
   r.ids = ids;
   r.weights = wts;
   r.err = err;
-  fp::cuda::router(r, stream);
+  fp::cuda::router(r, launch());
 }
 
 void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
@@ -693,15 +696,15 @@ void Executor::Impl::moe_op(const cpu::LayerW& L, int64_t n) {
   if (!phase) {  // no plan: moe() picks (the grouped path for steps of many tokens)
     m.grouped_work = moe_grouped_work;
     m.grouped_work_bytes = moe_grouped_bytes;
-    fp::cuda::moe(m, lin, stream);
+    fp::cuda::moe(m, lin, launch());
     return;
   }
   switch (moe_kernel(L.gate_exps)) {
-    case ProductKernel::moe_matvec: fp::cuda::moe(m, lin, stream); break;
+    case ProductKernel::moe_matvec: fp::cuda::moe(m, lin, launch()); break;
     case ProductKernel::moe_grouped_mma:
       m.grouped_work = moe_grouped_work;
       m.grouped_work_bytes = moe_grouped_bytes;
-      fp::cuda::moe_grouped(m, stream);
+      fp::cuda::moe_grouped(m, launch());
       break;
     default: fail(L.gate_exps.name, ": the plan names a non-MoE kernel for an moe node");
   }
@@ -714,20 +717,20 @@ void Executor::Impl::moe_all_reduce(int64_t n) {
 }
 
 void Executor::Impl::moe_combine(int64_t n) {
-  if (node(OpKind::moe_combine)) fp::cuda::moe_combine(moe_slots, wts, n, K, E, moe, stream);
+  if (node(OpKind::moe_combine)) fp::cuda::moe_combine(moe_slots, wts, n, K, E, moe, launch());
 }
 
 void Executor::Impl::swiglu(float limit, int64_t n_values) {
-  if (node(OpKind::swiglu)) fp::cuda::swiglu(sg, su, n_values, limit, smid, stream);
+  if (node(OpKind::swiglu)) fp::cuda::swiglu(sg, su, n_values, limit, smid, launch());
 }
 
 void Executor::Impl::add(int64_t n) {
-  if (node(OpKind::add)) fp::cuda::add(moe, sh, f, n * E, stream);
+  if (node(OpKind::add)) fp::cuda::add(moe, sh, f, n * E, launch());
 }
 
 void Executor::Impl::output_hc_head(int64_t row0, int64_t n) {
   if (!node(OpKind::output_hc_head, &w.output_hc_fn)) return;
-  hc_head(X + row0 * hd, n, w.output_hc_fn, w.output_hc_scale, w.output_hc_base, hcs, z, hc_scratch, stream);
+  hc_head(X + row0 * hd, n, w.output_hc_fn, w.output_hc_scale, w.output_hc_base, hcs, z, hc_scratch, launch());
 }
 
 // =============================================================================
@@ -839,9 +842,11 @@ bool Executor::Impl::node(OpKind op, const ref::Weight* wt, const ref::Weight* w
     ++seg;
   }
   if (!seg_open) open_segment();
+  overlap = phase && cursor < phase->nodes.size() && phase->nodes[cursor].overlap_prev;
   ++cursor;
   if (mode == Mode::walk || skip) return false;
   if (!capturing) ++step.eager_nodes;
+  if (overlap) ++step.overlap_nodes;
   if (prof) prof_mark(op, wt, wt2);
   return true;
 }
@@ -962,9 +967,9 @@ void Executor::Impl::walk_phases() {
 void Executor::Impl::sample_last_row(int64_t rows) {
   const float* last = logits + (rows - 1) * V;
   if (sample_mode == kGreedy)
-    argmax_rows(last, 1, V, d_token, stream);
+    argmax_rows(last, 1, V, d_token, launch());
   else
-    sample_row(last, V, d_sample, sample_ws, sample_ws_bytes, d_token, stream);
+    sample_row(last, V, d_sample, sample_ws, sample_ws_bytes, d_token, launch());
 }
 
 // =============================================================================

@@ -223,7 +223,17 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   a.scale = scale;
   a.pos0 = p.ptr();
   cuda::attention(a, nullptr);
-  check_close("attention", dout.get<float>(q.size()), ref, kF32);
+  const auto plain = dout.get<float>(q.size());
+  check_close("attention", plain, ref, kF32);
+  // Launched with PDL right after the kernel writing q: the same bits.
+  DevBuf dq2(q.size() * 4), dout2(q.size() * 4);
+  PdlRun pdl;
+  pdl.refill(dq2, dq);
+  cuda::AttentionArgs a2 = a;
+  a2.q = dq2.as<float>();
+  a2.out = dout2.as<float>();
+  cuda::attention(a2, pdl.launch());
+  check_same_bits("attention with PDL", dout2.get<float>(q.size()), plain);
 }
 
 }  // namespace

@@ -59,7 +59,16 @@ TEST_CASE("gpu ops: rms_norm (weighted, unweighted, in place) and add") {
       ref::rms_norm(x.data(), weighted ? w.data() : nullptr, ref.data(), n, dim, 1e-6f);
       DevBuf dx(x), dw(w), dy(x.size() * 4);
       cuda::rms_norm(dx.as<float>(), weighted ? dw.as<float>() : nullptr, dy.as<float>(), n, dim, 1e-6f, nullptr);
-      check_close("rms_norm dim " + std::to_string(dim), dy.get<float>(x.size()), ref, kExact);
+      const auto plain = dy.get<float>(x.size());
+      check_close("rms_norm dim " + std::to_string(dim), plain, ref, kExact);
+      {  // Launched with PDL right after the kernel writing x: the same bits.
+        DevBuf dx2(x.size() * 4), dy2(x.size() * 4);
+        PdlRun pdl;
+        pdl.refill(dx2, dx);
+        cuda::rms_norm(dx2.as<float>(), weighted ? dw.as<float>() : nullptr, dy2.as<float>(), n, dim, 1e-6f,
+                       pdl.launch());
+        check_same_bits("rms_norm with PDL", dy2.get<float>(x.size()), plain);
+      }
       cuda::rms_norm(dx.as<float>(), weighted ? dw.as<float>() : nullptr, dx.as<float>(), n, dim, 1e-6f, nullptr);
       check_close("rms_norm in place", dx.get<float>(x.size()), ref, kExact);
     }
@@ -126,6 +135,17 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
       check_close("hc_pre x_in", dxin.get<float>(x_in.size()), x_in, kMix);
       check_close("hc_pre post", dpost.get<float>(post.size()), post, kMix);
       check_close("hc_pre comb", dcomb.get<float>(comb.size()), comb, kMix);
+      {  // Launched with PDL right after the kernel writing X (both of its kernels): the same bits.
+        DevBuf dX2(X.size() * 4), dxin2(x_in.size() * 4), dpost2(post.size() * 4), dcomb2(comb.size() * 4),
+            dscr2(scratch.size() * 4);
+        PdlRun pdl;
+        pdl.refill(dX2, dX);
+        cuda::hc_pre(dX2.as<float>(), n, dev_weight(dfn, ft, mix, hd), dscale.as<float>(), dbase.as<float>(), s,
+                     dxin2.as<float>(), dpost2.as<float>(), dcomb2.as<float>(), dscr2.as<float>(), pdl.launch());
+        check_same_bits("hc_pre x_in with PDL", dxin2.get<float>(x_in.size()), dxin.get<float>(x_in.size()));
+        check_same_bits("hc_pre post with PDL", dpost2.get<float>(post.size()), dpost.get<float>(post.size()));
+        check_same_bits("hc_pre comb with PDL", dcomb2.get<float>(comb.size()), dcomb.get<float>(comb.size()));
+      }
 
       // hc_post from the CPU's post/comb (so only hc_post's own arithmetic is compared).
       auto av = randn(size_t(n * dim), rng);

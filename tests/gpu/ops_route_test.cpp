@@ -237,6 +237,20 @@ TEST_CASE("gpu ops: router top-k and hash routing match the CPU; robust ids on a
     check_close("router weights", dw.get<float>(wts.size()), wts, {1e-6, 1e-6});
     check_close("router scores", dl.get<float>(sc.size()), sc, {1e-6, 1e-6});
     CHECK(derr.get<uint32_t>(1)[0] == 0);
+    {  // Launched with PDL right after the kernel writing the logits: the same bits.
+      DevBuf dl0(logits), dl2(logits.size() * 4), dids2(ids.size() * 4), dw2(wts.size() * 4);
+      PdlRun pdl;
+      pdl.refill(dl2, dl0);
+      cuda::RouterArgs a2 = a;
+      a2.logits = dl2.as<float>();
+      a2.ids = dids2.as<int32_t>();
+      a2.weights = dw2.as<float>();
+      cuda::router(a2, pdl.launch());
+      check_same_bits("router ids with PDL", dids2.get<int32_t>(ids.size()), dids.get<int32_t>(ids.size()));
+      check_same_bits("router weights with PDL", dw2.get<float>(wts.size()), dw.get<float>(wts.size()));
+      check_same_bits("router scores with PDL", dl2.get<float>(sc.size()), dl.get<float>(sc.size()));
+      CHECK(derr.get<uint32_t>(1)[0] == 0);
+    }
   }
 
   // Robustness: NaN, infinities and ties in the logits; bad tid2eid entries and tokens.
@@ -459,7 +473,19 @@ TEST_CASE("gpu ops: moe (routed experts) against ref::moe_experts, decode and pr
         m.out = dout.as<float>();
         m.work = dwork.as<float>();
         cuda::moe(m, ws, nullptr);
-        check_close("moe", dout.get<float>(ref.size()), ref, b);
+        const auto plain = dout.get<float>(ref.size());
+        check_close("moe", plain, ref, b);
+        {  // Every launch of the node (gather, quantisers, expert matvecs, swiglu, combine)
+           // with PDL, right after the kernel writing u: the same bits.
+          DevBuf du2(u.size() * 4), dout2(ref.size() * 4);
+          PdlRun pdl;
+          pdl.refill(du2, du);
+          cuda::MoeArgs m2 = m;
+          m2.u = du2.as<float>();
+          m2.out = dout2.as<float>();
+          cuda::moe(m2, ws, pdl.launch());
+          check_same_bits("moe with PDL", dout2.get<float>(ref.size()), plain);
+        }
       }
     }
   }

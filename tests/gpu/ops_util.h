@@ -8,11 +8,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "ops/core/launch.h"
 #include "ops/linear/linear.h"
+#include "ops/norm/norm_cuda.h"
 #include "tests/gpu/gpu_util.h"
 
 namespace fp::test {
@@ -107,5 +110,44 @@ struct DevPos {
   void set(int64_t p) { GPU_CHECK(cudaMemcpy(buf.p, &p, sizeof p, cudaMemcpyHostToDevice)); }
   const int64_t* ptr() const { return buf.as<int64_t>(); }
 };
+
+// Programmatic dependent launch in the op suites (ops/core/pdl.cuh): an op launched with
+// Launch{stream, true} right after a kernel that writes its input must give the plain
+// launch's outputs bit for bit. refill() poisons `dst` (NaN) and rewrites it from `src`
+// with a kernel on the stream (cuda::add of src and zeros: x + 0 = x for the suites'
+// never-zero data), launched plain; the op under test, launched next with launch(), may
+// start while that kernel runs, and one that read its input before its wait would see
+// NaN (or a mix). Everything runs on one non-blocking stream; the destructor drains it.
+struct PdlRun {
+  cudaStream_t s = nullptr;
+  std::vector<std::unique_ptr<DevBuf>> zeros;  // alive until the stream has drained
+  PdlRun() { GPU_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  ~PdlRun() {
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+  }
+  PdlRun(const PdlRun&) = delete;
+  PdlRun& operator=(const PdlRun&) = delete;
+  cuda::Launch launch() const { return cuda::Launch{s, true}; }
+  void refill(DevBuf& dst, const DevBuf& src) {
+    REQUIRE(dst.bytes == src.bytes);
+    REQUIRE(dst.bytes % 4 == 0);
+    zeros.push_back(std::make_unique<DevBuf>(src.bytes));
+    GPU_CHECK(cudaDeviceSynchronize());  // every buffer's poisoning (legacy stream) is done
+    GPU_CHECK(cudaMemsetAsync(zeros.back()->p, 0, src.bytes, s));
+    GPU_CHECK(cudaMemsetAsync(dst.p, 0xff, dst.bytes, s));
+    cuda::add(src.as<float>(), zeros.back()->as<float>(), dst.as<float>(), int64_t(src.bytes / 4), s);
+  }
+};
+
+// Bit-for-bit equality of two outputs (NaN patterns included), named in the message.
+template <typename T>
+inline void check_same_bits(const std::string& what, const std::vector<T>& got, const std::vector<T>& want) {
+  REQUIRE(got.size() == want.size());
+  size_t first = got.size();
+  for (size_t i = 0; i < got.size() && first == got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0) first = i;
+  CHECK_MESSAGE(first == got.size(), what, ": first differing element ", first, " of ", got.size());
+}
 
 }  // namespace fp::test

@@ -11,10 +11,13 @@
 //     plus the eager nodes, with greedy tokens identical to the unsplit plan's, to the
 //     engine without a plan and to the CPU executor's; replayed steps allocate no device
 //     memory (free bytes unchanged after the capture);
-//   - programmatic dependent launch (the plan's overlap_prev, on by default): the plan
-//     compiled with and without it (--no-pdl) gives bit-identical logits and the same
-//     greedy tokens, graphs on and off, and the executor launched exactly the decode
-//     phase's marked nodes overlapped (none on a GPU below compute capability 9.0);
+//   - programmatic dependent launch (the plan's overlap_prev, on by default): on compute
+//     capability 9.0+ every decode node is marked (every kernel of the step but cuBLAS's
+//     and NCCL's waits for the previous one); the plan compiled with and without it
+//     (--no-pdl) gives bit-identical logits and the same greedy tokens, graphs on and off,
+//     the executor launched exactly the decode phase's marked nodes overlapped (all of
+//     them; none on a GPU below 9.0), and tokens drawn on the device (argmax and the
+//     sampler: the sample node overlapped too) are the same;
 //   - a plan for another GPU is refused naming both;
 //   - --weights random:SEED: the full DS4 Flash layout from a header-only GGUF, planned
 //     for this GPU, filled on the device (no weight bytes read) runs a prefill chunk and
@@ -40,6 +43,7 @@
 #include "runtime/cuda/device_weights.h"
 #include "runtime/cuda/engine.h"
 #include "runtime/plan/plan_binding.h"
+#include "runtime/sampling/sampler.h"
 #include "tests/gpu/this_gpu_profile.h"
 #include "tests/support/greedy.h"
 
@@ -224,7 +228,7 @@ TEST_CASE("plan segments: a decode step is one graph launch; a split decode phas
   }
 }
 
-TEST_CASE("plan PDL: matvecs overlapping the previous kernel give the same logits and tokens as without") {
+TEST_CASE("plan PDL: every node overlapping the previous kernel gives the same logits and tokens as without") {
   const Model m = Model::open(kTiny);
   const DeviceProfile prof = profile_for_this_gpu();
   const auto on = compile_for(m, prof, tiny_options());
@@ -238,11 +242,13 @@ TEST_CASE("plan PDL: matvecs overlapping the previous kernel give the same logit
     return n;
   };
   const int64_t want_overlaps = marked(*on);
+  const int64_t decode_nodes = int64_t(phase_for_step(*on, 1)->nodes()->size());
   CHECK(marked(*off) == 0);
   CHECK((*on)->provenance()->options()->pdl());
   CHECK(!(*off)->provenance()->options()->pdl());
   if (prof.cc() >= 90) {
-    CHECK(want_overlaps > 0);
+    // One GPU: no GEMM in a decode step, no collective; every node overlaps.
+    CHECK(want_overlaps == decode_nodes);
   } else {
     MESSAGE("compute capability ", prof.cc() / 10, ".", prof.cc() % 10, " < 9.0: the plan marks no node; this only "
             "checks that the two plans agree");
@@ -291,6 +297,34 @@ TEST_CASE("plan PDL: matvecs overlapping the previous kernel give the same logit
       CHECK(b.overlaps[i] == (graphs && i >= 2 ? 0 : want_overlaps));
     }
   }
+
+  // Tokens drawn on the device (the plan's sample node: argmax, or the sampler with its
+  // CUB sort and scan between overlapped kernels): the same with and without PDL.
+  auto drawn = [&](const std::shared_ptr<const LoadedPlan>& p, bool graphs, float temperature) {
+    cuda::CudaOptions o = options_of(p);
+    o.graphs = graphs;
+    auto e = cuda::CudaEngine::open(kTiny, o);
+    SamplerOptions so;
+    so.temperature = temperature;
+    so.top_k = 40;
+    so.top_p = 0.9f;
+    so.seed = 7;
+    Sampler smp(so);
+    auto s = e->new_session();
+    std::vector<int32_t> out;
+    int32_t t = s->append_sample(prompt, smp);
+    for (int i = 0; i < kSteps; ++i) {
+      out.push_back(t);
+      t = s->append_sample(std::span<const int32_t>(&t, 1), smp);
+    }
+    return out;
+  };
+  for (bool graphs : {true, false})
+    for (float temperature : {0.0f, 0.8f}) {
+      CAPTURE(graphs);
+      CAPTURE(temperature);
+      CHECK(drawn(on, graphs, temperature) == drawn(off, graphs, temperature));
+    }
 }
 
 TEST_CASE("host_mapped weights from the plan go to pinned host memory, same greedy tokens") {

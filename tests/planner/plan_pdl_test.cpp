@@ -1,14 +1,17 @@
 // Programmatic dependent launch as a plan decision (Node.overlap_prev, Options.pdl):
-//   - on a compute capability 9.0 profile every node running a matvec (cuda.matvec.*,
-//     cuda.grouped_matvec.*) is marked, in every phase that picks one, and nothing else
-//     (no GEMM, no moe, no other op); the decode phase's products are all marked;
+//   - on a compute capability 9.0 profile every CUDA node is marked, in every phase,
+//     except the nodes running the cuBLAS GEMM (cuda.gemm.dequant_cublas_f16) and the
+//     collectives (NCCL): the decode phase of a one-GPU plan is marked node for node,
+//     every op kind (embed, hc, norms, rope, attention, compressor, indexer, router, moe,
+//     swiglu, add, head, sample, the products); a two-GPU plan leaves its all-reduce
+//     nodes plain and marks the moe_combine after them;
 //   - --no-pdl (CompileOptions::pdl = false) marks none and is recorded in the options;
 //     a profile below 9.0 (A100) and a CPU profile mark none;
 //   - inspect shows "[pdl]" rows and a count per phase; diff reports the option and the
 //     nodes whose launch changed, folded over layers and phases;
-//   - verify_plan refuses a hand-edited plan with overlap_prev on a GEMM node, a moe node,
-//     a matvec of a plan for a 8.0 device and a node of a CPU plan, naming phase, node,
-//     kernel and what was expected.
+//   - verify_plan refuses a hand-edited plan with overlap_prev on a GEMM node, an
+//     all-reduce node, a node of a plan for a 8.0 device and a node of a CPU plan, naming
+//     phase, node, kernel and what was expected.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -28,7 +31,10 @@ namespace {
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
-bool matvec_id(const std::string& id) { return starts_with(id, "cuda.matvec.") || starts_with(id, "cuda.grouped_matvec."); }
+// The kernels whose launches cannot wait for the previous kernel: cuBLAS's and NCCL's.
+bool plain_only(const std::string& id) {
+  return starts_with(id, "cuda.gemm.") || starts_with(id, "cuda.grouped_gemm.") || starts_with(id, "cuda.nccl.");
+}
 
 LoadedPlan compiled(const Model& m, const std::string& profile, bool pdl = true) {
   CompileOptions o;
@@ -37,22 +43,24 @@ LoadedPlan compiled(const Model& m, const std::string& profile, bool pdl = true)
 }
 
 struct Count {
-  uint32_t marked = 0, matvecs = 0;
+  uint32_t marked = 0, nodes = 0, plain_only = 0;  // plain_only: GEMM and collective nodes
 };
 
-// Marked nodes and matvec nodes per phase name; fails on a marked node that is not a matvec.
+// Marked nodes, nodes and GEMM / collective nodes per phase name; fails on a marked node
+// whose kernel cannot overlap.
 std::map<std::string, Count> overlap_counts(const LoadedPlan& p) {
   std::map<std::string, Count> out;
   for (const auto* ph : *p->phases())
     for (const auto* n : *ph->nodes()) {
       const std::string id = p.kernel_id(*n);
       Count& c = out[ph->name()->str()];
-      c.matvecs += matvec_id(id);
+      ++c.nodes;
+      c.plain_only += plain_only(id);
       c.marked += n->overlap_prev();
       if (n->overlap_prev()) {
         CAPTURE(n->name()->str());
-        CHECK(matvec_id(id));
-        CHECK((n->op() == plan::OpKind::matmul || n->op() == plan::OpKind::grouped_matmul));
+        CHECK(!plain_only(id));
+        CHECK(starts_with(id, "cuda."));
       }
     }
   return out;
@@ -78,42 +86,60 @@ std::vector<uint8_t> mark_first(const LoadedPlan& p, const std::string& phase, c
 
 }  // namespace
 
-TEST_CASE("pdl: an sm_90 plan marks exactly its matvec nodes, the decode products all") {
+TEST_CASE("pdl: an sm_90 plan marks every node but the GEMM's, the decode step every node") {
   for (const char* profile : {"h100-sxm-80gb", "h200-141gb"}) {
     CAPTURE(profile);
     const LoadedPlan p = compiled(test::full_model(), profile);
     CHECK(p->provenance()->options()->pdl());
-    const auto counts = overlap_counts(p);
-    uint32_t gemm_phases = 0;
-    for (const auto& [phase, c] : counts) {
+    uint32_t gemm = 0;
+    for (const auto& [phase, c] : overlap_counts(p)) {
       CAPTURE(phase);
-      CHECK(c.marked == c.matvecs);  // every matvec node, and (overlap_counts) nothing else
+      CHECK(c.marked == c.nodes - c.plain_only);  // every other node (overlap_counts: and only those)
+      if (phase.rfind("mtp", 0) != 0) CHECK(c.marked > 0);
+      gemm += c.plain_only;
     }
-    // The decode step: every matmul and grouped_matmul node is a matvec and overlaps.
+    CHECK(gemm > 0);  // the largest prefill bucket's dense products go to the GEMM, which stays plain
+    // The decode step: every node overlaps, whatever its op.
     const plan::Phase* dec = nullptr;
     for (const auto* ph : *p->phases())
       if (ph->kind() == plan::PhaseKind::decode) dec = ph;
     REQUIRE(dec != nullptr);
-    uint32_t products = 0, moe = 0;
+    std::map<plan::OpKind, uint32_t> marked;
     for (const auto* n : *dec->nodes()) {
-      const bool product = n->op() == plan::OpKind::matmul || n->op() == plan::OpKind::grouped_matmul;
-      products += product;
-      moe += n->op() == plan::OpKind::moe;
       CAPTURE(n->name()->str());
-      CHECK(n->overlap_prev() == product);
+      CHECK(n->overlap_prev());
+      marked[n->op()] += n->overlap_prev();
     }
-    CHECK(products > 400);  // 43 layers of attention, compressor pairs, indexer, shared expert pair, router; the head
-    CHECK(moe > 0);         // present, and never marked (expert-indexed calls wait for ids: left for later)
-    CHECK(counts.at("decode").marked == products);
-    // The largest prefill bucket's dense products go to the GEMM, which never overlaps.
-    for (const auto* ph : *p->phases())
-      for (const auto* n : *ph->nodes())
-        if (p.kernel_id(*n) == "cuda.gemm.dequant_cublas_f16") {
-          ++gemm_phases;
-          CHECK(!n->overlap_prev());
-        }
-    CHECK(gemm_phases > 0);
+    CHECK(dec->nodes()->size() > 1000);  // 43 layers of ~28 nodes, the head
+    for (plan::OpKind op : {plan::OpKind::embed, plan::OpKind::hc_pre, plan::OpKind::rms_norm, plan::OpKind::matmul,
+                            plan::OpKind::grouped_matmul, plan::OpKind::q_head_norm_rope, plan::OpKind::kv_rope_store,
+                            plan::OpKind::compressor, plan::OpKind::indexer_topk, plan::OpKind::attention,
+                            plan::OpKind::out_inv_rope, plan::OpKind::hc_post, plan::OpKind::router, plan::OpKind::moe,
+                            plan::OpKind::swiglu, plan::OpKind::add, plan::OpKind::output_hc_head, plan::OpKind::sample}) {
+      CAPTURE(plan::EnumNameOpKind(op));
+      CHECK(marked[op] > 0);
+    }
+    CHECK(marked[plan::OpKind::moe] == 43);  // one per layer, expert-indexed matvecs included
   }
+}
+
+TEST_CASE("pdl: a two-GPU plan leaves its all-reduce nodes plain and marks the rest") {
+  const LoadedPlan p = compiled(test::full_model(), "2x-h100-sxm-80gb");
+  REQUIRE(p->device()->gpus() == 2);
+  uint32_t reduces = 0, combines = 0;
+  for (const auto* ph : *p->phases())
+    for (const auto* n : *ph->nodes()) {
+      CAPTURE(n->name()->str());
+      const std::string id = p.kernel_id(*n);
+      CHECK(n->overlap_prev() == !plain_only(id));
+      if (n->op() == plan::OpKind::all_reduce) {
+        ++reduces;
+        CHECK(!n->overlap_prev());
+      }
+      combines += n->op() == plan::OpKind::moe_combine && n->overlap_prev();
+    }
+  CHECK(reduces > 0);
+  CHECK(combines > 0);
 }
 
 TEST_CASE("pdl: --no-pdl, a profile below 9.0 and a CPU profile mark nothing") {
@@ -124,12 +150,12 @@ TEST_CASE("pdl: --no-pdl, a profile below 9.0 and a CPU profile mark nothing") {
   const LoadedPlan a100 = compiled(test::tiny_model(), "a100-80gb");
   CHECK(a100->device()->cc_major() == 8);
   CHECK(a100->provenance()->options()->pdl());  // asked for; the device cannot
-  uint32_t matvecs = 0;
+  uint32_t nodes = 0;
   for (const auto& [phase, c] : overlap_counts(a100)) {
     CHECK(c.marked == 0);
-    matvecs += c.matvecs;
+    nodes += c.nodes;
   }
-  CHECK(matvecs > 0);
+  CHECK(nodes > 0);
 
   const LoadedPlan cpu = compiled(test::tiny_model(), "cpu");
   for (const auto& [phase, c] : overlap_counts(cpu)) CHECK(c.marked == 0);
@@ -176,7 +202,15 @@ TEST_CASE("pdl: verify refuses overlap_prev on a node whose kernel cannot overla
   CHECK(find_kernel("cuda.matvec.q8_0.xf32")->overlap_min_cc == 90);
   CHECK(find_kernel("cuda.grouped_matvec.q8_0")->overlap_min_cc == 90);
   CHECK(find_kernel("cuda.gemm.dequant_cublas_f16")->overlap_min_cc == 0);
-  CHECK(find_kernel("cuda.moe.matvec")->overlap_min_cc == 0);
+  CHECK(find_kernel("cuda.nccl.all_reduce")->overlap_min_cc == 0);
+  CHECK(find_kernel("cuda.mtp_embed_proj")->overlap_min_cc == 0);  // no CUDA launcher yet
+  CHECK(find_kernel("cuda.moe.grouped_int8_tc")->overlap_min_cc == 0);  // registered ahead of its kernel
+  for (const char* id : {"cuda.moe.matvec", "cuda.moe.grouped_dequant_mma", "cuda.rms_norm", "cuda.hc_pre",
+                         "cuda.attention.decode", "cuda.attention.prefill", "cuda.router", "cuda.sample",
+                         "cuda.indexer_topk.decode", "cuda.compressor", "cuda.embed", "cuda.moe.combine"}) {
+    CAPTURE(id);
+    CHECK(find_kernel(id)->overlap_min_cc == 90);
+  }
   CHECK(overlap_rejection(*find_kernel("cuda.matvec.q8_0"), 90) == "");
   CHECK(overlap_rejection(*find_kernel("cuda.matvec.q8_0"), 89) != "");
 
@@ -185,12 +219,14 @@ TEST_CASE("pdl: verify refuses overlap_prev on a node whose kernel cannot overla
     const LoadedPlan* plan;
     std::string phase, kernel, why;
   };
+  const LoadedPlan two = compiled(test::full_model(), "2x-h100-sxm-80gb");
   const LoadedPlan a100 = compiled(test::tiny_model(), "a100-80gb");
   const LoadedPlan cpu = compiled(test::tiny_model(), "cpu");
   const std::vector<Case> cases = {
       {&h200, "prefill.513-2048", "cuda.gemm.dequant_cublas_f16", "no programmatic dependent launch"},
-      {&h200, "decode", "cuda.moe.", "no programmatic dependent launch"},
+      {&two, "decode", "cuda.nccl.all_reduce", "no programmatic dependent launch"},
       {&a100, "decode", "cuda.matvec.", "from compute capability 9.0, the device has 8.0"},
+      {&a100, "decode", "cuda.rms_norm", "from compute capability 9.0, the device has 8.0"},
       {&cpu, "decode", "cpu.matmul", "CPU device"},
   };
   for (const Case& c : cases) {

@@ -7,8 +7,9 @@
 //     with other options is refused with the first difference;
 //   - a plan for another model, for a cuda device, or with other numerics / context is
 //     refused naming both sides;
-//   - the CUDA product table takes the tiny model's H200 plan, with each product's
-//     overlap_prev (matvecs yes, moe no; none from a --no-pdl plan), and refuses a plan
+//   - the CUDA product table takes the tiny model's H200 plan, with each product's and
+//     each node's overlap_prev (every node of the decode phase, every product but the
+//     GEMM's; none from a --no-pdl plan), and refuses a plan
 //     that names a kernel the executor lacks, naming node, phase and id;
 //   - the CUDA executor's node walk is compared with the plan's node list (first
 //     difference named), a split segmentation is read as split, a segment on another
@@ -136,24 +137,35 @@ TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks"
   CHECK(k.for_step(2048) != nullptr);
   CHECK(k.for_step(2049) == nullptr);
   CHECK(k.phases[0].by_weight.count("output.weight") == 1);
-  // Each product carries the plan's launch decision: matvecs overlap the previous kernel
-  // on this 9.0 device, moe nodes never; compiled with --no-pdl, nothing does.
+  // Each product and each node carries the plan's launch decision: on this 9.0 device
+  // every kernel but the cuBLAS GEMM overlaps the previous one (matvecs, moe, and every
+  // other op's node); compiled with --no-pdl, nothing does.
   CHECK(k.phases[0].by_weight.at("output.weight").overlap_prev);
-  uint32_t moe = 0;
-  for (const auto& [w, c] : k.phases[0].by_weight) {
-    CAPTURE(w);
-    CHECK(c.overlap_prev == (c.kernel == cuda::ProductKernel::matvec || c.kernel == cuda::ProductKernel::matvec_xf32));
-    moe += c.kernel == cuda::ProductKernel::moe_matvec;
-  }
+  uint32_t moe = 0, gemm = 0;
+  for (const auto& ph : k.phases)
+    for (const auto& [w, c] : ph.by_weight) {
+      CAPTURE(w);
+      CAPTURE(ph.name);
+      CHECK(c.overlap_prev == (c.kernel != cuda::ProductKernel::gemm_dequant_f16));
+      moe += c.kernel == cuda::ProductKernel::moe_matvec;
+      gemm += c.kernel == cuda::ProductKernel::gemm_dequant_f16;
+    }
   CHECK(moe > 0);
+  CHECK(gemm > 0);  // the largest prefill bucket's dense products
+  for (const auto& n : k.phases[0].nodes) {
+    CAPTURE(n.name);
+    CHECK(n.overlap_prev);  // decode: no GEMM, no collective on one GPU
+  }
   CompileOptions off;
   off.numerics = Numerics::plain;
   off.model_file = "tiny.gguf";
   off.pdl = false;
   const cuda::ProductKernels k_off =
       cuda::product_kernels(verify_plan(serialize_plan(*compile_plan(builtin(), profile("h200-141gb"), off)), "off.fplan"));
-  for (const auto& ph : k_off.phases)
+  for (const auto& ph : k_off.phases) {
     for (const auto& [w, c] : ph.by_weight) CHECK(!c.overlap_prev);
+    for (const auto& n : ph.nodes) CHECK(!n.overlap_prev);
+  }
 
   // The same plan naming an unimplemented kernel for blk.0.attn_q_b in every phase.
   auto t = plan->root->UnPack();
