@@ -6,6 +6,10 @@
 //                  chunk) over each token's compressed rows (all visible rows, or the
 //                  indexer's selection) then its raw window, one block per (token, head),
 //                  online softmax in f32 per warp, warps merged with the sink
+//                  (cuda.attention.decode)
+//   attention_prefill_tc  the same function on tensor cores (cuda.attention.prefill,
+//                  attention_tc.cu): a block per (token, 16 heads) shares each staged
+//                  key row across the heads; 3xTF32 products, about F32's accuracy
 // Positions and the number of visible compressed rows are read from device memory, so
 // a captured decode graph serves every position. Launch: stream and PDL (ops/core/launch.h). Rows the indexer names outside
 // [0, visible) are skipped, never read. CUDA-free header.
@@ -45,5 +49,7 @@ struct AttentionArgs {
 };
 bool attention_supported(int64_t head_dim);  // multiples of 32 up to 512
 void attention(const AttentionArgs& a, Launch l);
+// Compute capability 8.0+; q, raw and comp 16-byte aligned.
+void attention_prefill_tc(const AttentionArgs& a, Launch l);
 
 }  // namespace fp::cuda

@@ -5,8 +5,11 @@
 // Attention shape: tokens, heads x head_dim, rows = KV rows visible to a token at the
 // plan's cost context (raw window + compressed rows, top-k limited on CSA layers).
 // K = V is one shared head (MQA), so a step reads each visible row once for all heads.
-// - cuda.attention.decode: split-KV (flash-decoding) on CUDA cores; 1..16 tokens.
-// - cuda.attention.prefill: tensor-core flash attention, 64-token query tiles.
+// - cuda.attention.decode (attention.cu): a block per (token, head) on CUDA cores, its
+//   warps splitting the head's keys; 1..16 tokens.
+// - cuda.attention.prefill (attention_tc.cu): a block per (token, 16 heads) stages the
+//   token's key rows in shared memory once for its heads and runs S = QK and O = PK on
+//   tensor cores in 3xTF32 (about F32's accuracy).
 #include <algorithm>
 #include <cmath>
 
@@ -23,20 +26,19 @@ KernelInfo attention_decode() {
   k.backend = Backend::Cuda;
   k.min_cc = 70;
   k.max_tokens = 16;
-  k.summary = "split-KV attention with sinks on CUDA cores; each row read once for all heads";
+  k.summary = "attention with sinks on CUDA cores, a block per (token, head), its warps splitting the keys";
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
-    const double splits = std::max(1.0, std::ceil(s.rows / 256.0));
+    // Each (token, head) block reads the token's rows: L2 traffic, at ~3x the HBM rate.
+    const double blocks = double(s.tokens) * std::max<int64_t>(1, s.heads);
     cost::Pass p;
-    p.dev_bytes = s.weight_bytes + s.act_bytes;
+    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * 4.0 / 3.0;
     p.flops = s.flops;
     p.rate = r.fp32;
     p.bw_eff = 0.6;
-    p.flop_eff = 0.5;
-    p.parallel = cost::parallel_fraction(splits * s.tokens * std::max<int64_t>(1, s.heads), r);  // a block per (split, token, head)
-    KernelCost c{cost::us(p, r) + r.launch_us, static_cast<uint64_t>(splits * s.tokens * s.heads * (s.head_dim + 2) * 4.0),
-                 {}};  // + the split combine launch
-    c.launch = {{static_cast<uint32_t>(splits), static_cast<uint32_t>(std::max<int64_t>(1, s.heads / 8)), s.tokens},
-                {256, 1, 1}, 0};
+    p.flop_eff = 0.25;
+    p.parallel = cost::parallel_fraction(blocks, r);
+    KernelCost c{cost::us(p, r), 0, {}};
+    c.launch = {{static_cast<uint32_t>(blocks), 1, 1}, {s.tokens <= 4 ? 512u : 128u, 1, 1}, 0};
     return c;
   };
   return k;
@@ -49,19 +51,22 @@ KernelInfo attention_prefill() {
   k.backend = Backend::Cuda;
   k.min_cc = 80;
   k.min_tokens = 2;
-  k.summary = "flash attention with sinks on tensor cores (BF16 operands, F32 softmax), 64-token query tiles";
+  k.summary = "attention with sinks on tensor cores (3xTF32, F32 softmax), a block per (token, 16 heads)";
   k.cost = [](const KernelShape& s, const DeviceRates& r) {
-    const double q_tiles = std::ceil(s.tokens / 64.0);
+    // A (token, 16 heads) block reads the token's rows once (L2 traffic, ~3x the HBM
+    // rate); three TF32 products per multiply at about half the FP16 tensor rate.
+    const double groups = std::ceil(double(std::max<int64_t>(1, s.heads)) / 16.0);
+    const double blocks = double(s.tokens) * groups;
     cost::Pass p;
-    // Each query tile streams the visible rows once (rows of different tokens overlap).
-    p.dev_bytes = s.weight_bytes + s.act_bytes * std::min(q_tiles, 4.0);
-    p.flops = s.flops;
-    p.rate = r.bf16;
-    p.flop_eff = 0.35;
-    p.parallel = cost::parallel_fraction(q_tiles * std::max<int64_t>(1, s.heads / 4), r);
+    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * 4.0 / 3.0;
+    p.flops = 3.0 * s.flops;
+    p.rate = r.fp16 / 2.0;
+    p.bw_eff = 0.6;
+    p.flop_eff = 0.3;
+    p.parallel = cost::parallel_fraction(blocks, r);
     KernelCost c{cost::us(p, r), 0, {}};
-    c.launch = {{static_cast<uint32_t>(q_tiles), static_cast<uint32_t>(std::max<int64_t>(1, s.heads / 4)), 1},
-                {128, 1, 1}, 96 * 1024};
+    const auto smem = static_cast<uint32_t>((48 * (s.head_dim + 4) + 16 * 36) * 4);
+    c.launch = {{static_cast<uint32_t>(s.tokens), static_cast<uint32_t>(groups), 1}, {128, 1, 1}, smem};
     return c;
   };
   return k;

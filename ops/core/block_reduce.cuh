@@ -13,6 +13,13 @@ __device__ __forceinline__ T warp_reduce_sum(T v) {
   return v;
 }
 
+// fmaxf over the warp: a NaN lane is ignored unless every lane is NaN (fmaxf's rule).
+__device__ __forceinline__ float warp_reduce_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 // Sum over the whole block (blockDim.x a multiple of 32, at most 1024). `shared` holds
 // at least 32 values. Every thread gets the result. Contains __syncthreads().
 template <typename T>

@@ -625,7 +625,12 @@ void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) 
   aa.sinks = L.sinks;
   aa.scale = float(1.0 / std::sqrt(double(D)));
   aa.pos0 = pos;
-  fp::cuda::attention(aa, launch());
+  // The plan's kernel: tensor cores for prefill steps; without a plan, the CUDA-core one.
+  if (phase && phase->nodes[cursor - 1].kernel == "cuda.attention.prefill") {
+    fp::cuda::attention_prefill_tc(aa, launch());
+  } else {
+    fp::cuda::attention(aa, launch());
+  }
 }
 
 void Executor::Impl::out_inv_rope(const RopeTab& t, int64_t n) {

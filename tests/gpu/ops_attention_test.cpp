@@ -148,11 +148,14 @@ namespace {
 
 enum class Kind { swa, hca, csa_sel, csa_all };
 
-void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_64& rng, bool bad_indices = false) {
+void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_64& rng, bool bad_indices = false,
+                    int64_t H = 4) {
   CAPTURE(int(kind));
   CAPTURE(n);
   CAPTURE(pos0);
-  const int64_t H = 4, W = 128, raw_cap = W + n, topk = 8;
+  CAPTURE(D);
+  CAPTURE(H);
+  const int64_t W = 128, raw_cap = W + n, topk = 8;
   const int64_t ratio = kind == Kind::swa ? 0 : (kind == Kind::hca ? 16 : 4);
   const int64_t max_rows = ratio ? (pos0 + n + ratio - 1) / ratio + 2 : 1;
   auto q = randn(size_t(n * H * D), rng, 0.3f);
@@ -234,6 +237,23 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   a2.out = dout2.as<float>();
   cuda::attention(a2, pdl.launch());
   check_same_bits("attention with PDL", dout2.get<float>(q.size()), plain);
+
+  // The tensor-core kernel (cuda.attention.prefill) on the same inputs, outputs poisoned.
+  DevBuf dout3(q.size() * 4);
+  GPU_CHECK(cudaMemset(dout3.p, 0xff, dout3.bytes));
+  cuda::AttentionArgs a3 = a;
+  a3.out = dout3.as<float>();
+  cuda::attention_prefill_tc(a3, nullptr);
+  const auto tc = dout3.get<float>(q.size());
+  check_close("attention on tensor cores", tc, ref, kF32);
+  DevBuf dq4(q.size() * 4), dout4(q.size() * 4);
+  PdlRun pdl2;
+  pdl2.refill(dq4, dq);
+  cuda::AttentionArgs a4 = a3;
+  a4.q = dq4.as<float>();
+  a4.out = dout4.as<float>();
+  cuda::attention_prefill_tc(a4, pdl2.launch());
+  check_same_bits("attention on tensor cores with PDL", dout4.get<float>(q.size()), tc);
 }
 
 }  // namespace
@@ -247,6 +267,12 @@ TEST_CASE("gpu ops: attention with sinks, decode and prefill, every layer kind")
       attention_case(k, 6, 200, D, rng);  // prefill chunk
     }
   attention_case(Kind::csa_sel, 3, 100, 64, rng, true);  // bad indices are skipped
+  // Head counts around the tensor-core kernel's 16-head blocks (a partial last block),
+  // DS4 Flash's 64 heads, and a chunk long enough for many key tiles per token.
+  attention_case(Kind::hca, 5, 300, 128, rng, false, 20);
+  attention_case(Kind::csa_sel, 4, 700, 256, rng, true, 17);
+  attention_case(Kind::csa_all, 40, 600, 512, rng, false, 64);
+  attention_case(Kind::swa, 33, 0, 512, rng, false, 64);  // the first chunk: windows still filling
 }
 
 namespace {

@@ -1,0 +1,268 @@
+// Prefill attention on tensor cores (cuda.attention.prefill; attention_cuda.h).
+//
+// DS4 has one K=V head shared by all query heads (MQA), so a token's score matrix for a
+// group of heads is a product: S[h][j] = q_h . k_j over head_dim, then O = P K. The
+// CUDA-core kernel (attention.cu) gives every (token, head) its own block, which reads
+// the token's key rows once per head: at a 2048-token chunk that is ~170 GB of L2 reads
+// per layer, and it measured 10.3 ms a layer on an H100 (bench/results/h100-2026-12-07-
+// call4). Here a block takes one token and 16 heads: it stages 32 key rows at a time in
+// shared memory and runs both products on tensor cores (mma.sync m16n8k8), so each row is
+// read once per 16 heads.
+//
+// Numerics: every operand x is split into two TF32 values, x = hi + lo (hi = x rounded to
+// TF32, lo = the rest rounded to TF32), and a product is hi.hi + hi.lo + lo.hi with F32
+// accumulation ("3xTF32"): about F32's accuracy (the dropped lo.lo term and lo's rounding
+// are ~2^-22 relative), so the CPU reference's bound (1e-5 relative L2) holds. The
+// softmax runs in F32 online over key tiles; the sink joins the denominator at the end.
+// The order of keys in a sum differs from the reference's: results are close, not equal.
+//
+// Block: 4 warps, one token, heads h0 .. h0+15 (rows past the last head are zeros and
+// never stored). Per key tile: warp w computes the 16x8 scores of keys 8w..8w+7; warp w
+// then runs the softmax of heads 4w..4w+3 over the tile's 32 keys; and warp w
+// accumulates output dims [w D/4, (w+1) D/4) for all 16 heads in registers.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "ops/attention/attention_cuda.h"
+#include "ops/core/block_reduce.cuh"
+#include "ops/core/pdl.cuh"
+#include "ops/core/smem_opt_in.cuh"
+
+namespace fp::cuda {
+namespace {
+
+constexpr int kHeads = 16;  // heads per block: the mma's M
+constexpr int kKeys = 32;   // keys per tile: 4 warps x the mma's N
+constexpr int kWarps = 4;
+constexpr int kLdP = kKeys + 4;  // row stride of the P tile (floats)
+
+// Row stride of the Q and K tiles: D + 4 floats puts the 8 rows x 4 columns of a
+// fragment load in 32 different banks.
+constexpr int ld_of(int D) { return D + 4; }
+constexpr size_t smem_bytes(int D) { return size_t(kHeads * ld_of(D) + kKeys * ld_of(D) + kHeads * kLdP) * sizeof(float); }
+
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// x = hi + lo, both TF32 (x - hi is exact in F32).
+__device__ __forceinline__ void split(float x, uint32_t& hi, uint32_t& lo) {
+  hi = to_tf32(x);
+  lo = to_tf32(x - __uint_as_float(hi));
+}
+
+// c += a b for a 16x8 tile, K = 8, TF32 operands in the PTX fragment layouts:
+// a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4); b0 (k t, n g) b1 (k t+4, n g);
+// c0, c1 (g, 2t, 2t+1) c2, c3 (g+8, 2t, 2t+1), with g = lane / 4, t = lane % 4.
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// c += a b in about F32 accuracy: three TF32 products, the small ones first.
+__device__ __forceinline__ void mma_3xtf32(float (&c)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4],
+                                           const float (&b)[2]) {
+  uint32_t bh[2], bl[2];
+  split(b[0], bh[0], bl[0]);
+  split(b[1], bh[1], bl[1]);
+  mma_tf32(c, al, bh);
+  mma_tf32(c, ah, bl);
+  mma_tf32(c, ah, bh);
+}
+
+__device__ __forceinline__ void split4(const float (&a)[4], uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) split(a[i], hi[i], lo[i]);
+}
+
+template <int D>
+__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(AttentionArgs a) {
+  constexpr int LD = ld_of(D);
+  constexpr int NT = D / (8 * kWarps);  // output n-tiles (8 dims) per warp
+  static_assert(D % (8 * kWarps) == 0, "head_dim must split into 8-dim tiles over the warps");
+  extern __shared__ float4 smem4[];
+  float* sq = reinterpret_cast<float*>(smem4);  // [kHeads][LD]
+  float* sk = sq + kHeads * LD;                  // [kKeys][LD]
+  float* sp = sk + kKeys * LD;                   // [kHeads][kLdP]: scores, then probabilities
+  __shared__ const float* rows[kKeys];           // the tile's key rows; nullptr: masked
+  __shared__ float s_m[kHeads], s_l[kHeads], s_corr[kHeads];
+
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+  const int64_t t = blockIdx.x, h0 = int64_t(blockIdx.y) * kHeads;
+  const int64_t p = *a.pos0 + t;
+
+  // The token's keys, as attention.cu and the CPU reference list them: n_comp compressed
+  // rows (all visible ones, or the indexer's selection), then raw positions lo..p.
+  const int64_t visible = a.comp && a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
+  int64_t n_comp = visible;
+  const int32_t* sel = nullptr;
+  if (a.comp && a.sel && a.nsel[t] >= 0) {
+    n_comp = min(int64_t(a.nsel[t]), a.topk);
+    sel = a.sel + t * a.topk;
+  }
+  const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+  const int64_t n_keys = n_comp + (p - lo + 1);
+
+  // Q rows of this block's heads (zeros past the last head).
+  for (int i = tid; i < kHeads * (D / 4); i += blockDim.x) {
+    const int r = i / (D / 4), c = i % (D / 4);
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (h0 + r < a.heads) v = reinterpret_cast<const float4*>(a.q + (t * a.heads + h0 + r) * D)[c];
+    *reinterpret_cast<float4*>(sq + r * LD + 4 * c) = v;
+  }
+  if (tid < kHeads) {
+    s_m[tid] = -INFINITY;
+    s_l[tid] = 0.0f;
+  }
+
+  float acc[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+
+  for (int64_t k0 = 0; k0 < n_keys; k0 += kKeys) {
+    __syncthreads();  // the previous tile's rows, keys and probabilities are no longer read
+    if (tid < kKeys) {
+      const int64_t j = k0 + tid;
+      const float* r = nullptr;
+      if (j < n_comp) {
+        const int64_t c = sel ? int64_t(sel[j]) : j;
+        if (c >= 0 && c < visible) r = a.comp + c * D;  // a bad selected index reads nothing
+      } else if (j < n_keys) {
+        r = a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
+      }
+      rows[tid] = r;
+    }
+    __syncthreads();
+    for (int i = tid; i < kKeys * (D / 4); i += blockDim.x) {
+      const int r = i / (D / 4), c = i % (D / 4);
+      const float* src = rows[r];
+      *reinterpret_cast<float4*>(sk + r * LD + 4 * c) =
+          src ? reinterpret_cast<const float4*>(src)[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    __syncthreads();
+
+    // Scores of keys 8w .. 8w+7: two accumulators over alternate k-steps for more
+    // independent mma chains.
+    {
+      float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+      const float* qa = sq + g * LD + t4;
+      const float* kb = sk + (8 * warp + g) * LD + t4;
+#pragma unroll 4
+      for (int kk = 0; kk < D; kk += 8) {
+        const float av[4] = {qa[kk], qa[8 * LD + kk], qa[kk + 4], qa[8 * LD + kk + 4]};
+        const float bv[2] = {kb[kk], kb[kk + 4]};
+        uint32_t ah[4], al[4];
+        split4(av, ah, al);
+        mma_3xtf32(c[(kk >> 3) & 1], ah, al, bv);
+      }
+      const int col = 8 * warp + 2 * t4;
+      sp[g * kLdP + col] = (c[0][0] + c[1][0]) * a.scale;
+      sp[g * kLdP + col + 1] = (c[0][1] + c[1][1]) * a.scale;
+      sp[(g + 8) * kLdP + col] = (c[0][2] + c[1][2]) * a.scale;
+      sp[(g + 8) * kLdP + col + 1] = (c[0][3] + c[1][3]) * a.scale;
+    }
+    __syncthreads();
+
+    // Online softmax of heads 4w .. 4w+3, a lane per key. A masked key (past the list,
+    // or a bad selected index) weighs 0; a NaN score propagates as in attention.cu.
+    const bool valid = rows[lane] != nullptr;
+#pragma unroll
+    for (int rr = 0; rr < kHeads / kWarps; ++rr) {
+      const int r = (kHeads / kWarps) * warp + rr;
+      const float s = valid ? sp[r * kLdP + lane] : -INFINITY;
+      const float m_old = s_m[r];
+      const float m_new = fmaxf(m_old, dev::warp_reduce_max(s));
+      const float corr = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+      const float e = s == -INFINITY ? 0.0f : (isnan(s) ? s : expf(s - m_new));
+      const float sum = dev::warp_reduce_sum(e);
+      sp[r * kLdP + lane] = e;
+      if (lane == 0) {
+        s_m[r] = m_new;
+        s_l[r] = s_l[r] * corr + sum;
+        s_corr[r] = corr;
+      }
+    }
+    __syncthreads();
+
+    // O = O * corr + P V over this warp's dims.
+    const float cg = s_corr[g], cg8 = s_corr[g + 8];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      acc[n][0] *= cg;
+      acc[n][1] *= cg;
+      acc[n][2] *= cg8;
+      acc[n][3] *= cg8;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kKeys; kk += 8) {
+      const float av[4] = {sp[g * kLdP + kk + t4], sp[(g + 8) * kLdP + kk + t4], sp[g * kLdP + kk + t4 + 4],
+                           sp[(g + 8) * kLdP + kk + t4 + 4]};
+      uint32_t ah[4], al[4];
+      split4(av, ah, al);
+      const float* vb = sk + (kk + t4) * LD + warp * (D / kWarps) + g;
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        const float bv[2] = {vb[8 * n], vb[4 * LD + 8 * n]};
+        mma_3xtf32(acc[n], ah, al, bv);
+      }
+    }
+  }
+  __syncthreads();  // s_m, s_l of the last tile
+
+  // out = O e^(m-M) / (l e^(m-M) + e^(sink-M)), M = max(m, sink): the reference's
+  // normalisation with the sink in the denominator only.
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = g + 8 * half;
+    const int64_t h = h0 + r;
+    if (h >= a.heads) continue;
+    const float m = s_m[r], sink = a.sinks[h];
+    const float M = fmaxf(m, sink);
+    const float f = m == -INFINITY ? 0.0f : expf(m - M);
+    const float factor = f / (s_l[r] * f + expf(sink - M));
+    float* out = a.out + (t * a.heads + h) * D + warp * (D / kWarps) + 2 * t4;
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      out[8 * n] = acc[n][2 * half] * factor;
+      out[8 * n + 1] = acc[n][2 * half + 1] * factor;
+    }
+  }
+}
+
+template <int D>
+void launch_tc(const AttentionArgs& a, const Launch& l) {
+  const size_t smem = smem_bytes(D);
+  opt_in_smem(reinterpret_cast<const void*>(&attention_tc_kernel<D>), smem, "attention (tensor cores)");
+  const dim3 grid(unsigned(a.n), unsigned((a.heads + kHeads - 1) / kHeads));
+  launch_kernel(&attention_tc_kernel<D>, grid, 32 * kWarps, smem, l, "attention (tensor cores)", a);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+}  // namespace
+
+void attention_prefill_tc(const AttentionArgs& a, Launch l) {
+  if (!a.q || !a.out || !a.raw || !a.sinks || !a.pos0) fail("cuda attention (tensor cores): null buffer");
+  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention (tensor cores): bad sizes");
+  if (a.comp && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention (tensor cores): compressed rows without a ratio");
+  if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention (tensor cores): indexer selection without counts");
+  // Rows are read as float4: the buffers' bases must be 16-byte aligned (cudaMalloc's are).
+  if (!aligned16(a.q) || !aligned16(a.raw) || (a.comp && !aligned16(a.comp)))
+    fail("cuda attention (tensor cores): q, raw or compressed rows not 16-byte aligned");
+  switch (a.head_dim) {
+    case 64: launch_tc<64>(a, l); break;
+    case 128: launch_tc<128>(a, l); break;
+    case 256: launch_tc<256>(a, l); break;
+    case 512: launch_tc<512>(a, l); break;
+    default: fail("cuda attention (tensor cores): head_dim ", a.head_dim, ", expected 64, 128, 256 or 512");
+  }
+}
+
+}  // namespace fp::cuda
