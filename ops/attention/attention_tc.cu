@@ -35,6 +35,7 @@ namespace {
 constexpr int kHeads = 16;  // heads per block: the mma's M
 constexpr int kKeys = 32;   // keys per tile: 4 warps x the mma's N
 constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
 constexpr int kLdP = kKeys + 4;  // row stride of the P tile (floats)
 
 // Row stride of the Q and K tiles: D + 4 floats puts the 8 rows x 4 columns of a
@@ -75,13 +76,25 @@ __device__ __forceinline__ void mma_3xtf32(float (&c)[4], const uint32_t (&ah)[4
   mma_tf32(c, ah, bh);
 }
 
+// 16 bytes global -> shared without passing through registers; src == nullptr writes
+// zeros and reads nothing (src-size 0; `dummy` is any valid address). All of a thread's
+// copies are in flight together until cp_async_wait_all: the tile's row loads wait one
+// memory latency, not one per load.
+__device__ __forceinline__ void cp_async16(float* dst, const float* src, const float* dummy) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src ? src : dummy),
+               "r"(src ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
 __device__ __forceinline__ void split4(const float (&a)[4], uint32_t (&hi)[4], uint32_t (&lo)[4]) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) split(a[i], hi[i], lo[i]);
 }
 
 template <int D>
-__global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a) {
   constexpr int LD = ld_of(D);
   constexpr int NT = D / (8 * kWarps);  // output n-tiles (8 dims) per warp
   static_assert(D % (8 * kWarps) == 0, "head_dim must split into 8-dim tiles over the warps");
@@ -110,12 +123,12 @@ __global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(AttentionArgs
   const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
   const int64_t n_keys = n_comp + (p - lo + 1);
 
-  // Q rows of this block's heads (zeros past the last head).
-  for (int i = tid; i < kHeads * (D / 4); i += blockDim.x) {
+  // Q rows of this block's heads (zeros past the last head); waited for with the first
+  // key tile.
+#pragma unroll 4
+  for (int i = tid; i < kHeads * (D / 4); i += kThreads) {
     const int r = i / (D / 4), c = i % (D / 4);
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (h0 + r < a.heads) v = reinterpret_cast<const float4*>(a.q + (t * a.heads + h0 + r) * D)[c];
-    *reinterpret_cast<float4*>(sq + r * LD + 4 * c) = v;
+    cp_async16(sq + r * LD + 4 * c, h0 + r < a.heads ? a.q + (t * a.heads + h0 + r) * D + 4 * c : nullptr, a.q);
   }
   if (tid < kHeads) {
     s_m[tid] = -INFINITY;
@@ -140,12 +153,13 @@ __global__ void __launch_bounds__(32 * kWarps) attention_tc_kernel(AttentionArgs
       rows[tid] = r;
     }
     __syncthreads();
-    for (int i = tid; i < kKeys * (D / 4); i += blockDim.x) {
+#pragma unroll 8
+    for (int i = tid; i < kKeys * (D / 4); i += kThreads) {
       const int r = i / (D / 4), c = i % (D / 4);
       const float* src = rows[r];
-      *reinterpret_cast<float4*>(sk + r * LD + 4 * c) =
-          src ? reinterpret_cast<const float4*>(src)[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      cp_async16(sk + r * LD + 4 * c, src ? src + 4 * c : nullptr, a.raw);
     }
+    cp_async_wait_all();
     __syncthreads();
 
     // Scores of keys 8w .. 8w+7: two accumulators over alternate k-steps for more
@@ -241,7 +255,7 @@ void launch_tc(const AttentionArgs& a, const Launch& l) {
   const size_t smem = smem_bytes(D);
   opt_in_smem(reinterpret_cast<const void*>(&attention_tc_kernel<D>), smem, "attention (tensor cores)");
   const dim3 grid(unsigned(a.n), unsigned((a.heads + kHeads - 1) / kHeads));
-  launch_kernel(&attention_tc_kernel<D>, grid, 32 * kWarps, smem, l, "attention (tensor cores)", a);
+  launch_kernel(&attention_tc_kernel<D>, grid, kThreads, smem, l, "attention (tensor cores)", a);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

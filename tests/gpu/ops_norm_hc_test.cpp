@@ -171,3 +171,42 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
     }
   }
 }
+
+TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token for token, a decode-sized step") {
+  // From 32 tokens on the mix reads its weights once per 32 tokens, not per 4: each
+  // token's sums keep their order, so its outputs are the bits a 3-token step gives it.
+  std::mt19937_64 rng(31);
+  const auto s = shape(4096);
+  const int64_t n = 70, few = 3, hd = s.hc * s.dim, mix = s.mix();  // 70: two full 32-token tiles and a partial one
+  auto X = randn(size_t(n * hd), rng);
+  auto fnv = randn(size_t(mix * hd), rng, float(1.0 / std::sqrt(double(hd))));
+  for (auto& v : fnv) v = f16_to_f32(f32_to_f16(v));
+  auto scale = randn(3, rng, 0.2f, 1.0f);
+  auto base = randn(size_t(mix), rng, 0.5f);
+  const auto fn_bytes = encode(DType::F16, fnv);
+  std::vector<float> x_in(size_t(n * s.dim)), post(size_t(n * s.hc)), comb(size_t(n * s.hc * s.hc)),
+      scratch(size_t(n * (hd + mix)));
+  ref::hc_pre(X.data(), n, host_weight(fn_bytes, DType::F16, mix, hd), scale.data(), base.data(), s, x_in.data(),
+              post.data(), comb.data(), scratch.data());
+  DevBuf dX(X), dfn(fn_bytes), dscale(scale), dbase(base);
+  auto run = [&](int64_t m, std::vector<float>& xi, std::vector<float>& po, std::vector<float>& co) {
+    DevBuf dxin(size_t(m * s.dim) * 4), dpost(size_t(m * s.hc) * 4), dcomb(size_t(m * s.hc * s.hc) * 4),
+        dscr(size_t(m * (hd + mix)) * 4);
+    GPU_CHECK(cudaMemset(dxin.p, 0xff, dxin.bytes));
+    cuda::hc_pre(dX.as<float>(), m, dev_weight(dfn, DType::F16, mix, hd), dscale.as<float>(), dbase.as<float>(), s,
+                 dxin.as<float>(), dpost.as<float>(), dcomb.as<float>(), dscr.as<float>(), nullptr);
+    xi = dxin.get<float>(size_t(m * s.dim));
+    po = dpost.get<float>(size_t(m * s.hc));
+    co = dcomb.get<float>(size_t(m * s.hc * s.hc));
+  };
+  std::vector<float> xi, po, co, xf, pf, cf;
+  run(n, xi, po, co);
+  check_close("hc_pre x_in, 70 tokens", xi, x_in, kMix);
+  check_close("hc_pre post, 70 tokens", po, post, kMix);
+  check_close("hc_pre comb, 70 tokens", co, comb, kMix);
+  run(few, xf, pf, cf);
+  check_same_bits("hc_pre x_in, first tokens of both steps", std::vector<float>(xi.begin(), xi.begin() + few * s.dim), xf);
+  check_same_bits("hc_pre post, first tokens of both steps", std::vector<float>(po.begin(), po.begin() + few * s.hc), pf);
+  check_same_bits("hc_pre comb, first tokens of both steps",
+                  std::vector<float>(co.begin(), co.begin() + few * s.hc * s.hc), cf);
+}
