@@ -37,11 +37,27 @@ __global__ void kv_store_kernel(KvStoreArgs a) {
     dev::f16_round_row(k, D);
     __syncthreads();
   }
-  float* dst = a.raw + (pos % a.raw_cap) * D;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) dst[i] = k[i];
+  const int64_t slot = (pos % a.raw_cap) * D;
+  if (a.raw16) {  // F16 storage (official numerics: the row is F16-rounded above, so exact)
+    for (int i = threadIdx.x; i < D; i += blockDim.x) a.raw16[slot + i] = __half_as_ushort(__float2half_rn(k[i]));
+  } else {
+    for (int i = threadIdx.x; i < D; i += blockDim.x) a.raw[slot + i] = k[i];
+  }
 }
 
-template <int PL, int W>  // head_dim / 32, warps per block
+__device__ __forceinline__ float kv_value(float v) { return v; }
+__device__ __forceinline__ float kv_value(uint16_t v) { return __half2float(__ushort_as_half(v)); }
+
+template <typename T>
+__device__ __forceinline__ const T* kv_rows(const float* f32, const uint16_t* f16) {
+  if constexpr (sizeof(T) == 4) {
+    return f32;
+  } else {
+    return f16;
+  }
+}
+
+template <typename T, int PL, int W>  // stored element (float or F16 bits), head_dim / 32, warps per block
 __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   constexpr int D = 32 * PL;
   __shared__ float sm_m[W], sm_l[W];
@@ -55,7 +71,7 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   // The token's keys: n_comp compressed rows, then raw positions lo..p.
   int64_t n_comp = 0;
   const int32_t* sel = nullptr;
-  if (a.comp && a.ratio > 0) {
+  if ((a.comp || a.comp16) && a.ratio > 0) {
     const int64_t visible = min((p + 1) / a.ratio, a.max_rows);
     n_comp = visible;
     if (a.sel && a.nsel[t] >= 0) {
@@ -66,13 +82,15 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
   const int64_t n_keys = n_comp + (p - lo + 1);
   const int64_t visible = a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
+  const T* raw = kv_rows<T>(a.raw, a.raw16);
+  const T* comp = kv_rows<T>(a.comp, a.comp16);
   // Key j's row, or nullptr for a bad selected index (it reads nothing).
-  auto key_row = [&](int64_t j) -> const float* {
+  auto key_row = [&](int64_t j) -> const T* {
     if (j < n_comp) {
       const int64_t r = sel ? int64_t(sel[j]) : j;
-      return r < 0 || r >= visible ? nullptr : a.comp + r * D;
+      return r < 0 || r >= visible ? nullptr : comp + r * D;
     }
-    return a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
+    return raw + ((lo + j - n_comp) % a.raw_cap) * D;
   };
 
   const float* qh = a.q + (t * a.heads + h) * D;
@@ -84,10 +102,10 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   }
   // Software-pipelined: the next key's row is in flight while this one is reduced (a
   // key's loads were a full memory round trip on the critical path of each step).
-  const float* k_next = warp < n_keys ? key_row(warp) : nullptr;
+  const T* k_next = warp < n_keys ? key_row(warp) : nullptr;
   if (k_next) {
 #pragma unroll
-    for (int i = 0; i < PL; ++i) next[i] = k_next[lane + 32 * i];
+    for (int i = 0; i < PL; ++i) next[i] = kv_value(k_next[lane + 32 * i]);
   }
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = warp; j < n_keys; j += W) {
@@ -98,7 +116,7 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
     k_next = j + W < n_keys ? key_row(j + W) : nullptr;
     if (k_next) {
 #pragma unroll
-      for (int i = 0; i < PL; ++i) next[i] = k_next[lane + 32 * i];
+      for (int i = 0; i < PL; ++i) next[i] = kv_value(k_next[lane + 32 * i]);
     }
     if (!have) continue;
     float dot = 0.0f;
@@ -141,12 +159,21 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
 // whose thousands of blocks fill the device anyway.
 constexpr int64_t kFewTokens = 4;
 
+template <typename T, int PL>
+void launch_t(const AttentionArgs& a, const Launch& l) {
+  if (a.n <= kFewTokens)
+    launch_kernel(&attention_kernel<T, PL, 16>, unsigned(a.n * a.heads), 32 * 16, 0, l, "attention", a);
+  else
+    launch_kernel(&attention_kernel<T, PL, 4>, unsigned(a.n * a.heads), 32 * 4, 0, l, "attention", a);
+}
+
 template <int PL>
 void launch(const AttentionArgs& a, const Launch& l) {
-  if (a.n <= kFewTokens)
-    launch_kernel(&attention_kernel<PL, 16>, unsigned(a.n * a.heads), 32 * 16, 0, l, "attention", a);
-  else
-    launch_kernel(&attention_kernel<PL, 4>, unsigned(a.n * a.heads), 32 * 4, 0, l, "attention", a);
+  if (a.raw16) {
+    launch_t<uint16_t, PL>(a, l);
+  } else {
+    launch_t<float, PL>(a, l);
+  }
 }
 
 }  // namespace
@@ -154,7 +181,10 @@ void launch(const AttentionArgs& a, const Launch& l) {
 // ---- launchers ----------------------------------------------------------------------
 
 void kv_rope_store(const KvStoreArgs& a, Launch l) {
-  if (!a.kv || !a.raw || !a.pos0 || !a.tab.inv_freq) fail("cuda kv_rope_store: null buffer");
+  if (!a.kv || !(a.raw || a.raw16) || !a.pos0 || !a.tab.inv_freq) fail("cuda kv_rope_store: null buffer");
+  if (a.raw && a.raw16) fail("cuda kv_rope_store: both an F32 and an F16 ring");
+  if (a.raw16 && !a.official)
+    fail("cuda kv_rope_store: an F16 ring needs official numerics (plain rows are not F16-rounded)");
   if (a.n <= 0 || a.head_dim <= 0 || a.raw_cap <= 0) fail("cuda kv_rope_store: bad sizes");
   if (a.tab.n_rot > a.head_dim || a.tab.n_rot % 2) fail("cuda kv_rope_store: n_rot ", a.tab.n_rot);
   launch_kernel(&kv_store_kernel, unsigned(a.n), 128, 0, l, "kv_rope_store", a);
@@ -164,10 +194,16 @@ bool attention_supported(int64_t head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
 }
 
+void check_kv_storage(const AttentionArgs& a, const char* what) {  // attention_cuda.h
+  if (a.raw16 ? (a.raw || a.comp) : (!a.raw || a.comp16))
+    fail(what, ": KV rows must be all F32 (raw, comp) or all F16 (raw16, comp16)");
+}
+
 void attention(const AttentionArgs& a, Launch l) {
-  if (!a.q || !a.out || !a.raw || !a.sinks || !a.pos0) fail("cuda attention: null buffer");
+  if (!a.q || !a.out || !a.sinks || !a.pos0) fail("cuda attention: null buffer");
+  check_kv_storage(a, "cuda attention");
   if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention: bad sizes");
-  if (a.comp && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention: compressed rows without a ratio");
+  if ((a.comp || a.comp16) && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention: compressed rows without a ratio");
   if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention: indexer selection without counts");
   switch (a.head_dim) {
     case 64: launch<2>(a, l); break;

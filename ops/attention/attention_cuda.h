@@ -20,11 +20,16 @@
 
 namespace fp::cuda {
 
+// KV rows may be stored as F16 (a plan's kv_dtype F16, official numerics only: there
+// every stored row is already F16-rounded, so the F16 copy holds the same values and
+// attention reads the same keys): set raw16 / comp16 instead of raw / comp.
+
 // kv [n][head_dim] rotated in place and stored.
 struct KvStoreArgs {
   float* kv = nullptr;
   int64_t n = 0, head_dim = 0;
-  float* raw = nullptr;  // ring [raw_cap][head_dim]
+  float* raw = nullptr;       // ring [raw_cap][head_dim]
+  uint16_t* raw16 = nullptr;  // or the ring as F16 bits (official numerics only)
   int64_t raw_cap = 0;
   RopeTab tab;
   const int64_t* pos0 = nullptr;
@@ -39,6 +44,9 @@ struct AttentionArgs {
   const float* raw = nullptr;  // ring [raw_cap][head_dim]
   int64_t raw_cap = 0, window = 0;
   const float* comp = nullptr;  // compressed rows [max_rows][head_dim]; nullptr: none (SWA)
+  // F16 storage instead (see above): both set or neither.
+  const uint16_t* raw16 = nullptr;
+  const uint16_t* comp16 = nullptr;
   int64_t ratio = 0, max_rows = 0;
   const int32_t* sel = nullptr;   // CSA: [n][topk] rows chosen by the indexer
   const int32_t* nsel = nullptr;  // CSA: [n] count chosen, -1 = every visible row
@@ -48,6 +56,9 @@ struct AttentionArgs {
   const int64_t* pos0 = nullptr;
 };
 bool attention_supported(int64_t head_dim);  // multiples of 32 up to 512
+// Fails unless the rows are all F32 (raw, comp) or all F16 (raw16, comp16); `what` names
+// the caller in the error.
+void check_kv_storage(const AttentionArgs& a, const char* what);
 void attention(const AttentionArgs& a, Launch l);
 // Compute capability 8.0+; q, raw and comp 16-byte aligned.
 void attention_prefill_tc(const AttentionArgs& a, Launch l);

@@ -15,11 +15,15 @@
 // are ~2^-22 relative), so the CPU reference's bound (1e-5 relative L2) holds. The
 // softmax runs in F32 online over key tiles; the sink joins the denominator at the end.
 // The order of keys in a sum differs from the reference's: results are close, not equal.
+// Rows stored as F16 (AttentionArgs::raw16 / comp16) are staged as F16 (half the shared
+// memory and L2 traffic); TF32 holds an F16 value exactly, so their products need two
+// TF32 terms, not three.
 //
 // Block: 4 warps, one token, heads h0 .. h0+15 (rows past the last head are zeros and
 // never stored). Per key tile: warp w computes the 16x8 scores of keys 8w..8w+7; warp w
 // then runs the softmax of heads 4w..4w+3 over the tile's 32 keys; and warp w
 // accumulates output dims [w D/4, (w+1) D/4) for all 16 heads in registers.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -38,10 +42,21 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kLdP = kKeys + 4;  // row stride of the P tile (floats)
 
-// Row stride of the Q and K tiles: D + 4 floats puts the 8 rows x 4 columns of a
-// fragment load in 32 different banks.
+// Row strides (elements) of the Q tile (f32) and the K tile (the stored type: f32, or
+// F16 bits): D + 4 floats, or D + 8 halves, put the 8 rows x 4 columns of a fragment load
+// in different banks.
 constexpr int ld_of(int D) { return D + 4; }
-constexpr size_t smem_bytes(int D) { return size_t(kHeads * ld_of(D) + kKeys * ld_of(D) + kHeads * kLdP) * sizeof(float); }
+template <typename T>
+constexpr int ldk_of(int D) {
+  return sizeof(T) == 4 ? D + 4 : D + 8;
+}
+template <typename T>
+constexpr size_t smem_bytes(int D) {
+  return size_t(kHeads * ld_of(D) + kHeads * kLdP) * sizeof(float) + size_t(kKeys * ldk_of<T>(D)) * sizeof(T);
+}
+
+__device__ __forceinline__ float kv_value(float v) { return v; }
+__device__ __forceinline__ float kv_value(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
@@ -65,14 +80,17 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// c += a b in about F32 accuracy: three TF32 products, the small ones first.
+// c += a b in about F32 accuracy: three TF32 products, the small ones first. kExactB: b
+// came from F16, whose 11-bit significand TF32 holds exactly, so b's low part is zero
+// and its product is skipped.
+template <bool kExactB>
 __device__ __forceinline__ void mma_3xtf32(float (&c)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4],
                                            const float (&b)[2]) {
   uint32_t bh[2], bl[2];
   split(b[0], bh[0], bl[0]);
   split(b[1], bh[1], bl[1]);
   mma_tf32(c, al, bh);
-  mma_tf32(c, ah, bl);
+  if (!kExactB) mma_tf32(c, ah, bl);
   mma_tf32(c, ah, bh);
 }
 
@@ -80,7 +98,8 @@ __device__ __forceinline__ void mma_3xtf32(float (&c)[4], const uint32_t (&ah)[4
 // zeros and reads nothing (src-size 0; `dummy` is any valid address). All of a thread's
 // copies are in flight together until cp_async_wait_all: the tile's row loads wait one
 // memory latency, not one per load.
-__device__ __forceinline__ void cp_async16(float* dst, const float* src, const float* dummy) {
+template <typename T>
+__device__ __forceinline__ void cp_async16(T* dst, const T* src, const T* dummy) {
   const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src ? src : dummy),
                "r"(src ? 16 : 0)
@@ -93,16 +112,20 @@ __device__ __forceinline__ void split4(const float (&a)[4], uint32_t (&hi)[4], u
   for (int i = 0; i < 4; ++i) split(a[i], hi[i], lo[i]);
 }
 
-template <int D>
+template <typename T, int D>  // T: the stored KV element (float, or F16 bits as uint16_t)
 __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a) {
-  constexpr int LD = ld_of(D);
+  constexpr int LD = ld_of(D), LDK = ldk_of<T>(D);
   constexpr int NT = D / (8 * kWarps);  // output n-tiles (8 dims) per warp
+  constexpr int kPer16 = 16 / int(sizeof(T));  // elements per 16-byte copy
+  constexpr bool kF16 = sizeof(T) == 2;
   static_assert(D % (8 * kWarps) == 0, "head_dim must split into 8-dim tiles over the warps");
   extern __shared__ float4 smem4[];
   float* sq = reinterpret_cast<float*>(smem4);  // [kHeads][LD]
-  float* sk = sq + kHeads * LD;                  // [kKeys][LD]
-  float* sp = sk + kKeys * LD;                   // [kHeads][kLdP]: scores, then probabilities
-  __shared__ const float* rows[kKeys];           // the tile's key rows; nullptr: masked
+  float* sp = sq + kHeads * LD;                  // [kHeads][kLdP]: scores, then probabilities
+  T* sk = reinterpret_cast<T*>(sp + kHeads * kLdP);  // [kKeys][LDK]
+  __shared__ const T* rows[kKeys];                // the tile's key rows; nullptr: masked
+  const T* raw = reinterpret_cast<const T*>(kF16 ? static_cast<const void*>(a.raw16) : a.raw);
+  const T* comp = reinterpret_cast<const T*>(kF16 ? static_cast<const void*>(a.comp16) : a.comp);
   __shared__ float s_m[kHeads], s_l[kHeads], s_corr[kHeads];
 
   dev::wait_prev_grid();
@@ -113,10 +136,10 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
 
   // The token's keys, as attention.cu and the CPU reference list them: n_comp compressed
   // rows (all visible ones, or the indexer's selection), then raw positions lo..p.
-  const int64_t visible = a.comp && a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
+  const int64_t visible = comp && a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
   int64_t n_comp = visible;
   const int32_t* sel = nullptr;
-  if (a.comp && a.sel && a.nsel[t] >= 0) {
+  if (comp && a.sel && a.nsel[t] >= 0) {
     n_comp = min(int64_t(a.nsel[t]), a.topk);
     sel = a.sel + t * a.topk;
   }
@@ -143,21 +166,21 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
     __syncthreads();  // the previous tile's rows, keys and probabilities are no longer read
     if (tid < kKeys) {
       const int64_t j = k0 + tid;
-      const float* r = nullptr;
+      const T* r = nullptr;
       if (j < n_comp) {
         const int64_t c = sel ? int64_t(sel[j]) : j;
-        if (c >= 0 && c < visible) r = a.comp + c * D;  // a bad selected index reads nothing
+        if (c >= 0 && c < visible) r = comp + c * D;  // a bad selected index reads nothing
       } else if (j < n_keys) {
-        r = a.raw + ((lo + j - n_comp) % a.raw_cap) * D;
+        r = raw + ((lo + j - n_comp) % a.raw_cap) * D;
       }
       rows[tid] = r;
     }
     __syncthreads();
 #pragma unroll 8
-    for (int i = tid; i < kKeys * (D / 4); i += kThreads) {
-      const int r = i / (D / 4), c = i % (D / 4);
-      const float* src = rows[r];
-      cp_async16(sk + r * LD + 4 * c, src ? src + 4 * c : nullptr, a.raw);
+    for (int i = tid; i < kKeys * (D / kPer16); i += kThreads) {
+      const int r = i / (D / kPer16), c = i % (D / kPer16);
+      const T* src = rows[r];
+      cp_async16(sk + r * LDK + kPer16 * c, src ? src + kPer16 * c : nullptr, raw);
     }
     cp_async_wait_all();
     __syncthreads();
@@ -167,14 +190,14 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
     {
       float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
       const float* qa = sq + g * LD + t4;
-      const float* kb = sk + (8 * warp + g) * LD + t4;
+      const T* kb = sk + (8 * warp + g) * LDK + t4;
 #pragma unroll 4
       for (int kk = 0; kk < D; kk += 8) {
         const float av[4] = {qa[kk], qa[8 * LD + kk], qa[kk + 4], qa[8 * LD + kk + 4]};
-        const float bv[2] = {kb[kk], kb[kk + 4]};
+        const float bv[2] = {kv_value(kb[kk]), kv_value(kb[kk + 4])};
         uint32_t ah[4], al[4];
         split4(av, ah, al);
-        mma_3xtf32(c[(kk >> 3) & 1], ah, al, bv);
+        mma_3xtf32<kF16>(c[(kk >> 3) & 1], ah, al, bv);
       }
       const int col = 8 * warp + 2 * t4;
       sp[g * kLdP + col] = (c[0][0] + c[1][0]) * a.scale;
@@ -220,11 +243,11 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
                            sp[(g + 8) * kLdP + kk + t4 + 4]};
       uint32_t ah[4], al[4];
       split4(av, ah, al);
-      const float* vb = sk + (kk + t4) * LD + warp * (D / kWarps) + g;
+      const T* vb = sk + (kk + t4) * LDK + warp * (D / kWarps) + g;
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
-        const float bv[2] = {vb[8 * n], vb[4 * LD + 8 * n]};
-        mma_3xtf32(acc[n], ah, al, bv);
+        const float bv[2] = {kv_value(vb[8 * n]), kv_value(vb[4 * LDK + 8 * n])};
+        mma_3xtf32<kF16>(acc[n], ah, al, bv);
       }
     }
   }
@@ -250,12 +273,21 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
   }
 }
 
+template <typename T, int D>
+void launch_tc_t(const AttentionArgs& a, const Launch& l) {
+  const size_t smem = smem_bytes<T>(D);
+  opt_in_smem(reinterpret_cast<const void*>(&attention_tc_kernel<T, D>), smem, "attention (tensor cores)");
+  const dim3 grid(unsigned(a.n), unsigned((a.heads + kHeads - 1) / kHeads));
+  launch_kernel(&attention_tc_kernel<T, D>, grid, kThreads, smem, l, "attention (tensor cores)", a);
+}
+
 template <int D>
 void launch_tc(const AttentionArgs& a, const Launch& l) {
-  const size_t smem = smem_bytes(D);
-  opt_in_smem(reinterpret_cast<const void*>(&attention_tc_kernel<D>), smem, "attention (tensor cores)");
-  const dim3 grid(unsigned(a.n), unsigned((a.heads + kHeads - 1) / kHeads));
-  launch_kernel(&attention_tc_kernel<D>, grid, kThreads, smem, l, "attention (tensor cores)", a);
+  if (a.raw16) {
+    launch_tc_t<uint16_t, D>(a, l);
+  } else {
+    launch_tc_t<float, D>(a, l);
+  }
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -263,19 +295,22 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 }  // namespace
 
 void attention_prefill_tc(const AttentionArgs& a, Launch l) {
-  if (!a.q || !a.out || !a.raw || !a.sinks || !a.pos0) fail("cuda attention (tensor cores): null buffer");
-  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention (tensor cores): bad sizes");
-  if (a.comp && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention (tensor cores): compressed rows without a ratio");
-  if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention (tensor cores): indexer selection without counts");
-  // Rows are read as float4: the buffers' bases must be 16-byte aligned (cudaMalloc's are).
-  if (!aligned16(a.q) || !aligned16(a.raw) || (a.comp && !aligned16(a.comp)))
-    fail("cuda attention (tensor cores): q, raw or compressed rows not 16-byte aligned");
+  const char* what = "cuda attention (tensor cores)";
+  if (!a.q || !a.out || !a.sinks || !a.pos0) fail(what, ": null buffer");
+  check_kv_storage(a, what);
+  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail(what, ": bad sizes");
+  if ((a.comp || a.comp16) && (a.ratio <= 0 || a.max_rows <= 0)) fail(what, ": compressed rows without a ratio");
+  if (a.sel && (!a.nsel || a.topk <= 0)) fail(what, ": indexer selection without counts");
+  // Rows are read 16 bytes at a time: the buffers' bases must be 16-byte aligned (cudaMalloc's are).
+  if (!aligned16(a.q) || !aligned16(a.raw ? static_cast<const void*>(a.raw) : a.raw16) ||
+      !aligned16(a.comp ? static_cast<const void*>(a.comp) : a.comp16))
+    fail(what, ": q, raw or compressed rows not 16-byte aligned");
   switch (a.head_dim) {
     case 64: launch_tc<64>(a, l); break;
     case 128: launch_tc<128>(a, l); break;
     case 256: launch_tc<256>(a, l); break;
     case 512: launch_tc<512>(a, l); break;
-    default: fail("cuda attention (tensor cores): head_dim ", a.head_dim, ", expected 64, 128, 256 or 512");
+    default: fail(what, ": head_dim ", a.head_dim, ", expected 64, 128, 256 or 512");
   }
 }
 

@@ -84,8 +84,13 @@ __global__ void emit_kernel(CompressorArgs a, int64_t w, bool overlap) {
       __syncthreads();
     }
   }
-  float* out = a.rows + win * d;
-  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) out[j] = row[j];
+  if (a.rows16) {
+    uint16_t* out = a.rows16 + win * d;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) out[j] = __half_as_ushort(__float2half_rn(row[j]));
+  } else {
+    float* out = a.rows + win * d;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) out[j] = row[j];
+  }
 }
 
 }  // namespace
@@ -94,8 +99,12 @@ __global__ void emit_kernel(CompressorArgs a, int64_t w, bool overlap) {
 
 void compressor(const CompressorArgs& a, Launch l) {
   const char* what = "cuda compressor";
-  if (!a.kv || !a.gate || !a.ape || !a.ring_kv || !a.ring_score || !a.rows || !a.norm || !a.pos0 || !a.tab.inv_freq)
+  if (!a.kv || !a.gate || !a.ape || !a.ring_kv || !a.ring_score || !(a.rows || a.rows16) || !a.norm || !a.pos0 ||
+      !a.tab.inv_freq)
     fail(what, ": null buffer");
+  if (a.rows && a.rows16) fail(what, ": both F32 and F16 rows");
+  if (a.rows16 && (!a.official || a.index_keys))
+    fail(what, ": F16 rows need official numerics and attention rows (only those are F16-rounded)");
   if (a.shape.ratio <= 0 || a.shape.dim <= 0 || a.n <= 0) fail(what, ": ratio ", a.shape.ratio, ", dim ", a.shape.dim);
   if (a.cap < compressor_ring_min(a.shape, a.n))
     fail(what, ": ring of ", a.cap, " slots, a step of ", a.n, " tokens needs ", compressor_ring_min(a.shape, a.n));

@@ -28,6 +28,8 @@ struct CompressorArgs {
   float* ring_score = nullptr;  // [cap][width]
   int64_t cap = 0;
   float* rows = nullptr;        // [max_rows][dim] emitted rows
+  uint16_t* rows16 = nullptr;   // or as F16 bits: attention rows in official numerics only
+                                // (already F16-rounded there, so the same values)
   int64_t max_rows = 0;
   ref::CompressorShape shape;
   int64_t n = 0;

@@ -74,6 +74,12 @@ class Compiler {
            model_ctx);
     if (o_.kv_dtype != DType::F32 && o_.kv_dtype != DType::F16)
       fail("--kv-dtype ", dtype_name(o_.kv_dtype), ": expected f32 or f16");
+    // F16 storage holds the same values only where the rows are F16-rounded before they
+    // are stored: official numerics. Plain numerics would round them here, silently.
+    if (o_.kv_dtype == DType::F16 && o_.numerics != Numerics::official)
+      fail("--kv-dtype f16 with --numerics plain: plain numerics keeps KV rows in F32 (official numerics rounds "
+           "them to F16 before they are stored, so F16 storage changes nothing there); expected --kv-dtype f32 or "
+           "--numerics official");
     std::vector<std::string> host(tensors_.size());
     if (devices_ > 1) return run_multi(host);
 
@@ -269,6 +275,7 @@ class Compiler {
     bo.max_context = int64_t(a.context);
     bo.logit_rows = cuda_logit_rows(o_.mtp_depth);
     bo.expert_split = devices_ > 1;
+    bo.kv_f16 = o_.kv_dtype == DType::F16;
     for (const PhaseGraph& ph : a.graph.phases)
       if (ph.kind == PhaseKind::prefill) bo.max_step = std::max<int64_t>(bo.max_step, ph.max_tokens);
     for (const PhaseSelection& sel : a.selection)

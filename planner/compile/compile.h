@@ -42,7 +42,7 @@ inline constexpr uint64_t kCollectiveReserveBytes = 256ull << 20;
 struct CompileOptions {
   uint64_t max_context = 0;      // 0: min(model context length, kDefaultMaxContext)
   Numerics numerics = Numerics::official;
-  DType kv_dtype = DType::F32;   // F32 or F16
+  DType kv_dtype = DType::F32;   // F32 or F16 (official numerics only: its rows are F16-rounded already)
   std::vector<uint32_t> prefill_buckets = {16, 128, 512, 2048};
   uint32_t mtp_depth = 1;
   bool allow_offload = true;

@@ -16,6 +16,7 @@ namespace fp {
 
 CudaBuffers cuda_buffers(const ModelConfig& c, const CudaBufferOptions& o) {
   CudaBuffers b;
+  b.kv_bytes = o.kv_f16 ? 2 : 4;
   const int64_t S = std::max<int64_t>(1, o.max_step);
   const int64_t E = c.n_embd, D = c.head_dim, H = c.n_head, QL = c.q_lora_rank;
   const int64_t IH = c.indexer_heads, ID = c.indexer_head_dim, K = c.n_expert_used, V = c.n_vocab;
@@ -135,9 +136,10 @@ uint64_t CudaBuffers::table_bytes() const {
 uint64_t CudaBuffers::state_bytes() const {
   uint64_t s = 0;
   for (const Layer& L : layers) {
-    s += buffer_bytes(L.raw_rows * L.raw_dim, 4);
-    for (const Compressor* k : {&L.attn, &L.index})
-      if (k->ratio) s += 2 * buffer_bytes(k->cap * k->width, 4) + buffer_bytes(k->max_rows * k->dim, 4);
+    s += buffer_bytes(L.raw_rows * L.raw_dim, kv_bytes);
+    for (const Compressor* k : {&L.attn, &L.index})  // rings f32; rows kv_bytes (attention) or f32 (indexer keys)
+      if (k->ratio)
+        s += 2 * buffer_bytes(k->cap * k->width, 4) + buffer_bytes(k->max_rows * k->dim, k == &L.attn ? kv_bytes : 4);
   }
   return s;
 }

@@ -23,6 +23,7 @@ struct CudaBufferOptions {
   bool moe_grouped = false;  // the grouped prefill MoE runs (its workspace)
   bool gemm = false;         // the dequantise + cuBLAS prefill GEMM runs (its workspace)
   bool expert_split = false;  // multi-GPU: per-slot expert outputs and local expert ids
+  bool kv_f16 = false;        // the raw KV rings and the attention compressors' rows as F16 (plan kv_dtype)
 };
 
 // Element counts (bytes where the name says so) of every buffer the executor allocates.
@@ -54,6 +55,7 @@ struct CudaBuffers {
     Compressor attn, index;         // ratio 0 when the layer has none
   };
   std::vector<Layer> layers;
+  int64_t kv_bytes = 4;  // bytes per value of the raw rings and attention rows (2: F16); the rest is f32
   // ---- widths the executor checks its weights against
   int64_t ff_shared = 0, ff_expert = 0, widest = 0, max_cols = 0;
 

@@ -122,6 +122,7 @@ ExecutorOptions executor_options(const CudaOptions& o, std::shared_ptr<const Pro
     e.planned_bytes = m->kv_bytes() + m->activation_bytes() + m->workspace_bytes();
     e.logit_rows = cuda_logit_rows((*o.plan)->provenance()->options()->mtp_depth());  // as the planner budgeted
   }
+  if (o.plan) e.kv_f16 = (*o.plan)->provenance()->options()->kv_dtype() == plan::DType::F16;
   e.products = std::move(products);
   e.numerics = o.numerics;
   e.max_context = o.max_context;

@@ -144,6 +144,9 @@ struct ExecutorOptions {
   int64_t max_step = 256;
   bool graphs = true;         // capture step shapes into CUDA graphs (decode, prefill chunks)
   bool exact_matmul = false;  // f32 activations in every product (no q8 quantisation)
+  // The plan's kv_dtype F16: raw KV rings and attention rows stored as F16 (official
+  // numerics only, where the stored rows are F16-rounded: the same values, half the bytes).
+  bool kv_f16 = false;
   std::shared_ptr<const ProductKernels> products;  // from a plan; null: the linear family picks
   // The plan's budget for activations, workspace and sequence state (0: no plan). The
   // executor refuses to start when its buffer table needs more.

@@ -69,6 +69,7 @@ struct CompState {
   float* ring_score = nullptr;
   int64_t cap = 0;
   float* rows = nullptr;
+  uint16_t* rows16 = nullptr;  // instead of rows: F16 attention rows (ExecutorOptions::kv_f16)
   int64_t max_rows = 0;
   float* ape = nullptr;  // [ratio][width] f32 copy of the ape tensor
 };
@@ -77,6 +78,7 @@ struct LayerState {
   LayerKind kind = LayerKind::SWA;
   int64_t ratio = 0;
   float* raw = nullptr;
+  uint16_t* raw16 = nullptr;  // instead of raw: the ring as F16 (ExecutorOptions::kv_f16)
   int64_t raw_cap = 0;
   CompState attn, index;
 };
@@ -200,7 +202,7 @@ struct Executor::Impl {
 
   void setup();
   void check_memory(const CudaBuffers& B) const;
-  CompState make_comp(int64_t ratio, int64_t dim, const ref::Weight& ape);
+  CompState make_comp(int64_t ratio, int64_t dim, const ref::Weight& ape, bool f16_rows);
   RopeTab upload_rope(const ref::Rope& r);
   const RopeTab& tab_for(const cpu::LayerW& L) const { return L.ratio == 0 ? tab_main : tab_comp; }
 
@@ -247,7 +249,7 @@ RopeTab Executor::Impl::upload_rope(const ref::Rope& r) {
   return {d, r.n_rot()};
 }
 
-CompState Executor::Impl::make_comp(int64_t ratio, int64_t dim, const ref::Weight& ape) {
+CompState Executor::Impl::make_comp(int64_t ratio, int64_t dim, const ref::Weight& ape, bool f16_rows) {
   CompState cs;
   cs.shape = {ratio, dim};
   const int64_t wd = cs.shape.width();
@@ -255,8 +257,14 @@ CompState Executor::Impl::make_comp(int64_t ratio, int64_t dim, const ref::Weigh
   cs.ring_kv = arena.alloc<float>(cs.cap * wd, "compressor ring");
   cs.ring_score = arena.alloc<float>(cs.cap * wd, "compressor ring");
   cs.max_rows = (o.max_context + ratio - 1) / ratio;
-  cs.rows = arena.alloc<float>(cs.max_rows * dim, "compressed rows");
-  state_bytes += uint64_t(2 * cs.cap * wd + cs.max_rows * dim) * sizeof(float);
+  state_bytes += uint64_t(2 * cs.cap * wd) * sizeof(float);
+  if (f16_rows) {
+    cs.rows16 = arena.alloc<uint16_t>(cs.max_rows * dim, "compressed rows (F16)");
+    state_bytes += uint64_t(cs.max_rows * dim) * sizeof(uint16_t);
+  } else {
+    cs.rows = arena.alloc<float>(cs.max_rows * dim, "compressed rows");
+    state_bytes += uint64_t(cs.max_rows * dim) * sizeof(float);
+  }
   if (ape.rows != ratio || ape.cols != wd)
     fail(ape.name, ": shape [", ape.cols, ", ", ape.rows, "], expected [", wd, ", ", ratio, "]");
   // The pooling adds ape rows to f32 gates: keep an f32 copy (tiny), dequantised on the
@@ -277,6 +285,9 @@ void Executor::Impl::setup() {
   if (c.n_head_kv != 1) fail("cuda executor: head_count_kv ", c.n_head_kv, ", expected 1");
   if (!attention_supported(c.head_dim)) fail("cuda executor: head_dim ", c.head_dim, " has no attention kernel");
   if (o.products && o.exact_matmul) fail("cuda executor: exact products override a plan's kernels; run one or the other");
+  if (o.kv_f16 && o.numerics != Numerics::official)
+    fail("cuda executor: the plan stores KV as F16, which needs official numerics (plain keeps KV rows in F32); "
+         "run with the plan's numerics or compile with --kv-dtype f32");
   ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   quant_cuda_init();  // IQ tables uploaded before any capture
   hcs.hc = c.hc_count;
@@ -306,6 +317,7 @@ void Executor::Impl::setup() {
   bo.gemm = o.products && o.products->uses_gemm;
   bo.logit_rows = o.logit_rows > 0 ? std::min(o.logit_rows, S) : S;
   bo.expert_split = o.part.expert_split;
+  bo.kv_f16 = o.kv_f16;
   logit_rows = bo.logit_rows;
   const CudaBuffers B = cuda_buffers(c, bo);
   check_memory(B);
@@ -398,10 +410,15 @@ void Executor::Impl::setup() {
     st.kind = L.kind;
     st.ratio = L.ratio;
     st.raw_cap = B.layers[l].raw_rows;
-    st.raw = arena.alloc<float>(st.raw_cap * D, "raw kv ring");
-    state_bytes += uint64_t(st.raw_cap * D) * sizeof(float);
-    if (L.kind != LayerKind::SWA) st.attn = make_comp(L.ratio, D, L.comp_ape);
-    if (L.kind == LayerKind::CSA) st.index = make_comp(L.ratio, ID, L.idx_comp_ape);
+    if (o.kv_f16) {
+      st.raw16 = arena.alloc<uint16_t>(st.raw_cap * D, "raw kv ring (F16)");
+      state_bytes += uint64_t(st.raw_cap * D) * sizeof(uint16_t);
+    } else {
+      st.raw = arena.alloc<float>(st.raw_cap * D, "raw kv ring");
+      state_bytes += uint64_t(st.raw_cap * D) * sizeof(float);
+    }
+    if (L.kind != LayerKind::SWA) st.attn = make_comp(L.ratio, D, L.comp_ape, o.kv_f16);
+    if (L.kind == LayerKind::CSA) st.index = make_comp(L.ratio, ID, L.idx_comp_ape, false);  // indexer keys stay f32
     layers.push_back(st);
   }
 
@@ -537,6 +554,7 @@ void Executor::Impl::kv_rope_store(LayerState& st, const RopeTab& t, int64_t n) 
   k.n = n;
   k.head_dim = D;
   k.raw = st.raw;
+  k.raw16 = st.raw16;
   k.raw_cap = st.raw_cap;
   k.tab = t;
   k.pos0 = pos;
@@ -556,6 +574,7 @@ void Executor::Impl::compressor(CompState& cs, const ref::Weight& kv_w, const re
   ca.ring_score = cs.ring_score;
   ca.cap = cs.cap;
   ca.rows = cs.rows;
+  ca.rows16 = cs.rows16;
   ca.max_rows = cs.max_rows;
   ca.shape = cs.shape;
   ca.n = n;
@@ -610,10 +629,12 @@ void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) 
   aa.heads = H;
   aa.head_dim = D;
   aa.raw = st.raw;
+  aa.raw16 = st.raw16;
   aa.raw_cap = st.raw_cap;
   aa.window = c.sliding_window;
   if (st.kind != LayerKind::SWA) {
     aa.comp = st.attn.rows;
+    aa.comp16 = st.attn.rows16;
     aa.ratio = st.ratio;
     aa.max_rows = st.attn.max_rows;
   }

@@ -14,6 +14,7 @@
 #include "ops/attention/attention_cuda.h"
 #include "ops/compressor/compressor.h"
 #include "ops/compressor/compressor_cuda.h"
+#include "ops/core/half.h"
 #include "ops/norm/norm.h"
 #include "ops/numerics/numerics.h"
 #include "ops/rope/rope.h"
@@ -138,8 +139,26 @@ TEST_CASE("gpu ops: kv_rope_store, plain and official numerics") {
     const auto got = dring.get<float>(ring_ref.size());
     if (official) {
       check_rounded("kv_rope_store official", got, ring_ref);
+      // An F16 ring (kv_dtype F16) holds the F32 ring's values bit for bit: the rows are
+      // F16-rounded before they are stored.
+      DevBuf dkv2(kv), dring16(size_t(cap * D) * 2);
+      GPU_CHECK(cudaMemset(dring16.p, 0, dring16.bytes));
+      cuda::KvStoreArgs a16 = a;
+      a16.kv = dkv2.as<float>();
+      a16.raw = nullptr;
+      a16.raw16 = dring16.as<uint16_t>();
+      cuda::kv_rope_store(a16, nullptr);
+      const auto h = dring16.get<uint16_t>(size_t(cap * D));
+      std::vector<float> widened(h.size());
+      for (size_t i = 0; i < h.size(); ++i) widened[i] = f16_to_f32(h[i]);
+      check_same_bits("kv_rope_store into an F16 ring", widened, got);
     } else {
       check_close("kv_rope_store", got, ring_ref, kExact);
+      cuda::KvStoreArgs a16 = a;  // plain rows are not F16-rounded: an F16 ring is refused
+      a16.raw = nullptr;
+      DevBuf dring16(size_t(cap * D) * 2);
+      a16.raw16 = dring16.as<uint16_t>();
+      CHECK_THROWS_WITH(cuda::kv_rope_store(a16, nullptr), doctest::Contains("official numerics"));
     }
   }
 }
@@ -149,7 +168,7 @@ namespace {
 enum class Kind { swa, hca, csa_sel, csa_all };
 
 void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_64& rng, bool bad_indices = false,
-                    int64_t H = 4) {
+                    int64_t H = 4, bool f16_rows = false) {
   CAPTURE(int(kind));
   CAPTURE(n);
   CAPTURE(pos0);
@@ -161,6 +180,10 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   auto q = randn(size_t(n * H * D), rng, 0.3f);
   auto raw = randn(size_t(raw_cap * D), rng);
   auto comp = randn(size_t(max_rows * D), rng);
+  if (f16_rows) {  // the rows official numerics stores: F16-rounded
+    ref::f16_round_inplace(raw.data(), int64_t(raw.size()));
+    ref::f16_round_inplace(comp.data(), int64_t(comp.size()));
+  }
   auto sinks = randn(size_t(H), rng);
   std::vector<int32_t> sel(size_t(n * topk), 0), nsel(size_t(n), -1);
   if (kind == Kind::csa_sel) {
@@ -254,6 +277,29 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   a4.out = dout4.as<float>();
   cuda::attention_prefill_tc(a4, pdl2.launch());
   check_same_bits("attention on tensor cores with PDL", dout4.get<float>(q.size()), tc);
+
+  if (!f16_rows) return;
+  // The same rows stored as F16 bits (a plan's kv_dtype F16): both kernels read the same
+  // values, so the same bits come out.
+  auto bits = [](const std::vector<float>& v) {
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_f16(v[i]);
+    return h;
+  };
+  DevBuf draw16(bits(raw)), dcomp16(bits(comp)), dout5(q.size() * 4), dout6(q.size() * 4);
+  GPU_CHECK(cudaMemset(dout5.p, 0xff, dout5.bytes));
+  GPU_CHECK(cudaMemset(dout6.p, 0xff, dout6.bytes));
+  cuda::AttentionArgs a5 = a;
+  a5.raw = nullptr;
+  a5.comp = nullptr;
+  a5.raw16 = draw16.as<uint16_t>();
+  if (ratio) a5.comp16 = dcomp16.as<uint16_t>();
+  a5.out = dout5.as<float>();
+  cuda::attention(a5, nullptr);
+  check_same_bits("attention over F16 rows", dout5.get<float>(q.size()), plain);
+  a5.out = dout6.as<float>();
+  cuda::attention_prefill_tc(a5, nullptr);
+  check_same_bits("attention on tensor cores over F16 rows", dout6.get<float>(q.size()), tc);
 }
 
 }  // namespace
@@ -273,6 +319,12 @@ TEST_CASE("gpu ops: attention with sinks, decode and prefill, every layer kind")
   attention_case(Kind::csa_sel, 4, 700, 256, rng, true, 17);
   attention_case(Kind::csa_all, 40, 600, 512, rng, false, 64);
   attention_case(Kind::swa, 33, 0, 512, rng, false, 64);  // the first chunk: windows still filling
+  // KV stored as F16 (official numerics' rows), every layer kind, decode and prefill.
+  for (Kind k : {Kind::swa, Kind::hca, Kind::csa_sel, Kind::csa_all}) {
+    attention_case(k, 1, 300, 512, rng, false, 64, true);
+    attention_case(k, 24, 500, 512, rng, k == Kind::csa_sel, 64, true);
+    attention_case(k, 5, 90, 64, rng, false, 20, true);
+  }
 }
 
 namespace {
@@ -316,12 +368,12 @@ void compressor_case(int64_t ratio, int64_t dim, bool index_keys, bool official,
     }
   }
 
-  // GPU: in chunks.
+  // GPU: in chunks, rows as F32 or (rows16) as F16 bits.
   const int64_t cap = cuda::compressor_ring_min(sh, max_chunk);
-  DevBuf dkv(kv), dgate(gate), dape(ape), dnorm(norm), drk(size_t(cap * w) * 4), drs(size_t(cap * w) * 4),
-      drows(rows_ref.size() * 4), derr(4);
-  GPU_CHECK(cudaMemset(drows.p, 0, drows.bytes));
+  DevBuf dkv(kv), dgate(gate), dape(ape), dnorm(norm), derr(4);
   GPU_CHECK(cudaMemset(derr.p, 0, 4));
+  auto run = [&](float* rows, uint16_t* rows16) {
+  DevBuf drk(size_t(cap * w) * 4), drs(size_t(cap * w) * 4);
   DevPos p(0);
   int64_t pos = 0;
   for (size_t i = 0; pos < total; ++i) {
@@ -334,7 +386,8 @@ void compressor_case(int64_t ratio, int64_t dim, bool index_keys, bool official,
     a.ring_kv = drk.as<float>();
     a.ring_score = drs.as<float>();
     a.cap = cap;
-    a.rows = drows.as<float>();
+    a.rows = rows;
+    a.rows16 = rows16;
     a.max_rows = max_rows;
     a.shape = sh;
     a.n = m;
@@ -347,6 +400,10 @@ void compressor_case(int64_t ratio, int64_t dim, bool index_keys, bool official,
     cuda::compressor(a, nullptr);
     pos += m;
   }
+  };
+  DevBuf drows(rows_ref.size() * 4);
+  GPU_CHECK(cudaMemset(drows.p, 0, drows.bytes));
+  run(drows.as<float>(), nullptr);
   const auto got = drows.get<float>(rows_ref.size());
   if (official) {
     check_rounded("compressor rows official", got, rows_ref);
@@ -354,6 +411,17 @@ void compressor_case(int64_t ratio, int64_t dim, bool index_keys, bool official,
     check_close("compressor rows", got, rows_ref, kF32);
   }
   CHECK(derr.get<uint32_t>(1)[0] == 0);
+  DevBuf drows16(rows_ref.size() * 2);
+  GPU_CHECK(cudaMemset(drows16.p, 0, drows16.bytes));
+  if (official && !index_keys) {  // F16 attention rows (kv_dtype F16): the F32 rows' values, bit for bit
+    run(nullptr, drows16.as<uint16_t>());
+    const auto h = drows16.get<uint16_t>(rows_ref.size());
+    std::vector<float> widened(h.size());
+    for (size_t i = 0; i < h.size(); ++i) widened[i] = f16_to_f32(h[i]);
+    check_same_bits("compressor rows as F16", widened, got);
+  } else {  // F16 rows hold only official attention rows: refused
+    CHECK_THROWS_WITH(run(nullptr, drows16.as<uint16_t>()), doctest::Contains("official numerics"));
+  }
 }
 
 }  // namespace

@@ -263,13 +263,38 @@ TEST_CASE("compile: a measured timing overrides the cost model") {
 TEST_CASE("compile: numerics, KV dtype and prefill buckets are recorded") {
   CompileOptions o;
   o.numerics = Numerics::plain;
-  o.kv_dtype = DType::F16;
   o.prefill_buckets = {64, 512};
   const auto p = compile_plan(test::tiny_model(), test::shipped_profile("h100-sxm-80gb"), o);
   CHECK(p->numerics == plan::Numerics::plain);
-  CHECK(p->provenance->options->kv_dtype == plan::DType::F16);
+  CHECK(p->provenance->options->kv_dtype == plan::DType::F32);
   std::vector<std::string> names;
   for (const auto& ph : p->phases) names.push_back(ph->name);
   CHECK(names == std::vector<std::string>{"prefill.1-64", "prefill.65-512", "decode", "mtp_draft", "mtp_verify"});
   CHECK(p->model->config->mtp == plan::MtpLayout::in_file);
+}
+
+TEST_CASE("compile: F16 KV storage halves the rings and attention rows, in official numerics only") {
+  CompileOptions o;
+  o.max_context = 4096;
+  const auto f32 = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
+  o.kv_dtype = DType::F16;
+  const auto f16 = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
+  CHECK(f16->provenance->options->kv_dtype == plan::DType::F16);
+  // The CUDA buffer table the plan budgets: raw rings and attention rows at 2 bytes a
+  // value, the compressor rings and the indexer's keys still f32.
+  const ModelConfig& c = test::full_model().config();
+  CudaBufferOptions bo;
+  bo.max_context = 4096;
+  bo.max_step = 2048;
+  const uint64_t s32 = cuda_buffers(c, bo).state_bytes();
+  bo.kv_f16 = true;
+  const uint64_t s16 = cuda_buffers(c, bo).state_bytes();
+  uint64_t halved = 0;  // the F32 bytes of what F16 stores
+  for (const auto& L : cuda_buffers(c, bo).layers)
+    halved += uint64_t(L.raw_rows * L.raw_dim + L.attn.max_rows * L.attn.dim) * 4;
+  CHECK(s32 - s16 == halved / 2);
+  CHECK(f16->memory->kv_bytes < f32->memory->kv_bytes);
+  o.numerics = Numerics::plain;
+  CHECK_THROWS_WITH(compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o),
+                    doctest::Contains("--kv-dtype f16 with --numerics plain"));
 }
