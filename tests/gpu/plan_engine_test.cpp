@@ -463,3 +463,30 @@ TEST_CASE("a plan budgeting less than the executor needs is refused; logits beyo
   // append_all still returns every row: it steps that many rows at a time.
   CHECK(s->append_all(toks).size() == out.size());
 }
+
+TEST_CASE("plan kv_dtype F16 (official numerics): the same greedy tokens as F32 KV, half the KV bytes") {
+  // Official numerics rounds every stored KV row to F16 first, so F16 storage holds the
+  // same values: every attention input, hence every token, is the F32 plan's.
+  const Model m = Model::open(kTiny);
+  CompileOptions co = tiny_options();
+  co.numerics = Numerics::official;
+  const auto f32 = compile_for(m, profile_for_this_gpu(), co);
+  co.kv_dtype = DType::F16;
+  const auto f16 = compile_for(m, profile_for_this_gpu(), co);
+  CHECK((*f16)->memory()->kv_bytes() < (*f32)->memory()->kv_bytes());
+  const std::vector<int32_t> prompt = {0, 5, 17, 42, 99, 3, 250, 7, 7, 31, 64, 2, 9, 11, 200, 1, 4, 8, 15, 16,
+                                       23, 42, 108, 4, 4, 19, 77, 301, 5, 6, 12, 90, 91, 92, 3, 2, 1};
+  auto e32 = cuda::CudaEngine::open(kTiny, options_of(f32));
+  const auto want = greedy(*e32, prompt, 24);
+  for (int64_t step : {int64_t(256), int64_t(7)}) {  // one prefill chunk, and chunks in other buckets
+    CAPTURE(step);
+    cuda::CudaOptions o = options_of(f16);
+    o.max_step = step;
+    auto e16 = cuda::CudaEngine::open(kTiny, o);
+    CHECK(greedy(*e16, prompt, 24) == want);
+  }
+  // The executor refuses F16 KV with plain numerics (the planner does too).
+  cuda::CudaOptions plain = options_of(f16);
+  plain.numerics = Numerics::plain;
+  CHECK_THROWS(cuda::CudaEngine::open(kTiny, plain));
+}
