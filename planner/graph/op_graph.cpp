@@ -80,7 +80,7 @@ std::vector<KvSizes> kv_sizes(const ModelConfig& c, bool has_mtp, uint64_t conte
       s.state_bytes = compressor_state_bytes(s.ratio, c.head_dim);
       if (s.ratio == kCsaRatio) {
         s.index_rows = s.compressed_rows;
-        s.index_bytes = s.index_rows * c.indexer_head_dim * kvb;
+        s.index_bytes = s.index_rows * c.indexer_head_dim * 4;  // indexer keys stay f32 (FP4 round trip: not F16 values)
         s.state_bytes += compressor_state_bytes(s.ratio, c.indexer_head_dim);
       }
     }
@@ -266,7 +266,7 @@ class Builder {
       const auto l = static_cast<int32_t>(s.layer);
       add_buffer(p + "kv_raw", BufferKind::kv_raw, l, o_.kv_dtype, s.raw_bytes);
       if (s.compressed_bytes) add_buffer(p + "kv_compressed", BufferKind::kv_compressed, l, o_.kv_dtype, s.compressed_bytes);
-      if (s.index_bytes) add_buffer(p + "index_keys", BufferKind::index_keys, l, o_.kv_dtype, s.index_bytes);
+      if (s.index_bytes) add_buffer(p + "index_keys", BufferKind::index_keys, l, DType::F32, s.index_bytes);
       if (s.ratio > 0) {
         add_buffer(p + "compressor_state", BufferKind::compressor_state, l, DType::F32,
                    compressor_state_bytes(s.ratio, c.head_dim));
@@ -492,7 +492,7 @@ class Builder {
       n.shape.head_dim = c.indexer_head_dim;
       n.shape.rows = rows;
       n.max_rows = static_cast<int64_t>(o_.max_context / ratio);
-      n.shape.act_bytes += static_cast<double>(rows) * c.indexer_head_dim * kvb_;
+      n.shape.act_bytes += static_cast<double>(rows) * c.indexer_head_dim * 4.0;  // f32 keys
       n.shape.flops = 2.0 * t * c.indexer_heads * rows * c.indexer_head_dim + 2.0 * t * rows;
     }
     {
