@@ -3,7 +3,6 @@
 // Sinkhorn work on hc² values per token, one lane each, in double and in the CPU
 // reference's order of additions; the collapse and post spread over the block.
 #include <algorithm>
-#include <type_traits>
 
 #include "ops/core/block_reduce.cuh"
 #include "ops/core/pdl.cuh"
@@ -61,16 +60,11 @@ __device__ __forceinline__ double sigmoid(double z) { return 1.0 / (1.0 + exp(-z
 // kernels add the slices in order. A decode step (one token) thus spreads over
 // up to kMaxMixSlices blocks instead of one block per token.
 constexpr int kMaxMixSlices = 64;
-// Tokens per block: 4 for decode-sized steps; 32 from 32 tokens on, so a prefill chunk
-// reads each weight slice once per 32 tokens, not per 4 (a 2048-token chunk was 32768
-// blocks of ~24 K multiply-adds each: 0.8 ms a node on an H100). A token's sums are the
-// same operations in the same order either way: bit-identical results.
-constexpr int kMixTokensFew = 4;
-constexpr int kMixTokensMany = 32;
+constexpr int kMixTokens = 4;
 constexpr int kMixThreads = 256;
 constexpr int kMixUnroll = 8;  // loads in flight per lane and row (a decode step is latency-bound)
 
-template <DType kT, int kMixTokens>
+template <DType kT>
 __global__ void mix_partial(const float* X, int64_t n, const uint8_t* fn, int64_t fn_row_bytes, int64_t hd, int64_t M,
                             float* partial) {
   __shared__ double red[32];
@@ -101,9 +95,7 @@ __global__ void mix_partial(const float* X, int64_t n, const uint8_t* fn, int64_
         }
       }
     }
-#pragma unroll
-    for (int i = 0; i < kMixTokens; ++i) {  // static indices keep acc in registers
-      if (i >= nt) break;
+    for (int i = 0; i < nt; ++i) {
       const float v = dev::warp_reduce_sum(acc[i]);
       if (lane == 0) partial[((t0 + i) * slices + slice) * (M + 1) + r] = v;
     }
@@ -262,20 +254,12 @@ int mix_partials(const float* X, int64_t n, const ref::Weight& fn, int64_t M, co
   if (n <= 0) fail(fn.name, ": ", n, " tokens");
   const int64_t hd = s.hc * s.dim;
   const int64_t slices = std::clamp<int64_t>(std::min((hd + M) / (M + 1), hd / 128), 1, kMaxMixSlices);
-  auto launch = [&](auto tokens) {
-    constexpr int kTok = decltype(tokens)::value;
-    const dim3 grid(unsigned(slices), unsigned((n + kTok - 1) / kTok));
-    auto* kernel = fn.type == DType::F32    ? &mix_partial<DType::F32, kTok>
-                   : fn.type == DType::F16  ? &mix_partial<DType::F16, kTok>
-                   : fn.type == DType::BF16 ? &mix_partial<DType::BF16, kTok>
-                                            : &mix_partial<DType::Q8_0, kTok>;
-    launch_kernel(kernel, grid, kMixThreads, 0, l, "hc mix", X, n, fn.data, fn.row_bytes(), hd, M, scratch);
-  };
-  if (n >= kMixTokensMany) {
-    launch(std::integral_constant<int, kMixTokensMany>{});
-  } else {
-    launch(std::integral_constant<int, kMixTokensFew>{});
-  }
+  const dim3 grid(unsigned(slices), unsigned((n + kMixTokens - 1) / kMixTokens));
+  auto* kernel = fn.type == DType::F32    ? &mix_partial<DType::F32>
+                 : fn.type == DType::F16  ? &mix_partial<DType::F16>
+                 : fn.type == DType::BF16 ? &mix_partial<DType::BF16>
+                                          : &mix_partial<DType::Q8_0>;
+  launch_kernel(kernel, grid, kMixThreads, 0, l, "hc mix", X, n, fn.data, fn.row_bytes(), hd, M, scratch);
   return int(slices);
 }
 

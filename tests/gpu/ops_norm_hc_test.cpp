@@ -173,11 +173,11 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
 }
 
 TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token for token, a decode-sized step") {
-  // From 32 tokens on the mix reads its weights once per 32 tokens, not per 4: each
-  // token's sums keep their order, so its outputs are the bits a 3-token step gives it.
+  // The mix takes tokens in tiles and the tail a block per token: a token's outputs must
+  // not depend on which other tokens share its step (bit for bit).
   std::mt19937_64 rng(31);
   const auto s = shape(4096);
-  const int64_t n = 70, few = 3, hd = s.hc * s.dim, mix = s.mix();  // 70: two full 32-token tiles and a partial one
+  const int64_t n = 70, few = 3, hd = s.hc * s.dim, mix = s.mix();  // 70: a partial last tile
   auto X = randn(size_t(n * hd), rng);
   auto fnv = randn(size_t(mix * hd), rng, float(1.0 / std::sqrt(double(hd))));
   for (auto& v : fnv) v = f16_to_f32(f32_to_f16(v));
