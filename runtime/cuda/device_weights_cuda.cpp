@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cstdio>
 #include <unistd.h>
+#include <iterator>
+#include <map>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -165,6 +168,7 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     size_t mapping;  // index in im.vmm
     uint64_t bytes;
     int device;
+    std::map<uint64_t, std::pair<uint64_t, std::string>> members;  // offset -> (end, tensor)
   };
   std::unordered_map<int64_t, PackMapping> packs;
   for (const WeightPlacement& p : placements) {
@@ -199,7 +203,7 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
       if (p.pack_offset % 16 != 0 || p.pack_offset + d.bytes > p.pack_bytes)
         fail(p.tensor, ": bytes [", p.pack_offset, ", ", p.pack_offset + d.bytes, ") in packed chunk ", p.pack, " of ",
              p.pack_bytes, " bytes, expected a 16-byte aligned range inside it");
-      auto [it, fresh] = packs.try_emplace(p.pack, PackMapping{im.vmm.size(), p.pack_bytes, p.device});
+      auto [it, fresh] = packs.try_emplace(p.pack, PackMapping{im.vmm.size(), p.pack_bytes, p.device, {}});
       if (fresh) {
         im.vmm.push_back(VmmMapping::create(p.device, p.pack_bytes, "packed chunk " + std::to_string(p.pack)));
         im.device_bytes += im.vmm.back().mapped();
@@ -207,6 +211,19 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
         fail(p.tensor, ": packed chunk ", p.pack, " of ", p.pack_bytes, " bytes on device ", p.device,
              ", expected the ", it->second.bytes, " bytes on device ", it->second.device, " its other tensors gave");
       }
+      // Tensors of a pack must not overlap: the readers write them concurrently, so the
+      // overlap's bytes would depend on timing.
+      auto& members = it->second.members;
+      const uint64_t end = p.pack_offset + d.bytes;
+      auto next = members.lower_bound(p.pack_offset);
+      const auto clash = [&](const std::string& other, uint64_t o0, uint64_t o1) {
+        fail(p.tensor, ": bytes [", p.pack_offset, ", ", end, ") of packed chunk ", p.pack, " overlap ", other, "'s [",
+             o0, ", ", o1, "); expected the tensors of a pack side by side");
+      };
+      if (next != members.end() && next->first < end) clash(next->second.second, next->first, next->second.first);
+      if (next != members.begin() && std::prev(next)->second.first > p.pack_offset)
+        clash(std::prev(next)->second.second, std::prev(next)->first, std::prev(next)->second.first);
+      members.emplace(p.pack_offset, std::make_pair(end, p.tensor));
       d.ptr = static_cast<uint8_t*>(im.vmm[it->second.mapping].ptr()) + p.pack_offset;
     } else if (p.where == Placement::device) {
       im.vmm.push_back(VmmMapping::create(p.device, d.bytes, t.name));

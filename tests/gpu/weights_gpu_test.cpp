@@ -215,14 +215,16 @@ TEST_CASE("load_weights: tensors of a packed chunk share one mapping at their of
     // attn_q here) lands at its pack offset with exactly those rows' bytes.
     const gguf::TensorInfo& q = file.require_tensor("blk.0.attn_q.weight");
     const uint64_t row = q.n_bytes / uint64_t(q.ne[1]);
-    cuda::WeightPlacement part = packed("blk.0.attn_q.weight", 4096);
+    const uint64_t after_norm = (norm + 255) / 256 * 256;
+    cuda::WeightPlacement part = packed("blk.0.attn_q.weight", after_norm);
     part.offset = 100 * row;
     part.bytes = 300 * row;
     part.outer_count = 300;
     const cuda::DeviceWeights w = cuda::load_weights(file, {packed("blk.0.attn_norm.weight", 0), part});
     const auto& t = w.at("blk.0.attn_q.weight");
     CHECK(t.ne[1] == 300);
-    CHECK(static_cast<const uint8_t*>(t.ptr) - static_cast<const uint8_t*>(w.at("blk.0.attn_norm.weight").ptr) == 4096);
+    CHECK(static_cast<const uint8_t*>(t.ptr) - static_cast<const uint8_t*>(w.at("blk.0.attn_norm.weight").ptr) ==
+          int64_t(after_norm));
     const auto all = file.bytes(q);
     CHECK(device_bytes(t) == std::vector<uint8_t>(all.begin() + int64_t(part.offset),
                                                   all.begin() + int64_t(part.offset + part.bytes)));
@@ -242,4 +244,8 @@ TEST_CASE("load_weights: tensors of a packed chunk share one mapping at their of
   refused({packed("blk.0.attn_norm.weight", 8)}, "expected a 16-byte aligned range inside it");
   refused({packed("blk.0.attn_norm.weight", 0), packed("blk.0.ffn_gate_tid2eid.weight", 4096, 4ull << 20)},
           "its other tensors gave");
+  // Overlapping tensors in one pack (the readers would race over the shared bytes), in
+  // either order.
+  refused({packed("blk.0.attn_norm.weight", 0), packed("blk.0.ffn_gate_tid2eid.weight", 4096)}, "overlap");
+  refused({packed("blk.0.ffn_gate_tid2eid.weight", 4096), packed("blk.0.attn_norm.weight", 0)}, "overlap");
 }
