@@ -17,7 +17,7 @@ struct Args {
   std::string model, profile, out, mtp;
   uint64_t max_context = 0, cost_context = 0;
   std::string numerics = "official";
-  std::string kv_dtype = "f32";
+  std::string kv_dtype;  // "": the numerics' default
   std::string buckets = "16,128,512,2048";
   uint32_t mtp_depth = 1;
   bool no_offload = false, fit_context = false, exact_parallel = false, no_pdl = false, quiet = false;
@@ -48,7 +48,7 @@ int run(const Args& a) {
   o.numerics = *numerics;
   if (a.kv_dtype == "f32") o.kv_dtype = fp::DType::F32;
   else if (a.kv_dtype == "f16") o.kv_dtype = fp::DType::F16;
-  else fp::fail("--kv-dtype ", a.kv_dtype, ": expected f32 or f16");
+  else if (!a.kv_dtype.empty()) fp::fail("--kv-dtype ", a.kv_dtype, ": expected f32 or f16");
   o.prefill_buckets = parse_buckets(a.buckets);
   o.mtp_depth = a.mtp_depth;
   o.allow_offload = !a.no_offload;
@@ -95,7 +95,9 @@ FP_COMMAND("compile", "Plan a GGUF model for a device profile (no GPU needed; he
   app.add_option("--max-context", a->max_context,
                  "Tokens of context the KV cache is sized for (default: min(model context, 262144))");
   app.add_option("--numerics", a->numerics, "official (FP8 KV + indexer FP4 round trips) or plain (none)");
-  app.add_option("--kv-dtype", a->kv_dtype, "KV cache storage: f32 or f16");
+  app.add_option("--kv-dtype", a->kv_dtype,
+                 "KV cache storage: f32 or f16 (default: f16 with official numerics, whose stored rows are F16 "
+                 "values already; f32 with plain)");
   app.add_option("--prefill-buckets", a->buckets, "Upper bounds of the prefill chunk-size buckets");
   app.add_option("--mtp", a->mtp, "Separate MTP GGUF (antirez layout, mtp.0.*)");
   app.add_option("--mtp-depth", a->mtp_depth, "Draft tokens per MTP step (verify runs depth + 1 tokens)")

@@ -72,8 +72,8 @@ class Compiler {
     if (requested_ > model_ctx)
       fail("--max-context ", requested_, ": larger than the model's context length ", model_ctx, "; expected at most ",
            model_ctx);
-    if (o_.kv_dtype != DType::F32 && o_.kv_dtype != DType::F16)
-      fail("--kv-dtype ", dtype_name(o_.kv_dtype), ": expected f32 or f16");
+    if (o_.kv_dtype && *o_.kv_dtype != DType::F32 && *o_.kv_dtype != DType::F16)
+      fail("--kv-dtype ", dtype_name(*o_.kv_dtype), ": expected f32 or f16");
     // F16 storage holds the same values only where the rows are F16-rounded before they
     // are stored: official numerics. Plain numerics would round them here, silently.
     if (o_.kv_dtype == DType::F16 && o_.numerics != Numerics::official)
@@ -204,7 +204,7 @@ class Compiler {
     g.cost_context = std::min(ctx, o_.cost_context ? o_.cost_context : kDefaultCostContext);
     g.prefill_buckets = o_.prefill_buckets;
     g.mtp_depth = o_.mtp_depth;
-    g.kv_dtype = o_.kv_dtype;
+    g.kv_dtype = kv_dtype();
     return g;
   }
 
@@ -275,7 +275,7 @@ class Compiler {
     bo.max_context = int64_t(a.context);
     bo.logit_rows = cuda_logit_rows(o_.mtp_depth);
     bo.expert_split = devices_ > 1;
-    bo.kv_f16 = o_.kv_dtype == DType::F16;
+    bo.kv_f16 = kv_dtype() == DType::F16;
     for (const PhaseGraph& ph : a.graph.phases)
       if (ph.kind == PhaseKind::prefill) bo.max_step = std::max<int64_t>(bo.max_step, ph.max_tokens);
     for (const PhaseSelection& sel : a.selection)
@@ -364,7 +364,7 @@ class Compiler {
     op->max_context = a.context;
     op->requested_context = requested_;
     op->numerics = static_cast<plan::Numerics>(o_.numerics);
-    op->kv_dtype = static_cast<plan::DType>(o_.kv_dtype);
+    op->kv_dtype = static_cast<plan::DType>(kv_dtype());
     op->prefill_buckets = o_.prefill_buckets;
     op->mtp_depth = o_.mtp_depth;
     op->allow_offload = o_.allow_offload;
@@ -544,7 +544,7 @@ class Compiler {
     ws->device = devices_ > 1 ? -1 : 0;
     pl.buffers.push_back(std::move(ws));
 
-    for (const KvSizes& s : kv_sizes(c, m_.mtp_available(), a.context, o_.kv_dtype)) {
+    for (const KvSizes& s : kv_sizes(c, m_.mtp_available(), a.context, kv_dtype())) {
       auto k = std::make_unique<plan::KvLayerT>();
       k->layer = s.layer;
       k->kind = s.layer >= c.n_layer ? plan::LayerKind::mtp : static_cast<plan::LayerKind>(c.layer_kind(s.layer));
@@ -708,6 +708,8 @@ class Compiler {
   const Model& m_;
   const DeviceProfile& p_;
   const CompileOptions& o_;
+  // CompileOptions::kv_dtype resolved: unset means F16 in official numerics, F32 in plain.
+  DType kv_dtype() const { return o_.kv_dtype.value_or(o_.numerics == Numerics::official ? DType::F16 : DType::F32); }
   std::vector<ModelTensor> tensors_;
   std::vector<OffloadUnit> units_;
   std::map<const gguf::TensorInfo*, size_t> index_;

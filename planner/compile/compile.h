@@ -20,6 +20,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,10 @@ inline constexpr uint64_t kCollectiveReserveBytes = 256ull << 20;
 struct CompileOptions {
   uint64_t max_context = 0;      // 0: min(model context length, kDefaultMaxContext)
   Numerics numerics = Numerics::official;
-  DType kv_dtype = DType::F32;   // F32 or F16 (official numerics only: its rows are F16-rounded already)
+  // KV storage, F32 or F16. F16 only in official numerics, whose stored rows are
+  // F16-rounded already (so it holds the same values in half the bytes); unset: F16 in
+  // official numerics, F32 in plain.
+  std::optional<DType> kv_dtype;
   std::vector<uint32_t> prefill_buckets = {16, 128, 512, 2048};
   uint32_t mtp_depth = 1;
   bool allow_offload = true;

@@ -464,12 +464,13 @@ TEST_CASE("a plan budgeting less than the executor needs is refused; logits beyo
   CHECK(s->append_all(toks).size() == out.size());
 }
 
-TEST_CASE("plan kv_dtype F16 (official numerics): the same greedy tokens as F32 KV, half the KV bytes") {
+TEST_CASE("plan kv_dtype F16 (official numerics' default): the same greedy tokens as F32 KV, less KV budgeted") {
   // Official numerics rounds every stored KV row to F16 first, so F16 storage holds the
   // same values: every attention input, hence every token, is the F32 plan's.
   const Model m = Model::open(kTiny);
   CompileOptions co = tiny_options();
   co.numerics = Numerics::official;
+  co.kv_dtype = DType::F32;
   const auto f32 = compile_for(m, profile_for_this_gpu(), co);
   co.kv_dtype = DType::F16;
   const auto f16 = compile_for(m, profile_for_this_gpu(), co);

@@ -61,11 +61,17 @@ TEST_CASE("compile: full DS4 Flash on H200 keeps everything on the device at 256
   // Even the full 1M context fits.
   CompileOptions o;
   o.max_context = 1048576;
+  o.kv_dtype = DType::F32;
   const auto big = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
   CHECK(big->memory->offloaded_tensors == 0u);
-  // KV rows and index keys (13.44 GiB) + the CUDA executor's raw rings (window + a
+  // F32: KV rows and index keys (13.44 GiB) + the CUDA executor's raw rings (window + a
   // 2048-token step) and compressor rings (0.75 GiB): what runtime/cuda allocates.
   CHECK(big->memory->kv_bytes / kGiB == doctest::Approx(14.19).epsilon(0.01));
+  // The default in official numerics, F16: attention rows and raw rings at 2 bytes.
+  o.kv_dtype.reset();
+  const auto big16 = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
+  CHECK(big16->provenance->options->kv_dtype == plan::DType::F16);
+  CHECK(big16->memory->kv_bytes / kGiB == doctest::Approx(8.70).epsilon(0.01));
 }
 
 TEST_CASE("compile: a CUDA plan budgets exactly the CUDA executor's buffer table") {
@@ -75,6 +81,7 @@ TEST_CASE("compile: a CUDA plan budgets exactly the CUDA executor's buffer table
   bo.max_context = int64_t(p->provenance->options->max_context);
   bo.moe_grouped = true;  // prefill.513-2048 runs the grouped MoE
   bo.logit_rows = 2;      // MTP depth 1: a verify step returns two rows
+  bo.kv_f16 = true;       // official numerics' default
   const CudaBuffers b = cuda_buffers(test::full_model().config(), bo);
   CHECK(p->memory->kv_bytes == b.state_bytes());
   CHECK(p->memory->activation_bytes == b.activation_bytes() + b.table_bytes());
@@ -168,9 +175,10 @@ TEST_CASE("compile: when nothing works, the error gives the shortfall and the la
   CHECK(e.find("short by") != std::string::npos);
   CHECK(e.find("GiB") != std::string::npos);
 
-  // Offloading cannot save a 24 GB card at 1M context, but a shorter context fits.
+  // Offloading cannot save a 24 GB card at 1M context with F32 KV, but a shorter context fits.
   o.allow_offload = true;
   o.max_context = 1048576;
+  o.kv_dtype = DType::F32;
   e = error_of([&] { compile_plan(test::full_model(), test::shipped_profile("rtx-4090"), o); });
   CHECK(e.find("with every routed expert in host memory") != std::string::npos);
   CHECK(e.find("short by") != std::string::npos);
@@ -276,6 +284,7 @@ TEST_CASE("compile: numerics, KV dtype and prefill buckets are recorded") {
 TEST_CASE("compile: F16 KV storage halves the rings and attention rows, in official numerics only") {
   CompileOptions o;
   o.max_context = 4096;
+  o.kv_dtype = DType::F32;
   const auto f32 = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
   o.kv_dtype = DType::F16;
   const auto f16 = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
