@@ -83,6 +83,16 @@ with tempfile.TemporaryDirectory() as tmp:
     # compile refusals
     rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--numerics", "fast")
     check(rc == 1 and "official or plain" in err, f"bad --numerics: {err}")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--kv-dtype", "f16",
+                     "--numerics", "plain")
+    check(rc == 1 and "--kv-dtype f16 with --numerics plain" in err, f"F16 KV in plain numerics: {err}")
+    rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--kv-dtype", "bf16")
+    check(rc == 1 and "expected f32 or f16" in err, f"bad --kv-dtype: {err}")
+    for numerics, want in (("official", "F16"), ("plain", "F32")):  # the default follows the numerics
+        rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "-q",
+                         "--numerics", numerics)
+        check(rc == 0, f"compile --numerics {numerics}: {err}")
+        check(f"KV {want}" in run("inspect", a)[1], f"--numerics {numerics}: KV storage is not {want}")
     rc, _, err = run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", a, "--override", "x")
     check(rc == 1 and "PATTERN=KERNEL" in err, f"bad --override: {err}")
     prof = os.path.join(tmp, "typo.yaml")
