@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "ops/attention/attention_cuda.h"
+#include "ops/attention/kv_value.cuh"
 #include "ops/core/pdl.cuh"
 #include "ops/numerics/numerics.cuh"
 #include "ops/quant/cuda_common.cuh"
@@ -45,17 +46,6 @@ __global__ void kv_store_kernel(KvStoreArgs a) {
   }
 }
 
-__device__ __forceinline__ float kv_value(float v) { return v; }
-__device__ __forceinline__ float kv_value(uint16_t v) { return __half2float(__ushort_as_half(v)); }
-
-template <typename T>
-__device__ __forceinline__ const T* kv_rows(const float* f32, const uint16_t* f16) {
-  if constexpr (sizeof(T) == 4) {
-    return f32;
-  } else {
-    return f16;
-  }
-}
 
 template <typename T, int PL, int W>  // stored element (float or F16 bits), head_dim / 32, warps per block
 __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
@@ -82,8 +72,8 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   const int64_t lo = p - a.window + 1 > 0 ? p - a.window + 1 : 0;
   const int64_t n_keys = n_comp + (p - lo + 1);
   const int64_t visible = a.ratio > 0 ? min((p + 1) / a.ratio, a.max_rows) : 0;
-  const T* raw = kv_rows<T>(a.raw, a.raw16);
-  const T* comp = kv_rows<T>(a.comp, a.comp16);
+  const T* raw = dev::kv_rows<T>(a.raw, a.raw16);
+  const T* comp = dev::kv_rows<T>(a.comp, a.comp16);
   // Key j's row, or nullptr for a bad selected index (it reads nothing).
   auto key_row = [&](int64_t j) -> const T* {
     if (j < n_comp) {
@@ -105,7 +95,7 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   const T* k_next = warp < n_keys ? key_row(warp) : nullptr;
   if (k_next) {
 #pragma unroll
-    for (int i = 0; i < PL; ++i) next[i] = kv_value(k_next[lane + 32 * i]);
+    for (int i = 0; i < PL; ++i) next[i] = dev::kv_value(k_next[lane + 32 * i]);
   }
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = warp; j < n_keys; j += W) {
@@ -116,7 +106,7 @@ __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
     k_next = j + W < n_keys ? key_row(j + W) : nullptr;
     if (k_next) {
 #pragma unroll
-      for (int i = 0; i < PL; ++i) next[i] = kv_value(k_next[lane + 32 * i]);
+      for (int i = 0; i < PL; ++i) next[i] = dev::kv_value(k_next[lane + 32 * i]);
     }
     if (!have) continue;
     float dot = 0.0f;

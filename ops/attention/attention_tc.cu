@@ -29,6 +29,7 @@
 #include <cmath>
 
 #include "ops/attention/attention_cuda.h"
+#include "ops/attention/kv_value.cuh"
 #include "ops/core/block_reduce.cuh"
 #include "ops/core/pdl.cuh"
 #include "ops/core/smem_opt_in.cuh"
@@ -55,8 +56,6 @@ constexpr size_t smem_bytes(int D) {
   return size_t(kHeads * ld_of(D) + kHeads * kLdP) * sizeof(float) + size_t(kKeys * ldk_of<T>(D)) * sizeof(T);
 }
 
-__device__ __forceinline__ float kv_value(float v) { return v; }
-__device__ __forceinline__ float kv_value(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
@@ -124,8 +123,8 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
   float* sp = sq + kHeads * LD;                  // [kHeads][kLdP]: scores, then probabilities
   T* sk = reinterpret_cast<T*>(sp + kHeads * kLdP);  // [kKeys][LDK]
   __shared__ const T* rows[kKeys];                // the tile's key rows; nullptr: masked
-  const T* raw = reinterpret_cast<const T*>(kF16 ? static_cast<const void*>(a.raw16) : a.raw);
-  const T* comp = reinterpret_cast<const T*>(kF16 ? static_cast<const void*>(a.comp16) : a.comp);
+  const T* raw = dev::kv_rows<T>(a.raw, a.raw16);
+  const T* comp = dev::kv_rows<T>(a.comp, a.comp16);
   __shared__ float s_m[kHeads], s_l[kHeads], s_corr[kHeads];
 
   dev::wait_prev_grid();
@@ -194,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
 #pragma unroll 4
       for (int kk = 0; kk < D; kk += 8) {
         const float av[4] = {qa[kk], qa[8 * LD + kk], qa[kk + 4], qa[8 * LD + kk + 4]};
-        const float bv[2] = {kv_value(kb[kk]), kv_value(kb[kk + 4])};
+        const float bv[2] = {dev::kv_value(kb[kk]), dev::kv_value(kb[kk + 4])};
         uint32_t ah[4], al[4];
         split4(av, ah, al);
         mma_3xtf32<kF16>(c[(kk >> 3) & 1], ah, al, bv);
@@ -246,7 +245,7 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(AttentionArgs a)
       const T* vb = sk + (kk + t4) * LDK + warp * (D / kWarps) + g;
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
-        const float bv[2] = {kv_value(vb[8 * n]), kv_value(vb[4 * LDK + 8 * n])};
+        const float bv[2] = {dev::kv_value(vb[8 * n]), dev::kv_value(vb[4 * LDK + 8 * n])};
         mma_3xtf32<kF16>(acc[n], ah, al, bv);
       }
     }
