@@ -56,7 +56,6 @@ constexpr size_t smem_bytes(int D) {
   return size_t(kHeads * ld_of(D) + kHeads * kLdP) * sizeof(float) + size_t(kKeys * ldk_of<T>(D)) * sizeof(T);
 }
 
-
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
