@@ -46,7 +46,6 @@ __global__ void kv_store_kernel(KvStoreArgs a) {
   }
 }
 
-
 template <typename T, int PL, int W>  // stored element (float or F16 bits), head_dim / 32, warps per block
 __global__ void __launch_bounds__(32 * W) attention_kernel(AttentionArgs a) {
   constexpr int D = 32 * PL;
@@ -184,17 +183,17 @@ bool attention_supported(int64_t head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
 }
 
-void check_kv_storage(const AttentionArgs& a, const char* what) {  // attention_cuda.h
+void check_attention_args(const AttentionArgs& a, const char* what) {  // attention_cuda.h
+  if (!a.q || !a.out || !a.sinks || !a.pos0) fail(what, ": null buffer");
   if (a.raw16 ? (a.raw || a.comp) : (!a.raw || a.comp16))
     fail(what, ": KV rows must be all F32 (raw, comp) or all F16 (raw16, comp16)");
+  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail(what, ": bad sizes");
+  if ((a.comp || a.comp16) && (a.ratio <= 0 || a.max_rows <= 0)) fail(what, ": compressed rows without a ratio");
+  if (a.sel && (!a.nsel || a.topk <= 0)) fail(what, ": indexer selection without counts");
 }
 
 void attention(const AttentionArgs& a, Launch l) {
-  if (!a.q || !a.out || !a.sinks || !a.pos0) fail("cuda attention: null buffer");
-  check_kv_storage(a, "cuda attention");
-  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail("cuda attention: bad sizes");
-  if ((a.comp || a.comp16) && (a.ratio <= 0 || a.max_rows <= 0)) fail("cuda attention: compressed rows without a ratio");
-  if (a.sel && (!a.nsel || a.topk <= 0)) fail("cuda attention: indexer selection without counts");
+  check_attention_args(a, "cuda attention");
   switch (a.head_dim) {
     case 64: launch<2>(a, l); break;
     case 128: launch<4>(a, l); break;

@@ -44,7 +44,7 @@ struct AttentionArgs {
   const float* raw = nullptr;  // ring [raw_cap][head_dim]
   int64_t raw_cap = 0, window = 0;
   const float* comp = nullptr;  // compressed rows [max_rows][head_dim]; nullptr: none (SWA)
-  // F16 storage instead (see above): both set or neither.
+  // F16 storage instead (see above): raw16 for raw, and comp16 for comp.
   const uint16_t* raw16 = nullptr;
   const uint16_t* comp16 = nullptr;
   int64_t ratio = 0, max_rows = 0;
@@ -56,9 +56,9 @@ struct AttentionArgs {
   const int64_t* pos0 = nullptr;
 };
 bool attention_supported(int64_t head_dim);  // multiples of 32 up to 512
-// Fails unless the rows are all F32 (raw, comp) or all F16 (raw16, comp16); `what` names
-// the caller in the error.
-void check_kv_storage(const AttentionArgs& a, const char* what);
+// The checks both attention launchers make (buffers set, sizes, rows all F32 (raw, comp)
+// or all F16 (raw16, comp16), ratio and selection counts); `what` names the caller.
+void check_attention_args(const AttentionArgs& a, const char* what);
 void attention(const AttentionArgs& a, Launch l);
 // Compute capability 8.0+; q, raw and comp 16-byte aligned.
 void attention_prefill_tc(const AttentionArgs& a, Launch l);

@@ -33,6 +33,7 @@
 #include "ops/core/block_reduce.cuh"
 #include "ops/core/pdl.cuh"
 #include "ops/core/smem_opt_in.cuh"
+#include "ops/quant/cuda_common.cuh"
 
 namespace fp::cuda {
 namespace {
@@ -288,20 +289,14 @@ void launch_tc(const AttentionArgs& a, const Launch& l) {
   }
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 }  // namespace
 
 void attention_prefill_tc(const AttentionArgs& a, Launch l) {
   const char* what = "cuda attention (tensor cores)";
-  if (!a.q || !a.out || !a.sinks || !a.pos0) fail(what, ": null buffer");
-  check_kv_storage(a, what);
-  if (a.n <= 0 || a.heads <= 0 || a.raw_cap <= 0 || a.window <= 0) fail(what, ": bad sizes");
-  if ((a.comp || a.comp16) && (a.ratio <= 0 || a.max_rows <= 0)) fail(what, ": compressed rows without a ratio");
-  if (a.sel && (!a.nsel || a.topk <= 0)) fail(what, ": indexer selection without counts");
+  check_attention_args(a, what);
   // Rows are read 16 bytes at a time: the buffers' bases must be 16-byte aligned (cudaMalloc's are).
-  if (!aligned16(a.q) || !aligned16(a.raw ? static_cast<const void*>(a.raw) : a.raw16) ||
-      !aligned16(a.comp ? static_cast<const void*>(a.comp) : a.comp16))
+  if (!aligned(a.q, 16) || !aligned(a.raw ? static_cast<const void*>(a.raw) : a.raw16, 16) ||
+      !aligned(a.comp ? static_cast<const void*>(a.comp) : a.comp16, 16))
     fail(what, ": q, raw or compressed rows not 16-byte aligned");
   switch (a.head_dim) {
     case 64: launch_tc<64>(a, l); break;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ops/core/pdl.cuh"
+#include "ops/core/smem_opt_in.cuh"
 #include "ops/core/select.cuh"
 #include "ops/indexer/indexer_cuda.h"
 #include "ops/numerics/numerics.cuh"
@@ -203,8 +204,7 @@ void indexer_topk(const IndexerArgs& a, Launch l) {
   const size_t q_bytes = size_t(a.heads) * size_t(a.dim + 1) * sizeof(float);
   if (q_bytes > 48 * 1024) {
     if (q_bytes > 200 * 1024) fail(what, ": ", a.heads, " heads of ", a.dim, " do not fit in shared memory");
-    check(cudaFuncSetAttribute(scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(q_bytes)),
-                       "indexer scores smem");
+    opt_in_smem(reinterpret_cast<const void*>(&scores_kernel), q_bytes, "indexer scores");
   }
   // Blocks per token: enough to fill the device, each looping over its share of the
   // visible rows (a graph replays the step at any position, so the grid cannot follow

@@ -24,10 +24,9 @@
 #include <mma.h>
 
 #include <algorithm>
-#include <mutex>
-#include <vector>
 
 #include "ops/core/pdl.cuh"
+#include "ops/core/smem_opt_in.cuh"
 #include "ops/moe/moe_cuda.h"
 #include "ops/quant/cuda_common.cuh"
 #include "ops/quant/decode.cuh"
@@ -353,20 +352,7 @@ __global__ void combine_kernel(const float* ys, const float* w, const int32_t* i
 
 template <DType T, bool kPair>
 void launch_gemm(const GemmArgs& g, dim3 grid, const Launch& l) {
-  // > 48 KiB of dynamic shared memory needs the opt-in, once per device: each device's
-  // context has its own copy of the kernel (a multi-GPU plan runs it on several).
-  static std::mutex mu;
-  static std::vector<bool> opted_in;
-  {
-    const int dev = current_device();
-    std::lock_guard<std::mutex> lock(mu);
-    if (opted_in.size() <= size_t(dev)) opted_in.resize(size_t(dev) + 1, false);
-    if (!opted_in[size_t(dev)]) {
-      check(cudaFuncSetAttribute(gemm_kernel<T, kPair>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
-            "moe grouped gemm smem opt-in");
-      opted_in[size_t(dev)] = true;
-    }
-  }
+  opt_in_smem(reinterpret_cast<const void*>(&gemm_kernel<T, kPair>), kSmemBytes, "moe grouped gemm");
   launch_kernel(&gemm_kernel<T, kPair>, grid, kThreads, kSmemBytes, l, kPair ? "moe grouped gate/up" : "moe grouped down",
                 g);
 }

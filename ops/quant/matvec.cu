@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "ops/core/pdl.cuh"
+#include "ops/core/smem_opt_in.cuh"
 #include "ops/quant/decode.cuh"
 #include "ops/quant/quant_cuda.h"
 
@@ -692,8 +693,7 @@ int resident_ctas(const void* fn, int smem) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find({fn, dev});
   if (it != cache.end()) return it->second;
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "matvec smem opt-in");
+  opt_in_smem(fn, size_t(smem), "matvec");
   int n = 0;
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem), "matvec occupancy");
   if (n < 1) fail("internal: matvec kernel cannot be resident (", smem, " bytes of shared memory)");

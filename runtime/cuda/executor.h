@@ -102,7 +102,7 @@ struct ProductKernels {
     std::string name;    // "blk.7.attn_q_b", for messages
     std::string weight;  // the first weight's name; "" when the node reads none
     std::string second;  // a paired matmul's second weight; "" for every other node
-    std::string kernel;  // the node's kernel id (ops whose family has several CUDA kernels read it)
+    bool attention_tc = false;  // an attention node the plan runs on cuda.attention.prefill (tensor cores)
     bool overlap_prev = false;  // Node.overlap_prev: its launches go with programmatic dependent launch
   };
   struct Segment {

@@ -285,9 +285,6 @@ void Executor::Impl::setup() {
   if (c.n_head_kv != 1) fail("cuda executor: head_count_kv ", c.n_head_kv, ", expected 1");
   if (!attention_supported(c.head_dim)) fail("cuda executor: head_dim ", c.head_dim, " has no attention kernel");
   if (o.products && o.exact_matmul) fail("cuda executor: exact products override a plan's kernels; run one or the other");
-  if (o.kv_f16 && o.numerics != Numerics::official)
-    fail("cuda executor: the plan stores KV as F16, which needs official numerics (plain keeps KV rows in F32); "
-         "run with the plan's numerics or compile with --kv-dtype f32");
   ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   quant_cuda_init();  // IQ tables uploaded before any capture
   hcs.hc = c.hc_count;
@@ -647,7 +644,7 @@ void Executor::Impl::attention(const cpu::LayerW& L, LayerState& st, int64_t n) 
   aa.scale = float(1.0 / std::sqrt(double(D)));
   aa.pos0 = pos;
   // The plan's kernel: tensor cores for prefill steps; without a plan, the CUDA-core one.
-  if (phase && phase->nodes[cursor - 1].kernel == "cuda.attention.prefill") {
+  if (phase && phase->nodes[cursor - 1].attention_tc) {
     fp::cuda::attention_prefill_tc(aa, launch());
   } else {
     fp::cuda::attention(aa, launch());

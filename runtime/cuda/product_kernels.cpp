@@ -105,7 +105,7 @@ ProductKernels product_kernels(const LoadedPlan& p) {
       walk.op = op;
       walk.layer = n->layer();
       walk.name = n->name()->str();
-      walk.kernel = id;
+      walk.attention_tc = op == OpKind::attention && id == "cuda.attention.prefill";
       walk.overlap_prev = n->overlap_prev();  // verify_plan has checked the kernel honours it here
       if (weighted) walk.weight = p->weights()->Get(n->weights()->Get(0))->name()->str();
       const bool paired = op == OpKind::matmul && weighted && n->weights()->size() == 2;

@@ -10,6 +10,8 @@
 //   compressor rows plain                                                 1e-5 / 1e-4
 #include <doctest/doctest.h>
 
+#include <tuple>
+
 #include "ops/attention/attention.h"
 #include "ops/attention/attention_cuda.h"
 #include "ops/compressor/compressor.h"
@@ -248,35 +250,26 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
   a.sinks = dsinks.as<float>();
   a.scale = scale;
   a.pos0 = p.ptr();
-  cuda::attention(a, nullptr);
-  const auto plain = dout.get<float>(q.size());
-  check_close("attention", plain, ref, kF32);
-  // Launched with PDL right after the kernel writing q: the same bits.
-  DevBuf dq2(q.size() * 4), dout2(q.size() * 4);
-  PdlRun pdl;
-  pdl.refill(dq2, dq);
-  cuda::AttentionArgs a2 = a;
-  a2.q = dq2.as<float>();
-  a2.out = dout2.as<float>();
-  cuda::attention(a2, pdl.launch());
-  check_same_bits("attention with PDL", dout2.get<float>(q.size()), plain);
-
-  // The tensor-core kernel (cuda.attention.prefill) on the same inputs, outputs poisoned.
-  DevBuf dout3(q.size() * 4);
-  GPU_CHECK(cudaMemset(dout3.p, 0xff, dout3.bytes));
-  cuda::AttentionArgs a3 = a;
-  a3.out = dout3.as<float>();
-  cuda::attention_prefill_tc(a3, nullptr);
-  const auto tc = dout3.get<float>(q.size());
-  check_close("attention on tensor cores", tc, ref, kF32);
-  DevBuf dq4(q.size() * 4), dout4(q.size() * 4);
-  PdlRun pdl2;
-  pdl2.refill(dq4, dq);
-  cuda::AttentionArgs a4 = a3;
-  a4.q = dq4.as<float>();
-  a4.out = dout4.as<float>();
-  cuda::attention_prefill_tc(a4, pdl2.launch());
-  check_same_bits("attention on tensor cores with PDL", dout4.get<float>(q.size()), tc);
+  // Each kernel into poisoned outputs, then again launched with PDL right after the
+  // kernel writing q: the same bits.
+  using Kernel = void (*)(const cuda::AttentionArgs&, cuda::Launch);
+  auto run = [&](Kernel kernel, const char* what) {
+    GPU_CHECK(cudaMemset(dout.p, 0xff, dout.bytes));
+    kernel(a, nullptr);
+    const auto got = dout.get<float>(q.size());
+    check_close(what, got, ref, kF32);
+    DevBuf dq2(q.size() * 4), dout2(q.size() * 4);
+    PdlRun pdl;
+    pdl.refill(dq2, dq);
+    cuda::AttentionArgs a2 = a;
+    a2.q = dq2.as<float>();
+    a2.out = dout2.as<float>();
+    kernel(a2, pdl.launch());
+    check_same_bits(std::string(what) + " with PDL", dout2.get<float>(q.size()), got);
+    return got;
+  };
+  const auto plain = run(&cuda::attention, "attention");
+  const auto tc = run(&cuda::attention_prefill_tc, "attention on tensor cores");  // cuda.attention.prefill
 
   if (!f16_rows) return;
   // The same rows stored as F16 bits (a plan's kv_dtype F16): both kernels read the same
@@ -286,23 +279,51 @@ void attention_case(Kind kind, int64_t n, int64_t pos0, int64_t D, std::mt19937_
     for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_f16(v[i]);
     return h;
   };
-  DevBuf draw16(bits(raw)), dcomp16(bits(comp)), dout5(q.size() * 4), dout6(q.size() * 4);
-  GPU_CHECK(cudaMemset(dout5.p, 0xff, dout5.bytes));
-  GPU_CHECK(cudaMemset(dout6.p, 0xff, dout6.bytes));
-  cuda::AttentionArgs a5 = a;
-  a5.raw = nullptr;
-  a5.comp = nullptr;
-  a5.raw16 = draw16.as<uint16_t>();
-  if (ratio) a5.comp16 = dcomp16.as<uint16_t>();
-  a5.out = dout5.as<float>();
-  cuda::attention(a5, nullptr);
-  check_same_bits("attention over F16 rows", dout5.get<float>(q.size()), plain);
-  a5.out = dout6.as<float>();
-  cuda::attention_prefill_tc(a5, nullptr);
-  check_same_bits("attention on tensor cores over F16 rows", dout6.get<float>(q.size()), tc);
+  DevBuf draw16(bits(raw)), dcomp16(bits(comp));
+  cuda::AttentionArgs a16 = a;
+  a16.raw = nullptr;
+  a16.comp = nullptr;
+  a16.raw16 = draw16.as<uint16_t>();
+  if (ratio) a16.comp16 = dcomp16.as<uint16_t>();
+  for (auto [kernel, want, what] : {std::tuple{Kernel(&cuda::attention), &plain, "attention over F16 rows"},
+                                    std::tuple{Kernel(&cuda::attention_prefill_tc), &tc,
+                                               "attention on tensor cores over F16 rows"}}) {
+    GPU_CHECK(cudaMemset(dout.p, 0xff, dout.bytes));
+    kernel(a16, nullptr);
+    check_same_bits(what, dout.get<float>(q.size()), *want);
+  }
 }
 
 }  // namespace
+
+TEST_CASE("gpu ops: attention launchers refuse mixed F32/F16 rows and misaligned rows") {
+  const int64_t D = 64, H = 4, n = 2, cap = 130;
+  DevBuf dq(size_t(n * H * D) * 4), dout(size_t(n * H * D) * 4), draw(size_t(cap * D) * 4),
+      draw16(size_t(cap * D) * 2), dsinks(size_t(H) * 4);
+  DevPos p(0);
+  cuda::AttentionArgs a;
+  a.q = dq.as<float>();
+  a.out = dout.as<float>();
+  a.n = n;
+  a.heads = H;
+  a.head_dim = D;
+  a.raw = draw.as<float>();
+  a.raw_cap = cap;
+  a.window = 128;
+  a.sinks = dsinks.as<float>();
+  a.pos0 = p.ptr();
+  for (auto kernel : {&cuda::attention, &cuda::attention_prefill_tc}) {
+    cuda::AttentionArgs mixed = a;
+    mixed.raw16 = draw16.as<uint16_t>();
+    CHECK_THROWS_WITH(kernel(mixed, nullptr), doctest::Contains("all F32 (raw, comp) or all F16"));
+    cuda::AttentionArgs none = a;
+    none.raw = nullptr;
+    CHECK_THROWS_WITH(kernel(none, nullptr), doctest::Contains("all F32 (raw, comp) or all F16"));
+  }
+  cuda::AttentionArgs odd = a;
+  odd.q = a.q + 1;  // 4-byte aligned only: the tensor-core kernel copies 16 bytes at a time
+  CHECK_THROWS_WITH(cuda::attention_prefill_tc(odd, nullptr), doctest::Contains("not 16-byte aligned"));
+}
 
 TEST_CASE("gpu ops: attention with sinks, decode and prefill, every layer kind") {
   std::mt19937_64 rng(23);

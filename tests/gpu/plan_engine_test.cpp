@@ -486,8 +486,10 @@ TEST_CASE("plan kv_dtype F16 (official numerics' default): the same greedy token
     auto e16 = cuda::CudaEngine::open(kTiny, o);
     CHECK(greedy(*e16, prompt, 24) == want);
   }
-  // The executor refuses F16 KV with plain numerics (the planner does too).
+  // F16 KV never runs with plain numerics: the planner refuses such a plan, and running an
+  // official plan in plain numerics is refused at load (the F16 ring and rows launchers
+  // refuse plain numerics too: ops_attention_test).
   cuda::CudaOptions plain = options_of(f16);
   plain.numerics = Numerics::plain;
-  CHECK_THROWS(cuda::CudaEngine::open(kTiny, plain));
+  CHECK_THROWS_WITH(cuda::CudaEngine::open(kTiny, plain), doctest::Contains("the plan fixes official"));
 }

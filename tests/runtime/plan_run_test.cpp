@@ -156,6 +156,22 @@ TEST_CASE("the CUDA product table takes a GPU plan and refuses kernels it lacks"
     CAPTURE(n.name);
     CHECK(n.overlap_prev);  // decode: no GEMM, no collective on one GPU
   }
+  // Attention nodes carry the plan's kernel: the executor runs the tensor-core kernel
+  // exactly where the plan names cuda.attention.prefill.
+  uint32_t tc = 0;
+  for (const auto& ph : k.phases) {
+    const plan::Phase* pp = nullptr;
+    for (const plan::Phase* q : *(*plan)->phases())
+      if (q->name()->str() == ph.name) pp = q;
+    REQUIRE(pp);
+    for (uint32_t i = 0; i < ph.nodes.size(); ++i) {
+      CAPTURE(ph.nodes[i].name);
+      const bool named = plan->kernel_id(*pp->nodes()->Get(i)) == "cuda.attention.prefill";
+      CHECK(ph.nodes[i].attention_tc == named);
+      tc += named;
+    }
+  }
+  CHECK(tc > 0);
   CompileOptions off;
   off.numerics = Numerics::plain;
   off.model_file = "tiny.gguf";
