@@ -285,6 +285,12 @@ std::vector<Case> ds4_cases(bool quick) {
       {"F32 4096->4096", DType::F32, 4096, 4096},
       {"shared expert Q8_0 4096->2048", DType::Q8_0, 2048, 4096},
       {"shared gate+up Q8_0 4096->2048", DType::Q8_0, 2048, 4096, 0, 1, false, false, true},
+      // Not DS4 shapes: one large call per type, where the per-call cost (launch gap, first
+      // round trip, tail) is small next to the bytes, so the row shows the kernel's
+      // streaming rate apart from the DS4 calls' fixed costs.
+      {"streaming 4096->65536", DType::IQ2_XXS, 65536, 4096},
+      {"streaming 4096->65536", DType::Q2_K, 65536, 4096},
+      {"streaming 4096->16384", DType::F16, 16384, 4096},
   };
   // The same calls launched with overlap_prev (programmatic dependent launch): a decode
   // graph's back-to-back matvecs, where a launch's start overlaps the previous one's tail.
