@@ -29,6 +29,7 @@
 #include <cmath>
 
 #include "ops/attention/attention_cuda.h"
+#include "ops/attention/attention_tc_tiles.h"
 #include "ops/attention/kv_value.cuh"
 #include "ops/core/block_reduce.cuh"
 #include "ops/core/pdl.cuh"
@@ -38,23 +39,20 @@
 namespace fp::cuda {
 namespace {
 
-constexpr int kHeads = 16;  // heads per block: the mma's M
-constexpr int kKeys = 32;   // keys per tile: 4 warps x the mma's N
+using attention_tc::kHeads;
+using attention_tc::kKeys;
+using attention_tc::kLdP;
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kLdP = kKeys + 4;  // row stride of the P tile (floats)
 
-// Row strides (elements) of the Q tile (f32) and the K tile (the stored type: f32, or
-// F16 bits): D + 4 floats, or D + 8 halves, put the 8 rows x 4 columns of a fragment load
-// in different banks.
-constexpr int ld_of(int D) { return D + 4; }
+constexpr int ld_of(int D) { return attention_tc::ld_q(D); }
 template <typename T>
 constexpr int ldk_of(int D) {
-  return sizeof(T) == 4 ? D + 4 : D + 8;
+  return attention_tc::ld_k(D, sizeof(T));
 }
 template <typename T>
 constexpr size_t smem_bytes(int D) {
-  return size_t(kHeads * ld_of(D) + kHeads * kLdP) * sizeof(float) + size_t(kKeys * ldk_of<T>(D)) * sizeof(T);
+  return attention_tc::smem_bytes(D, sizeof(T));
 }
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {

@@ -13,11 +13,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/attention/attention_tc_tiles.h"
 #include "ops/registry/entries.h"
 
 namespace fp {
 
 namespace {
+
+// Bytes of a stored KV element: the plan's kv_dtype (a shape without it: F32).
+double kv_bytes(const KernelShape& s) { return s.kv_elem_bytes > 0 ? double(s.kv_elem_bytes) : 4.0; }
 
 KernelInfo attention_decode() {
   KernelInfo k;
@@ -31,7 +35,7 @@ KernelInfo attention_decode() {
     // Each (token, head) block reads the token's rows: L2 traffic, at ~3x the HBM rate.
     const double blocks = double(s.tokens) * std::max<int64_t>(1, s.heads);
     cost::Pass p;
-    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * 4.0 / 3.0;
+    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * kv_bytes(s) / 3.0;
     p.flops = s.flops;
     p.rate = r.fp32;
     p.bw_eff = 0.6;
@@ -58,14 +62,14 @@ KernelInfo attention_prefill() {
     const double groups = std::ceil(double(std::max<int64_t>(1, s.heads)) / 16.0);
     const double blocks = double(s.tokens) * groups;
     cost::Pass p;
-    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * 4.0 / 3.0;
+    p.dev_bytes = s.weight_bytes + s.act_bytes + blocks * double(s.rows) * double(s.head_dim) * kv_bytes(s) / 3.0;
     p.flops = 3.0 * s.flops;
     p.rate = r.fp16 / 2.0;
     p.bw_eff = 0.6;
     p.flop_eff = 0.3;
     p.parallel = cost::parallel_fraction(blocks, r);
     KernelCost c{cost::us(p, r), 0, {}};
-    const auto smem = static_cast<uint32_t>((48 * (s.head_dim + 4) + 16 * 36) * 4);
+    const auto smem = static_cast<uint32_t>(attention_tc::smem_bytes(int(s.head_dim), size_t(kv_bytes(s))));
     c.launch = {{static_cast<uint32_t>(s.tokens), static_cast<uint32_t>(groups), 1}, {128, 1, 1}, smem};
     return c;
   };

@@ -21,6 +21,7 @@ std::string KernelShape::key() const {
   if (experts) os << " e=" << experts;
   if (heads) os << " h=" << heads << "x" << head_dim;
   if (rows) os << " rows=" << rows;
+  if (kv_elem_bytes) os << " kv=" << kv_elem_bytes;
   if (link_bytes > 0) os << " b=" << static_cast<uint64_t>(link_bytes);
   if (!wtypes.empty()) {
     os << " w=";

@@ -53,6 +53,7 @@ struct KernelShape {
   int64_t experts = 0;          // moe: experts in the layer
   int64_t heads = 0, head_dim = 0;  // attention / indexer
   int64_t rows = 0;             // attention / indexer: visible KV rows at the cost context
+  int64_t kv_elem_bytes = 0;    // attention: bytes of a stored KV element (plan kv_dtype: 4 F32, 2 F16)
   std::vector<DType> wtypes;    // weight dtypes, in node weight order (empty: no weights)
   double weight_bytes = 0;      // device-resident weight bytes read per step (moe: experts touched)
   double host_weight_bytes = 0; // host-mapped weight bytes read per step (disjoint from the above)

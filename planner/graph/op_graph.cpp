@@ -510,6 +510,7 @@ class Builder {
       n.shape.heads = c.n_head;
       n.shape.head_dim = c.head_dim;
       n.shape.rows = rows;
+      n.shape.kv_elem_bytes = kvb_;
       n.max_rows = visible_raw(o_.max_context) + visible_compressed(ratio, o_.max_context);
       n.shape.act_bytes += static_cast<double>(rows) * c.head_dim * kvb_;
       n.shape.flops = 4.0 * t * c.n_head * rows * c.head_dim;

@@ -107,6 +107,30 @@ TEST_CASE("registry: validity rules") {
     CHECK(kernel_rejection(ref, matmul(3, 256, 1024, t), cpu) == "");
 }
 
+TEST_CASE("registry: attention's launch record and L2 bytes follow the plan's KV dtype") {
+  const DeviceRates h100 = test::shipped_profile("h100-sxm-80gb").rates();
+  KernelShape s{OpKind::attention};
+  s.tokens = 2048;
+  s.heads = 64;
+  s.head_dim = 512;
+  s.rows = 640;
+  s.flops = 4.0 * s.tokens * s.heads * s.rows * s.head_dim;
+  const KernelInfo& tc = *find_kernel("cuda.attention.prefill");
+  const KernelInfo& dec = *find_kernel("cuda.attention.decode");
+  s.kv_elem_bytes = 4;
+  const KernelCost f32 = tc.cost(s, h100);
+  const double dec32 = dec.cost(s, h100).us;
+  s.kv_elem_bytes = 2;
+  const KernelCost f16 = tc.cost(s, h100);
+  // attention_tc.cu's tiles at head_dim 512: Q [16][516] + P [16][36] f32, K [32][516] f32
+  // or [32][520] F16.
+  CHECK(f32.launch.smem_bytes == (16 * 516 + 16 * 36) * 4 + 32 * 516 * 4);
+  CHECK(f16.launch.smem_bytes == (16 * 516 + 16 * 36) * 4 + 32 * 520 * 2);
+  // The decode kernel reads each token's rows once per head: half the bytes, less time.
+  CHECK(dec.cost(s, h100).us < dec32);
+  CHECK(s.key().find(" kv=2") != std::string::npos);
+}
+
 TEST_CASE("registry: cost crossovers follow bytes and FLOPs") {
   const DeviceRates h100 = test::shipped_profile("h100-sxm-80gb").rates();
   const DeviceRates h200 = test::shipped_profile("h200-141gb").rates();
