@@ -19,6 +19,7 @@
 
 #include "tools/build_commit.h"
 #include "ops/core/error.h"
+#include "ops/hc/hc_cuda.h"
 #include "ops/linear/linear_cuda.h"
 #include "ops/moe/moe_cuda.h"
 #include "ops/quant/quant_cuda.h"
@@ -308,6 +309,62 @@ std::vector<Case> ds4_cases(bool quick) {
   return v;
 }
 
+// ---- Hyper-connections: where hc_pre's time goes ---------------------------------------
+// DS4 shapes (4 streams of 4096, F16 mix weights [24][16384]) at a decode step and a
+// 2048-token prefill chunk. hc_pre with 20 Sinkhorn iterations (the model's) and with 1
+// separates the serial Sinkhorn chain from the mix and the collapse; hc_head is the same
+// mix kernel with a 4-row product and no Sinkhorn; hc_post is the elementwise update.
+void bench_hc(cudaStream_t s, bool quick) {
+  ref::HcShape hs;
+  hs.hc = 4;
+  hs.dim = 4096;
+  const int64_t hd = hs.hc * hs.dim, M = hs.mix(), nmax = 2048;
+  Buf X(size_t(nmax * hd) * 4), Xo(size_t(nmax * hd) * 4), fn(size_t(M * hd) * 2), hfn(size_t(hs.hc * hd) * 2),
+      scale(16), base(size_t(M) * 4), xin(size_t(nmax * hs.dim) * 4), post(size_t(nmax * hs.hc) * 4),
+      comb(size_t(nmax * hs.hc * hs.hc) * 4), scratch(size_t(nmax * (hd + M)) * 4);
+  cuda::fill_random(DType::F32, X.p, nmax * hd, {21, 1.0f}, s);
+  cuda::fill_random(DType::F16, fn.p, M * hd, {22}, s);
+  cuda::fill_random(DType::F16, hfn.p, hs.hc * hd, {23}, s);
+  cuda::fill_random(DType::F32, scale.p, 4, {24, 0.5f}, s);
+  cuda::fill_random(DType::F32, base.p, M, {25, 0.5f}, s);
+  auto weight = [&](const Buf& b, int64_t rows, const char* name) {
+    ref::Weight w;
+    w.type = DType::F16;
+    w.data = static_cast<const uint8_t*>(b.p);
+    w.rows = rows;
+    w.cols = hd;
+    w.name = name;
+    return w;
+  };
+  const ref::Weight wf = weight(fn, M, "hc_fn"), wh = weight(hfn, hs.hc, "output_hc_fn");
+  const auto* sc = static_cast<const float*>(scale.p);
+  const auto* bs = static_cast<const float*>(base.p);
+  std::printf("# hc kernels, DS4 shapes (hc 4, dim 4096, F16 mix [24][16384]); us per call (graph of back-to-back calls)\n");
+  for (int64_t n : {int64_t(1), int64_t(2048)}) {
+    const int launches = n == 1 ? (quick ? 50 : 200) : (quick ? 3 : 10);
+    for (int64_t iters : {int64_t(20), int64_t(1)}) {
+      ref::HcShape h = hs;
+      h.sinkhorn_iters = iters;
+      const double us = time_calls(s, launches, 5, [&](int) {
+        cuda::hc_pre(static_cast<const float*>(X.p), n, wf, sc, bs, h, static_cast<float*>(xin.p),
+                     static_cast<float*>(post.p), static_cast<float*>(comb.p), static_cast<float*>(scratch.p), s);
+      });
+      std::printf("hc_pre   n=%-5lld sinkhorn %2lld iters %10.2f us\n", (long long)n, (long long)iters, us);
+    }
+    const double head = time_calls(s, launches, 5, [&](int) {
+      cuda::hc_head(static_cast<const float*>(X.p), n, wh, sc, bs, hs, static_cast<float*>(xin.p),
+                    static_cast<float*>(scratch.p), s);
+    });
+    std::printf("hc_head  n=%-5lld                   %10.2f us\n", (long long)n, head);
+    const double pst = time_calls(s, launches, 5, [&](int) {
+      cuda::hc_post(static_cast<const float*>(xin.p), static_cast<const float*>(X.p), static_cast<const float*>(post.p),
+                    static_cast<const float*>(comb.p), n, hs, static_cast<float*>(Xo.p), s);
+    });
+    std::printf("hc_post  n=%-5lld                   %10.2f us\n", (long long)n, pst);
+    std::fflush(stdout);
+  }
+}
+
 std::string today() {
   const std::time_t t = std::time(nullptr);
   char b[16];
@@ -354,7 +411,7 @@ bool selected(const std::string& only, const std::string& what) {
   return false;
 }
 
-int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv, const std::string& only) {
+int run(const std::string& csv, bool quick, bool moe, bool hc, const std::string& moe_csv, const std::string& only) {
   int dev = 0;
   ck(cudaGetDevice(&dev), "device");
   cudaDeviceProp prop{};
@@ -366,6 +423,11 @@ int run(const std::string& csv, bool quick, bool moe, const std::string& moe_csv
   std::printf("# %s, %d SMs, %.1f GiB, L2 %d MiB; copy %.0f GB/s (read+write), read %.0f GB/s\n", prop.name,
               prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30), prop.l2CacheSize >> 20,
               bw.copy_gbps, bw.read_gbps);
+  if (hc) {  // the hyper-connection kernels only
+    bench_hc(s, quick);
+    ck(cudaStreamDestroy(s), "stream");
+    return 0;
+  }
   if (moe) {  // the prefill MoE cases only
     report_moe(bench_moe(s, quick), prop, bw.read_gbps, moe_csv);
     ck(cudaStreamDestroy(s), "stream");
@@ -415,14 +477,16 @@ FP_COMMAND("bench-kernels", "Microbenchmark the CUDA decode matvecs at DS4 sizes
              auto csv = std::make_shared<std::string>();
              auto quick = std::make_shared<bool>(false);
              auto moe = std::make_shared<bool>(false);
+             auto hc = std::make_shared<bool>(false);
              auto moe_csv = std::make_shared<std::string>();
              auto only = std::make_shared<std::string>();
              app.add_option("--csv", *csv, "Write the results as CSV (with GPU, date and commit in the header)");
              app.add_flag("--quick", *quick, "Fewer launches and repetitions, no .xf32 variants");
              app.add_flag("--moe", *moe, "Only the prefill MoE cases: grouped tensor-core path vs per-slot matvecs");
+             app.add_flag("--hc", *hc, "Only the hyper-connection kernels (hc_pre, hc_head, hc_post) at decode and prefill sizes");
              app.add_option("--moe-csv", *moe_csv, "With --moe: write the MoE rows as CSV");
              app.add_option("--only", *only, "Only the matvec cases whose \"<type> <case>\" contains one of these '|'-separated texts (no GEMM rows)");
-             return [csv, quick, moe, moe_csv, only]() {
-               return fp::cli::bench_kernels::run(*csv, *quick, *moe, *moe_csv, *only);
+             return [csv, quick, moe, hc, moe_csv, only]() {
+               return fp::cli::bench_kernels::run(*csv, *quick, *moe, *hc, *moe_csv, *only);
              };
            });
