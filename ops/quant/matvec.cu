@@ -71,6 +71,21 @@ __device__ __forceinline__ void lds_words(const uint8_t* buf, uint32_t off, uint
   for (int i = 0; i < N; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
 }
 
+// N 32-bit values at a 4-aligned byte offset (kAlign: a multiple of 16 too, vector loads).
+template <int N, int kAlign = 4>
+__device__ __forceinline__ void lds_aligned(const uint8_t* buf, uint32_t off, uint32_t (&out)[N]) {
+  if constexpr (kAlign == 16 && N % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(buf + off)[i];
+      out[4 * i] = v.x, out[4 * i + 1] = v.y, out[4 * i + 2] = v.z, out[4 * i + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[i] = reinterpret_cast<const uint32_t*>(buf + off)[i];
+  }
+}
+
 __device__ __forceinline__ uint32_t lds_u16(const uint8_t* buf, uint32_t off) {
   return reinterpret_cast<const uint16_t*>(buf)[off >> 1];
 }
@@ -179,20 +194,30 @@ __device__ __forceinline__ void load_x_q8_0(const uint8_t* x, int64_t e, XRun& r
 // Common shape: a lane owns units of kUnitElems weights (kRuns units per block), kU
 // units per lane per chunk -> 32*kU units = 4096 weights per chunk of a row; K 16-byte
 // vectors per lane hold one chunk in flight.
-template <int kBlockBytes_, int kRuns_, int kUnitElems_ = 32, int kU_ = 4>
+template <int kBlockBytes_, int kRuns_, int kUnitElems_ = 32, int kU_ = 4, int kCap_ = 4608>
 struct Shape {
   static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kUnitElems = kUnitElems_, kU = kU_;
   static constexpr int kChunkBlocks = 32 * kU / kRuns;
   static constexpr int kChunkElems = 32 * kU * kUnitElems;
   // A chunk is up to 4096 weights of one row, or up to kRMax whole short rows, within
   // kChunkBytes: ~4.5 KiB per warp in flight keeps ~70 KiB per SM in flight.
-  static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes > 4608 ? kChunkBlocks * kBlockBytes : 4608;
+  static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes > kCap_ ? kChunkBlocks * kBlockBytes : kCap_;
   static constexpr int K = (kChunkBytes / 16 + 31) / 32;
   static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
+  static constexpr int kDynTableBytes = 0;  // lookup tables at the start of the dynamic shared memory
+  // kAsync: chunks land by cp.async in one of two shared buffers per warp (no registers
+  // hold a chunk in flight); kBalance: rows per work item chosen for the slowest warp.
+  static constexpr bool kAsync = true, kBalance = true;
+  static constexpr int kBuffers = kAsync ? 2 : 1;  // shared buffers per warp
 };
 constexpr int kRMax = 4;
 
+// Q8_0 keeps one staging buffer per warp (chunks through registers) and the rows per item
+// that keep >= 2 items per warp: cp.async and balanced rows cost its big products 10-11 %
+// on an H100 (bench/results/h100-2026-12-07.md, decode matvec candidate ladder).
 struct OpQ8_0 : Shape<34, 1> {
+  static constexpr bool kAsync = false, kBalance = false;
+  static constexpr int kBuffers = kAsync ? 2 : 1;
   using X = XRun;
   static constexpr bool kPackable = true;
   static constexpr int kTableBytes = 0;
@@ -231,14 +256,21 @@ __device__ __forceinline__ void load_x_q8_k_runs(const uint8_t* x, int64_t e, XR
 // IQ2_XXS: 8-byte grid entries and 8-byte sign masks (0x00 / 0xff bytes) in shared-memory
 // tables replicated 16 times (entry i of copy c at [16 i + c]: a half-warp never shares a
 // bank pair).
-struct OpIq2xxs : Shape<66, 8> {
+struct OpIq2xxs : Shape<66, 8, 32, 4, 3168> {  // 3-row chunks: two buffers per warp + tables fit 2 CTAs/SM
   using X = XRunsK<1>;
   static constexpr bool kPackable = false;
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
+  static constexpr int kDynTableBytes = 0;
+  // The tables are a static __shared__ array, whose address is known at link time, so a
+  // lookup's address is its offset alone (no per-lookup add of a base register).
+  __device__ static uint8_t* tables(uint8_t* dyn) {
+    __shared__ __align__(16) uint8_t t[kTableBytes];
+    return t;
+  }
   __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<1>(x, e, r); }
   // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
   __device__ static void init_tables(uint8_t* smem, uint8_t* scratch) {
-    uint2* grid = reinterpret_cast<uint2*>(smem);
+    uint2* grid = reinterpret_cast<uint2*>(tables(smem));
     uint2* sign = grid + 256 * 16;
     uint2* src = reinterpret_cast<uint2*>(scratch);  // [256 grid][128 sign]
     const int t = threadIdx.x;
@@ -258,15 +290,19 @@ struct OpIq2xxs : Shape<66, 8> {
     const float d = h2f(lds_u16(buf, off));
     uint32_t aw[2];
     lds_words<2>(buf, off + 2 + 8 * g, aw);
-    const uint2* grid = reinterpret_cast<const uint2*>(smem) + (lane & 15);
-    const uint2* sign = reinterpret_cast<const uint2*>(smem) + 256 * 16 + (lane & 15);
+    // Entry i of copy c sits at byte 128 i + 8 c (grid) and 32768 + 128 i + 8 c (signs):
+    // the byte offset is one shift and one mask-or of the packed index (lop3), no multiply.
     // (G ^ M) negates the masked bytes in ones' complement (-g - 1); dp4a(M, x) = -sum of
     // the masked x, which puts back the missing +1s: s - n = sum_j sign_j * g_j * x_j.
+    const uint32_t c8 = uint32_t(lane & 15) * 8;
+    const uint8_t* tb = tables(const_cast<uint8_t*>(smem));
     int s = 0, n = 0;
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
-      const uint2 G = grid[((aw[0] >> (8 * l)) & 255) * 16];
-      const uint2 M = sign[((aw[1] >> (7 * l)) & 127) * 16];
+      const uint32_t gi = (l == 0 ? aw[0] << 7 : aw[0] >> (8 * l - 7)) & 0x7f80u;
+      const uint32_t si = (l == 0 ? aw[1] << 7 : aw[1] >> (7 * l - 7)) & 0x3f80u;
+      const uint2 G = *reinterpret_cast<const uint2*>(tb + (gi | c8));
+      const uint2 M = *reinterpret_cast<const uint2*>(tb + 32768 + (si | c8));
       s = dp4a(G.x ^ M.x, x.q[2 * l], s);
       s = dp4a(G.y ^ M.y, x.q[2 * l + 1], s);
       n = dp4a(M.x, x.q[2 * l], n);
@@ -289,9 +325,10 @@ struct OpQ2K : Shape<84, 2, 128, 1> {
   __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<4>(x, e, r); }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int h, const X& x, const uint8_t*, int) {
     uint32_t q[8], sc[2], dm[1];
-    lds_words<8>(buf, off + 16 + 32 * h, q);
-    lds_words<2>(buf, off + 8 * h, sc);  // scales of sub-blocks 8h .. 8h+7
-    lds_words<1>(buf, off + 80, dm);
+    // 84-byte blocks of rows of 672k bytes from a 16-aligned base: every offset is 4-aligned.
+    lds_aligned<8>(buf, off + 16 + 32 * h, q);
+    lds_aligned<2>(buf, off + 8 * h, sc);
+    lds_aligned<1>(buf, off + 80, dm);
     int s1 = 0, s2 = 0;
 #pragma unroll
     for (int g = 0; g < 4; ++g) {
@@ -331,8 +368,9 @@ struct OpQ4K : Shape<144, 4, 64, 2> {
   }
   __device__ static float dot(const uint8_t* buf, uint32_t off, int c, const X& x, const uint8_t*, int) {
     uint32_t h[4], q[8];
-    lds_words<4>(buf, off, h);
-    lds_words<8>(buf, off + 16 + 32 * c, q);
+    // 144-byte blocks from a 16-aligned base: every block starts 16-aligned.
+    lds_aligned<4, 16>(buf, off, h);
+    lds_aligned<8, 16>(buf, off + 16 + 32 * c, q);
     int sc0, m0, sc1, m1;
     scale_min(h, 2 * c, sc0, m0);
     scale_min(h, 2 * c + 1, sc1, m1);
@@ -362,8 +400,17 @@ struct Chunk {
   float* y;
 };
 
+__device__ __forceinline__ void cp_async16(uint8_t* dst, const void* src) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
+// dst: the shared buffer the vectors go to straight away (cp.async); nullptr: into c.v.
 template <class Op>
-__device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t ids, int64_t item, int chunk, int lane) {
+__device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t ids, int64_t item, int chunk, int lane,
+                                      uint8_t* dst = nullptr) {
   const Item it = decode_item(p, item, ids);
   c.valid = it.w != nullptr;
   c.slot = it.slot;
@@ -393,16 +440,20 @@ __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t 
 #pragma unroll
   for (int k = 0; k < Op::K; ++k) {
     const int i = lane + 32 * k;
-    if (i < c.nvec) c.v[k] = ldg_stream(reinterpret_cast<const uint4*>(a0) + i);
+    if (i < c.nvec) {
+      if (Op::kAsync) cp_async16(dst + c.vec_off + 16 * i, reinterpret_cast<const uint4*>(a0) + i);
+      else c.v[k] = ldg_stream(reinterpret_cast<const uint4*>(a0) + i);
+    }
   }
+  if (Op::kAsync) cp_async_commit();
   if (lane < c.nhead) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(src) + 2 * lane);
   else if (lane >= 8 && lane - 8 < c.ntail) c.edge = ld_u16(reinterpret_cast<const uint8_t*>(a1) + 2 * (lane - 8));
 }
 
-template <int K>
+template <class Op, int K>
 __device__ __forceinline__ void stage(const Chunk<K>& c, uint8_t* buf, int lane) {
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < (Op::kAsync ? 0 : K); ++k) {
     const int i = lane + 32 * k;
     if (i < c.nvec) reinterpret_cast<uint4*>(buf + c.vec_off)[i] = c.v[k];
   }
@@ -410,11 +461,37 @@ __device__ __forceinline__ void stage(const Chunk<K>& c, uint8_t* buf, int lane)
   else if (lane >= 8 && lane - 8 < c.ntail) reinterpret_cast<uint16_t*>(buf + c.tail_off)[lane - 8] = uint16_t(c.edge);
 }
 
+
+template <class Op>
+__device__ __forceinline__ float row_dot(const uint8_t* buf, uint32_t off, int units, int my_unit,
+                                         const typename Op::X (&xr)[Op::kU], const uint8_t* smem, int lane) {
+  if (units >= 32 * Op::kU) {  // every lane has all its units: no guards, so the dots interleave
+    float d[Op::kU];
+#pragma unroll
+    for (int k = 0; k < Op::kU; ++k) {
+      const int u = my_unit + 32 * k;
+      d[k] = Op::dot(buf, off + uint32_t(u / Op::kRuns) * Op::kBlockBytes, u % Op::kRuns, xr[k], smem, lane);
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < Op::kU; ++k) s += d[k];
+    return s;
+  }
+  float s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < Op::kU; ++k) {
+    const int u = my_unit + 32 * k;
+    if (u < units) s += Op::dot(buf, off + uint32_t(u / Op::kRuns) * Op::kBlockBytes, u % Op::kRuns, xr[k], smem, lane);
+  }
+  return s;
+}
+
 template <class Op>
 __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  uint8_t* buf = smem + Op::kTableBytes + warp * Op::kBufBytes;
+  uint8_t* const bufs = smem + Op::kDynTableBytes + warp * Op::kBuffers * Op::kBufBytes;
+  int cur = 0;  // the buffer the next chunk lands in (Op::kAsync)
   // Per-slot activations: each warp takes a contiguous run of items, which mostly share a
   // slot, so activations are reloaded only when the slot changes. Shared activations:
   // warps stride through the items, so the whole grid streams neighbouring rows (DRAM
@@ -432,16 +509,17 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   // wait for it first: it may be the one writing the ids.
   const bool early = p.ids == nullptr || !p.overlap;
   int32_t ids = early ? warp_ids(p, lane) : 0;
-  if (early && item < items) issue<Op>(c, p, ids, item, 0, lane);
+  if (early && item < items) issue<Op>(c, p, ids, item, 0, lane, bufs);
   allow_next_grid();
   if constexpr (Op::kTableBytes > 0) {
-    Op::init_tables(smem, smem + Op::kTableBytes);
+    // Scratch: the last warp's last buffer, which nothing writes before this returns.
+    Op::init_tables(smem, smem + Op::kDynTableBytes + (kWarps * Op::kBuffers - 1) * Op::kBufBytes);
     __syncthreads();
   }
   wait_prev_grid();
   if (!early) {
     ids = warp_ids(p, lane);
-    if (item < items) issue<Op>(c, p, ids, item, 0, lane);
+    if (item < items) issue<Op>(c, p, ids, item, 0, lane, bufs);
   }
   typename Op::X xr[Op::kU];
   int64_t xkey = -1;
@@ -470,42 +548,32 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
         if (u < units) Op::load_x(p.x, e0 + int64_t(Op::kUnitElems) * u, xr[k]);
       }
     }
+    uint8_t* const buf = bufs + cur * Op::kBufBytes;
+    if (Op::kAsync) cp_async_wait_all();
     __syncwarp();
-    stage(c, buf, lane);
+    stage<Op>(c, buf, lane);
     __syncwarp();
     if (++chunk == p.chunks) {
       chunk = 0;
       item += step;
     }
-    if (item < items) issue<Op>(c, p, ids, item, chunk, lane);  // next chunk in flight during compute
+    cur = Op::kBuffers - 1 - cur;
+    if (item < items) issue<Op>(c, p, ids, item, chunk, lane, bufs + cur * Op::kBufBytes);  // in flight during compute
 
-    if (valid) {
-#pragma unroll
-      for (int j = 0; j < kRMax; ++j) {
-        const int pack = Op::kPackable ? p.pack : 1;
+    {
+      const int pack = Op::kPackable ? p.pack : 1;
+      const bool last = cur_chunk == p.chunks - 1;
+#pragma unroll 1
+      for (int j = 0; pack * j < nrows; ++j) {
         const int r = my_row + pack * j;
-        if (pack * j >= nrows) break;
-        if (r < nrows) {
-#pragma unroll
-          for (int k = 0; k < Op::kU; ++k) {
-            const int u = my_unit + 32 * k;
-            if (u < units)
-              acc[j] += Op::dot(buf, base + uint32_t(r) * row_bytes + uint32_t(u / Op::kRuns) * Op::kBlockBytes,
-                                u % Op::kRuns, xr[k], smem, lane);
-          }
+        float a = j == 0 ? acc[0] : 0.0f;  // a row of several chunks (then nrows == 1) carries acc[0]
+        if (valid && r < nrows) a += row_dot<Op>(buf, base + uint32_t(r) * row_bytes, units, my_unit, xr, smem, lane);
+        if (last) {
+          for (int o = upr >> 1; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+          if (my_unit == 0 && r < nrows) y[row0 + r] = valid ? a : kNaN;
+          a = 0.0f;
         }
-      }
-    }
-    if (cur_chunk == p.chunks - 1) {
-#pragma unroll
-      for (int j = 0; j < kRMax; ++j) {
-        const int pack = Op::kPackable ? p.pack : 1;
-        if (pack * j >= nrows) break;
-        float v = acc[j];
-        for (int o = upr >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        const int r = my_row + pack * j;
-        if (my_unit == 0 && r < nrows) y[row0 + r] = valid ? v : kNaN;
-        acc[j] = 0.0f;
+        if (j == 0) acc[0] = a;
       }
     }
   }
@@ -718,7 +786,7 @@ void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s
 
 template <class Op>
 void launch_q(const Params& p, bool overlap, Stream s) {
-  constexpr int smem = Op::kTableBytes + kWarps * Op::kBufBytes;
+  constexpr int smem = Op::kDynTableBytes + kWarps * Op::kBuffers * Op::kBufBytes;
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
@@ -732,7 +800,19 @@ void launch_q(const Params& p, bool overlap, Stream s) {
   if (q.chunks == 1) q.rows_per_item = int(std::clamp<int64_t>(Op::kChunkBytes / p.row_bytes, 1, q.pack * kRMax));
   const int64_t warps = int64_t(resident_ctas(fn, smem)) * sm_count() * kWarps;
   auto items_for = [&](int r) { return int64_t(q.n_slots) * ((q.rows + r - 1) / r) * (q.w2 ? 2 : 1); };
-  while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
+  if constexpr (Op::kBalance) {
+    // The slowest warp streams ceil(items / warps) items of r rows: pick the r that makes
+    // that smallest (ties: the larger r, fewer and larger chunks).
+    int best = q.rows_per_item;
+    int64_t best_cost = (items_for(best) + warps - 1) / warps * best;
+    for (int r = best - 1; r >= 1; --r) {
+      const int64_t cost = (items_for(r) + warps - 1) / warps * r;
+      if (cost < best_cost) best = r, best_cost = cost;
+    }
+    q.rows_per_item = best;
+  } else {
+    while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
+  }
   q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
   launch(&matvec_q<Op>, grid_for(fn, smem, host_items(q)), smem, overlap, s, q);
 }
