@@ -194,7 +194,10 @@ __device__ __forceinline__ void load_x_q8_0(const uint8_t* x, int64_t e, XRun& r
 // Common shape: a lane owns units of kUnitElems weights (kRuns units per block), kU
 // units per lane per chunk -> 32*kU units = 4096 weights per chunk of a row; K 16-byte
 // vectors per lane hold one chunk in flight.
-template <int kBlockBytes_, int kRuns_, int kUnitElems_ = 32, int kU_ = 4, int kCap_ = 4608>
+// kAsync: chunks land by cp.async in one of two shared buffers per warp (no registers hold
+// a chunk in flight); kBalance: rows per work item chosen for the slowest warp.
+template <int kBlockBytes_, int kRuns_, int kUnitElems_ = 32, int kU_ = 4, int kCap_ = 4608, bool kAsync_ = true,
+          bool kBalance_ = true>
 struct Shape {
   static constexpr int kBlockBytes = kBlockBytes_, kRuns = kRuns_, kUnitElems = kUnitElems_, kU = kU_;
   static constexpr int kChunkBlocks = 32 * kU / kRuns;
@@ -204,10 +207,7 @@ struct Shape {
   static constexpr int kChunkBytes = kChunkBlocks * kBlockBytes > kCap_ ? kChunkBlocks * kBlockBytes : kCap_;
   static constexpr int K = (kChunkBytes / 16 + 31) / 32;
   static constexpr int kBufBytes = (kChunkBytes + 32 + 15) / 16 * 16;  // + alignment and over-read slack
-  static constexpr int kDynTableBytes = 0;  // lookup tables at the start of the dynamic shared memory
-  // kAsync: chunks land by cp.async in one of two shared buffers per warp (no registers
-  // hold a chunk in flight); kBalance: rows per work item chosen for the slowest warp.
-  static constexpr bool kAsync = true, kBalance = true;
+  static constexpr bool kAsync = kAsync_, kBalance = kBalance_;
   static constexpr int kBuffers = kAsync ? 2 : 1;  // shared buffers per warp
 };
 constexpr int kRMax = 4;
@@ -215,9 +215,7 @@ constexpr int kRMax = 4;
 // Q8_0 keeps one staging buffer per warp (chunks through registers) and the rows per item
 // that keep >= 2 items per warp: cp.async and balanced rows cost its big products 10-11 %
 // on an H100 (bench/results/h100-2026-12-07.md, decode matvec candidate ladder).
-struct OpQ8_0 : Shape<34, 1> {
-  static constexpr bool kAsync = false, kBalance = false;
-  static constexpr int kBuffers = kAsync ? 2 : 1;
+struct OpQ8_0 : Shape<34, 1, 32, 4, 4608, false, false> {
   using X = XRun;
   static constexpr bool kPackable = true;
   static constexpr int kTableBytes = 0;
@@ -260,17 +258,16 @@ struct OpIq2xxs : Shape<66, 8, 32, 4, 3168> {  // 3-row chunks: two buffers per 
   using X = XRunsK<1>;
   static constexpr bool kPackable = false;
   static constexpr int kTableBytes = 256 * 16 * 8 + 128 * 16 * 8;
-  static constexpr int kDynTableBytes = 0;
   // The tables are a static __shared__ array, whose address is known at link time, so a
   // lookup's address is its offset alone (no per-lookup add of a base register).
-  __device__ static uint8_t* tables(uint8_t* dyn) {
+  __device__ static uint8_t* tables() {
     __shared__ __align__(16) uint8_t t[kTableBytes];
     return t;
   }
   __device__ static void load_x(const uint8_t* x, int64_t e, X& r) { load_x_q8_k_runs<1>(x, e, r); }
   // Needs 256 threads and 3 KiB of scratch (the warp buffers, unused until after this).
-  __device__ static void init_tables(uint8_t* smem, uint8_t* scratch) {
-    uint2* grid = reinterpret_cast<uint2*>(tables(smem));
+  __device__ static void init_tables(uint8_t* scratch) {
+    uint2* grid = reinterpret_cast<uint2*>(tables());
     uint2* sign = grid + 256 * 16;
     uint2* src = reinterpret_cast<uint2*>(scratch);  // [256 grid][128 sign]
     const int t = threadIdx.x;
@@ -295,7 +292,7 @@ struct OpIq2xxs : Shape<66, 8, 32, 4, 3168> {  // 3-row chunks: two buffers per 
     // (G ^ M) negates the masked bytes in ones' complement (-g - 1); dp4a(M, x) = -sum of
     // the masked x, which puts back the missing +1s: s - n = sum_j sign_j * g_j * x_j.
     const uint32_t c8 = uint32_t(lane & 15) * 8;
-    const uint8_t* tb = tables(const_cast<uint8_t*>(smem));
+    const uint8_t* tb = tables();
     int s = 0, n = 0;
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
@@ -490,7 +487,7 @@ template <class Op>
 __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  uint8_t* const bufs = smem + Op::kDynTableBytes + warp * Op::kBuffers * Op::kBufBytes;
+  uint8_t* const bufs = smem + warp * Op::kBuffers * Op::kBufBytes;
   int cur = 0;  // the buffer the next chunk lands in (Op::kAsync)
   // Per-slot activations: each warp takes a contiguous run of items, which mostly share a
   // slot, so activations are reloaded only when the slot changes. Shared activations:
@@ -513,7 +510,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   allow_next_grid();
   if constexpr (Op::kTableBytes > 0) {
     // Scratch: the last warp's last buffer, which nothing writes before this returns.
-    Op::init_tables(smem, smem + Op::kDynTableBytes + (kWarps * Op::kBuffers - 1) * Op::kBufBytes);
+    Op::init_tables(smem + (kWarps * Op::kBuffers - 1) * Op::kBufBytes);
     __syncthreads();
   }
   wait_prev_grid();
@@ -786,7 +783,7 @@ void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s
 
 template <class Op>
 void launch_q(const Params& p, bool overlap, Stream s) {
-  constexpr int smem = Op::kDynTableBytes + kWarps * Op::kBuffers * Op::kBufBytes;
+  constexpr int smem = kWarps * Op::kBuffers * Op::kBufBytes;
   const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
