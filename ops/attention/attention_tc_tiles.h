@@ -18,7 +18,8 @@ constexpr int ld_k(int D, size_t kv_elem_bytes) { return kv_elem_bytes == 4 ? D 
 
 // Q [16][ld_q] and P [16][kLdP] in f32, K [32][ld_k] in the stored type.
 constexpr size_t smem_bytes(int D, size_t kv_elem_bytes) {
-  return size_t(kHeads * ld_q(D) + kHeads * kLdP) * sizeof(float) + size_t(kKeys * ld_k(D, kv_elem_bytes)) * kv_elem_bytes;
+  return size_t(kHeads * ld_q(D) + kHeads * kLdP) * sizeof(float) +
+         size_t(kKeys * ld_k(D, kv_elem_bytes)) * kv_elem_bytes;
 }
 
 }  // namespace fp::attention_tc

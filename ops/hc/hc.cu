@@ -139,19 +139,76 @@ __device__ void finish_mix(const float* partial, int slices, int64_t t, int64_t 
 
 // x_in[d] = Σ pre[i]·X[i][d], streams in order; several loads in flight per thread.
 // Threads [first, blockDim.x) share the work (each d's sum is the same whoever adds it).
+// Rows of a multiple of 4 floats at 16-byte aligned addresses go 4 values per load.
 __device__ __forceinline__ void collapse_block(const float* xt, const float* pre_s, int64_t hc, int64_t dim,
                                                float* out, int first = 0) {
+  const int64_t tid = threadIdx.x - first, nthr = blockDim.x - first;
+  if (dim % 4 == 0 && ((reinterpret_cast<uintptr_t>(xt) | reinterpret_cast<uintptr_t>(out)) & 15) == 0) {
+    const float4* x4 = reinterpret_cast<const float4*>(xt);
+    const int64_t d4n = dim / 4;
 #pragma unroll 4
-  for (int64_t d = threadIdx.x - first; d < dim; d += blockDim.x - first) {
+    for (int64_t d = tid; d < d4n; d += nthr) {
+      const float4 v = x4[d];
+      float4 acc = make_float4(pre_s[0] * v.x, pre_s[0] * v.y, pre_s[0] * v.z, pre_s[0] * v.w);
+      for (int64_t i = 1; i < hc; ++i) {
+        const float4 u = x4[i * d4n + d];
+        const float w = pre_s[i];
+        acc.x += w * u.x, acc.y += w * u.y, acc.z += w * u.z, acc.w += w * u.w;
+      }
+      reinterpret_cast<float4*>(out)[d] = acc;
+    }
+    return;
+  }
+#pragma unroll 4
+  for (int64_t d = tid; d < dim; d += nthr) {
     float acc = pre_s[0] * xt[d];
     for (int64_t i = 1; i < hc; ++i) acc += pre_s[i] * xt[i * dim + d];
     out[d] = acc;
   }
 }
 
-// One block per token: the gates, then at once Sinkhorn on hc² lanes of warp 0 (lane
-// i*hc + j holds c[i][j]; every sum gathers its hc values and adds them in the CPU's order)
-// and the collapse x_in = Σ pre[i]·X[i] over the other warps.
+// The pre and post gates of one token from its scaled mix values (lanes < hc of the
+// calling threads: lane i writes pre_s[i] and post_t[i]).
+__device__ __forceinline__ void gates_lane(int lane, const float* mix_s, const float* scale, const float* base,
+                                           int64_t hc, float hc_eps, float* pre_s, float* post_t) {
+  pre_s[lane] = float(sigmoid(double(mix_s[lane]) * scale[0] + base[lane]) + hc_eps);
+  post_t[lane] = float(2.0 * sigmoid(double(mix_s[hc + lane]) * scale[1] + base[hc + lane]));
+}
+
+// Sinkhorn of one token on one whole warp: lane i*hc + j holds c[i][j]; every sum gathers
+// its hc values by shuffles and adds them in the CPU reference's order, in double.
+__device__ void sinkhorn_warp(const float* mix_s, const float* scale, const float* base, int64_t hc, float hc_eps,
+                              int64_t iters, float* comb_t) {
+  const int lane = threadIdx.x & 31;
+  const int i = lane / int(hc), j = lane % int(hc);
+  const bool live = lane < hc * hc;
+  const int q = 2 * int(hc) + (live ? lane : 0);
+  double c = live ? double(mix_s[q]) * scale[2] + base[q] : 0.0;
+  auto row_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? i * int(hc) + k : 0); };
+  auto col_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? k * int(hc) + j : 0); };
+  // Row softmax + eps.
+  double mx = -INFINITY;
+  for (int k = 0; k < hc; ++k) mx = fmax(mx, row_value(c, k));
+  c = exp(c - mx);
+  double sum = 0;
+  for (int k = 0; k < hc; ++k) sum += row_value(c, k);
+  c = c / sum + hc_eps;
+  // Column normalisation, then iters-1 rounds of row + column normalisation.
+  for (int64_t it = 0; it < iters; ++it) {
+    if (it > 0) {
+      sum = 0;
+      for (int k = 0; k < hc; ++k) sum += row_value(c, k);
+      c /= sum + hc_eps;
+    }
+    sum = 0;
+    for (int k = 0; k < hc; ++k) sum += col_value(c, k);
+    c /= sum + hc_eps;
+  }
+  if (live) comb_t[lane] = float(c);
+}
+
+// After mix_partial, one block per token: the gates, then at once Sinkhorn on warp 0 and
+// the collapse x_in = Σ pre[i]·X[i] over the other warps.
 __global__ void hc_pre_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
                             int64_t dim, float norm_eps, float hc_eps, int64_t iters, float* x_in, float* post,
                             float* comb) {
@@ -161,44 +218,131 @@ __global__ void hc_pre_tail(const float* X, const float* partial, int slices, co
   dev::allow_next_grid();
   const int64_t t = blockIdx.x, M = (2 + hc) * hc, hd = hc * dim;
   finish_mix(partial, slices, t, M, hd, norm_eps, mix_s);
-  if (threadIdx.x < hc) {
-    const int lane = threadIdx.x;
-    pre_s[lane] = float(sigmoid(double(mix_s[lane]) * scale[0] + base[lane]) + hc_eps);
-    post[t * hc + lane] = float(2.0 * sigmoid(double(mix_s[hc + lane]) * scale[1] + base[hc + lane]));
-  }
+  if (threadIdx.x < hc) gates_lane(threadIdx.x, mix_s, scale, base, hc, hc_eps, pre_s, post + t * hc);
   __syncthreads();
   // The collapse needs only the gates: warps 1.. run it while warp 0 runs the Sinkhorn
   // iterations (a serial chain of double-precision shuffles and divisions).
-  if (threadIdx.x >= 32) {
-    collapse_block(X + t * hd, pre_s, hc, dim, x_in + t * dim, 32);
-  } else {
-    const int lane = threadIdx.x;
-    const int i = lane / int(hc), j = lane % int(hc);
-    const bool live = lane < hc * hc;
-    const int q = 2 * int(hc) + (live ? lane : 0);
-    double c = live ? double(mix_s[q]) * scale[2] + base[q] : 0.0;
-    auto row_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? i * int(hc) + k : 0); };
-    auto col_value = [&](double v, int k) { return __shfl_sync(0xffffffffu, v, live ? k * int(hc) + j : 0); };
-    // Row softmax + eps.
-    double mx = -INFINITY;
-    for (int k = 0; k < hc; ++k) mx = fmax(mx, row_value(c, k));
-    c = exp(c - mx);
-    double sum = 0;
-    for (int k = 0; k < hc; ++k) sum += row_value(c, k);
-    c = c / sum + hc_eps;
-    // Column normalisation, then iters-1 rounds of row + column normalisation.
-    for (int64_t it = 0; it < iters; ++it) {
-      if (it > 0) {
-        sum = 0;
-        for (int k = 0; k < hc; ++k) sum += row_value(c, k);
-        c /= sum + hc_eps;
-      }
-      sum = 0;
-      for (int k = 0; k < hc; ++k) sum += col_value(c, k);
-      c /= sum + hc_eps;
+  if (threadIdx.x >= 32) collapse_block(X + t * hd, pre_s, hc, dim, x_in + t * dim, 32);
+  else sinkhorn_warp(mix_s, scale, base, hc, hc_eps, iters, comb + t * hc * hc);
+}
+
+// hc_pre for many tokens (a prefill chunk) in one kernel, a block per kRowsTokens tokens,
+// with mix_partial + hc_pre_tail's arithmetic bit for bit: the same slices of K, each
+// lane's products in the same order, the same warp reductions per slice, the slices
+// added in order, the sum of squares reduced per slice as block_reduce_sum over
+// kMixThreads threads would. So a token's outputs do not depend on the step's size (MTP
+// verification and any chunking see the decode step's bits). Warp w computes mix rows
+// w, w+8, w+16 of a pass for every token of the block (their X loads hit L1 after the
+// first warp's) and token w's sum of squares; then a warp per token runs the gates and
+// Sinkhorn, and the block the collapse.
+constexpr int kRowsTokens = 8;
+constexpr int kRowsPerWarp = 3;
+constexpr int kRowsThreads = 256;
+// From this many tokens hc_pre takes hc_pre_rows (n / 8 blocks); fewer tokens keep the
+// split over K (mix_partial), so that a decode step still spreads over many blocks.
+constexpr int64_t kRowsMinTokens = 64;
+
+// Σ x² over [k0, k1) of one token as mix_partial's block of kMixThreads threads adds it
+// (per thread in order, block_reduce_sum), computed by one warp.
+__device__ __forceinline__ double slice_sum_squares(const float* x, int64_t k0, int64_t k1) {
+  const int lane = threadIdx.x & 31;
+  double r = 0;
+#pragma unroll 1
+  for (int w = 0; w < kMixThreads / 32; ++w) {
+    double ss = 0;
+#pragma unroll 4
+    for (int64_t k = k0 + 32 * w + lane; k < k1; k += kMixThreads) {
+      const double v = x[k];
+      ss += v * v;
     }
-    if (live) comb[t * hc * hc + lane] = float(c);
+    ss = dev::warp_reduce_sum(ss);
+    if (lane == w) r = ss;
   }
+  return dev::warp_reduce_sum(r);  // block_reduce_sum's second stage: lanes >= warps hold 0
+}
+
+template <DType kT>
+__global__ void __launch_bounds__(kRowsThreads) hc_pre_rows(const float* X, int64_t n, const uint8_t* fn,
+                                                            int64_t fn_row_bytes, int slices, const float* scale,
+                                                            const float* base, int64_t hc, int64_t dim, float norm_eps,
+                                                            float hc_eps, int64_t iters, float* x_in, float* post,
+                                                            float* comb) {
+  constexpr int kWarps = kRowsThreads / 32;
+  __shared__ float mix_s[kRowsTokens][(2 + kMaxHc) * kMaxHc];
+  __shared__ float pre_s[kRowsTokens][kMaxHc];
+  __shared__ float scale_s[kRowsTokens];
+  dev::wait_prev_grid();
+  dev::allow_next_grid();
+  const int64_t M = (2 + hc) * hc, hd = hc * dim, t0 = int64_t(blockIdx.x) * kRowsTokens;
+  const int64_t len = (hd + slices - 1) / slices;
+  const int nt = n - t0 < kRowsTokens ? int(n - t0) : kRowsTokens;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float* Xb = X + t0 * hd;
+  for (int64_t r0 = 0; r0 < M; r0 += kWarps * kRowsPerWarp) {
+    float total[kRowsPerWarp][kRowsTokens] = {};
+#pragma unroll 1
+    for (int sl = 0; sl < slices; ++sl) {
+      const int64_t k0 = sl * len, k1 = hd < k0 + len ? hd : k0 + len;
+      float acc[kRowsPerWarp][kRowsTokens] = {};
+      for (int64_t kb = k0 + lane; kb < k1; kb += 32 * kMixUnroll) {
+        float f[kRowsPerWarp][kMixUnroll];
+#pragma unroll
+        for (int j = 0; j < kRowsPerWarp; ++j) {
+          const int64_t r = r0 + warp + kWarps * j;
+#pragma unroll
+          for (int u = 0; u < kMixUnroll; ++u) {
+            const int64_t k = kb + 32 * u;
+            f[j][u] = r < M && k < k1 ? table_value_t<kT>(fn + r * fn_row_bytes, k) : 0.0f;
+          }
+        }
+#pragma unroll
+        for (int t = 0; t < kRowsTokens; ++t) {
+          if (t >= nt) break;
+          const float* x = Xb + t * hd;
+#pragma unroll
+          for (int u = 0; u < kMixUnroll; ++u) {
+            const int64_t k = kb + 32 * u;
+            if (k < k1) {
+              const float xv = x[k];
+#pragma unroll
+              for (int j = 0; j < kRowsPerWarp; ++j) acc[j][t] += f[j][u] * xv;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j)
+#pragma unroll
+        for (int t = 0; t < kRowsTokens; ++t) total[j][t] += dev::warp_reduce_sum(acc[j][t]);
+    }
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j) {
+      const int64_t r = r0 + warp + kWarps * j;
+#pragma unroll
+      for (int t = 0; t < kRowsTokens; ++t)
+        if (lane == 0 && r < M && t < nt) mix_s[t][r] = total[j][t];
+    }
+  }
+  // Token w's norm scale, as finish_mix: the slices' float sums of squares added in double.
+  for (int t = warp; t < nt; t += kWarps) {
+    double ss = 0;
+    for (int sl = 0; sl < slices; ++sl) {
+      const int64_t k0 = sl * len, k1 = hd < k0 + len ? hd : k0 + len;
+      ss += double(float(slice_sum_squares(Xb + t * hd, k0, k1)));
+    }
+    if (lane == 0) scale_s[t] = 1.0f / sqrtf(float(ss / double(hd)) + norm_eps);
+  }
+  __syncthreads();
+  // A warp per token: the scaled mix, the gates, Sinkhorn.
+  for (int t = warp; t < nt; t += kWarps) {
+    for (int64_t r = lane; r < M; r += 32) mix_s[t][r] *= scale_s[t];
+    __syncwarp();
+    if (lane < hc) gates_lane(lane, mix_s[t], scale, base, hc, hc_eps, pre_s[t], post + (t0 + t) * hc);
+    __syncwarp();
+    sinkhorn_warp(mix_s[t], scale, base, hc, hc_eps, iters, comb + (t0 + t) * hc * hc);
+  }
+  __syncthreads();
+  for (int t = 0; t < nt; ++t) collapse_block(Xb + t * hd, pre_s[t], hc, dim, x_in + (t0 + t) * dim);
 }
 
 __global__ void hc_head_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
@@ -245,15 +389,20 @@ void check_fn(const ref::Weight& fn, int64_t rows, const ref::HcShape& s) {
 
 bool table_supported(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0; }
 
-// The partial mix products of hc_pre and hc_head into scratch: n * slices * (M + 1)
-// floats, which must fit in the n * (hc*dim + M) the callers provide; slices of at least
-// 128 values. Returns the slice count.
+// Slices of K for the mix: slices of at least 128 values, and n * slices * (M + 1) partials
+// fit in the n * (hd + M) floats of scratch the callers provide.
+int mix_slices(int64_t hd, int64_t M) {
+  return int(std::clamp<int64_t>(std::min((hd + M) / (M + 1), hd / 128), 1, kMaxMixSlices));
+}
+
+// The partial mix products of hc_pre and hc_head into scratch (n * slices * (M + 1)
+// floats, slices from mix_slices). Returns the slice count.
 int mix_partials(const float* X, int64_t n, const ref::Weight& fn, int64_t M, const ref::HcShape& s, float* scratch,
                  const Launch& l) {
   if (!table_supported(fn.type)) fail(fn.name, ": dtype ", dtype_name(fn.type), " has no CUDA HC mix");
   if (n <= 0) fail(fn.name, ": ", n, " tokens");
   const int64_t hd = s.hc * s.dim;
-  const int64_t slices = std::clamp<int64_t>(std::min((hd + M) / (M + 1), hd / 128), 1, kMaxMixSlices);
+  const int64_t slices = mix_slices(hd, M);
   const dim3 grid(unsigned(slices), unsigned((n + kMixTokens - 1) / kMixTokens));
   auto* kernel = fn.type == DType::F32    ? &mix_partial<DType::F32>
                  : fn.type == DType::F16  ? &mix_partial<DType::F16>
@@ -283,6 +432,18 @@ void hc_pre(const float* X, int64_t n, const ref::Weight& fn, const float* scale
             const ref::HcShape& s, float* x_in, float* post, float* comb, float* scratch, Launch l) {
   check_shape(s, "cuda hc_pre");
   check_fn(fn, s.mix(), s);
+  if (n >= kRowsMinTokens) {  // enough token tiles to fill the device: one kernel, no partials
+    if (!table_supported(fn.type)) fail(fn.name, ": dtype ", dtype_name(fn.type), " has no CUDA HC mix");
+    auto* kernel = fn.type == DType::F32    ? &hc_pre_rows<DType::F32>
+                   : fn.type == DType::F16  ? &hc_pre_rows<DType::F16>
+                   : fn.type == DType::BF16 ? &hc_pre_rows<DType::BF16>
+                                            : &hc_pre_rows<DType::Q8_0>;
+    const int slices = mix_slices(s.hc * s.dim, s.mix());
+    launch_kernel(kernel, unsigned((n + kRowsTokens - 1) / kRowsTokens), kRowsThreads, 0, l, "hc_pre (rows)", X, n,
+                  fn.data, fn.row_bytes(), slices, scale, base, s.hc, s.dim, s.norm_eps, s.hc_eps, s.sinkhorn_iters,
+                  x_in, post, comb);
+    return;
+  }
   const int slices = mix_partials(X, n, fn, s.mix(), s, scratch, l);
   launch_kernel(&hc_pre_tail, unsigned(n), 256, 0, l, "hc_pre", X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps,
                 s.hc_eps, s.sinkhorn_iters, x_in, post, comb);

@@ -173,40 +173,70 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
 }
 
 TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token for token, a decode-sized step") {
-  // The mix takes tokens in tiles and the tail a block per token: a token's outputs must
-  // not depend on which other tokens share its step (bit for bit).
-  std::mt19937_64 rng(31);
-  const auto s = shape(4096);
-  const int64_t n = 70, few = 3, hd = s.hc * s.dim, mix = s.mix();  // 70: a partial last tile
-  auto X = randn(size_t(n * hd), rng);
-  auto fnv = randn(size_t(mix * hd), rng, float(1.0 / std::sqrt(double(hd))));
-  for (auto& v : fnv) v = f16_to_f32(f32_to_f16(v));
-  auto scale = randn(3, rng, 0.2f, 1.0f);
-  auto base = randn(size_t(mix), rng, 0.5f);
-  const auto fn_bytes = encode(DType::F16, fnv);
-  std::vector<float> x_in(size_t(n * s.dim)), post(size_t(n * s.hc)), comb(size_t(n * s.hc * s.hc)),
-      scratch(size_t(n * (hd + mix)));
-  ref::hc_pre(X.data(), n, host_weight(fn_bytes, DType::F16, mix, hd), scale.data(), base.data(), s, x_in.data(),
-              post.data(), comb.data(), scratch.data());
-  DevBuf dX(X), dfn(fn_bytes), dscale(scale), dbase(base);
-  auto run = [&](int64_t m, std::vector<float>& xi, std::vector<float>& po, std::vector<float>& co) {
-    DevBuf dxin(size_t(m * s.dim) * 4), dpost(size_t(m * s.hc) * 4), dcomb(size_t(m * s.hc * s.hc) * 4),
-        dscr(size_t(m * (hd + mix)) * 4);
-    GPU_CHECK(cudaMemset(dxin.p, 0xff, dxin.bytes));
-    cuda::hc_pre(dX.as<float>(), m, dev_weight(dfn, DType::F16, mix, hd), dscale.as<float>(), dbase.as<float>(), s,
-                 dxin.as<float>(), dpost.as<float>(), dcomb.as<float>(), dscr.as<float>(), nullptr);
-    xi = dxin.get<float>(size_t(m * s.dim));
-    po = dpost.get<float>(size_t(m * s.hc));
-    co = dcomb.get<float>(size_t(m * s.hc * s.hc));
+  // From 64 tokens hc_pre runs one kernel a block per 8 tokens (hc_pre_rows); fewer
+  // tokens split the mix over K (mix_partial + hc_pre_tail). A token's outputs must not
+  // depend on which path or which other tokens share its step (bit for bit): MTP
+  // verification and chunked prefill see the decode step's bits.
+  struct Case {
+    int64_t dim, n;
+    DType ft;
   };
-  std::vector<float> xi, po, co, xf, pf, cf;
-  run(n, xi, po, co);
-  check_close("hc_pre x_in, 70 tokens", xi, x_in, kMix);
-  check_close("hc_pre post, 70 tokens", po, post, kMix);
-  check_close("hc_pre comb, 70 tokens", co, comb, kMix);
-  run(few, xf, pf, cf);
-  check_same_bits("hc_pre x_in, first tokens of both steps", std::vector<float>(xi.begin(), xi.begin() + few * s.dim), xf);
-  check_same_bits("hc_pre post, first tokens of both steps", std::vector<float>(po.begin(), po.begin() + few * s.hc), pf);
-  check_same_bits("hc_pre comb, first tokens of both steps",
-                  std::vector<float>(co.begin(), co.begin() + few * s.hc * s.hc), cf);
+  // DS4 (64 slices of 256, a partial last tile of 6 tokens); 32 slices of 128 (lanes past
+  // a slice's end); 2 slices and exactly the threshold.
+  for (const Case& c : {Case{4096, 70, DType::F16}, Case{1024, 75, DType::F32}, Case{64, 64, DType::F16}}) {
+    CAPTURE(c.dim);
+    CAPTURE(c.n);
+    std::mt19937_64 rng(31 + uint64_t(c.dim));
+    const auto s = shape(c.dim);
+    const int64_t n = c.n, few = 3, hd = s.hc * s.dim, mix = s.mix();
+    auto X = randn(size_t(n * hd), rng);
+    auto fnv = randn(size_t(mix * hd), rng, float(1.0 / std::sqrt(double(hd))));
+    if (c.ft == DType::F16)
+      for (auto& v : fnv) v = f16_to_f32(f32_to_f16(v));
+    auto scale = randn(3, rng, 0.2f, 1.0f);
+    auto base = randn(size_t(mix), rng, 0.5f);
+    const auto fn_bytes = encode(c.ft, fnv);
+    std::vector<float> x_in(size_t(n * s.dim)), post(size_t(n * s.hc)), comb(size_t(n * s.hc * s.hc)),
+        scratch(size_t(n * (hd + mix)));
+    ref::hc_pre(X.data(), n, host_weight(fn_bytes, c.ft, mix, hd), scale.data(), base.data(), s, x_in.data(),
+                post.data(), comb.data(), scratch.data());
+    DevBuf dX(X), dfn(fn_bytes), dscale(scale), dbase(base);
+    // hc_pre over tokens [first, first + m).
+    auto run = [&](int64_t first, int64_t m, std::vector<float>& xi, std::vector<float>& po, std::vector<float>& co) {
+      DevBuf dxin(size_t(m * s.dim) * 4), dpost(size_t(m * s.hc) * 4), dcomb(size_t(m * s.hc * s.hc) * 4),
+          dscr(size_t(m * (hd + mix)) * 4);
+      GPU_CHECK(cudaMemset(dxin.p, 0xff, dxin.bytes));
+      cuda::hc_pre(dX.as<float>() + first * hd, m, dev_weight(dfn, c.ft, mix, hd), dscale.as<float>(), dbase.as<float>(), s,
+                   dxin.as<float>(), dpost.as<float>(), dcomb.as<float>(), dscr.as<float>(), nullptr);
+      xi = dxin.get<float>(size_t(m * s.dim));
+      po = dpost.get<float>(size_t(m * s.hc));
+      co = dcomb.get<float>(size_t(m * s.hc * s.hc));
+    };
+    std::vector<float> xi, po, co, xf, pf, cf;
+    run(0, n, xi, po, co);
+    check_close("hc_pre x_in, many tokens", xi, x_in, kMix);
+    check_close("hc_pre post, many tokens", po, post, kMix);
+    check_close("hc_pre comb, many tokens", co, comb, kMix);
+    {  // Launched with PDL right after the kernel writing X: the same bits.
+      DevBuf dX2(X.size() * 4), dxin2(xi.size() * 4), dpost2(po.size() * 4), dcomb2(co.size() * 4),
+          dscr2(size_t(n * (hd + mix)) * 4);
+      PdlRun pdl;
+      pdl.refill(dX2, dX);
+      cuda::hc_pre(dX2.as<float>(), n, dev_weight(dfn, c.ft, mix, hd), dscale.as<float>(), dbase.as<float>(), s,
+                   dxin2.as<float>(), dpost2.as<float>(), dcomb2.as<float>(), dscr2.as<float>(), pdl.launch());
+      check_same_bits("hc_pre x_in with PDL, many tokens", dxin2.get<float>(xi.size()), xi);
+      check_same_bits("hc_pre post with PDL, many tokens", dpost2.get<float>(po.size()), po);
+      check_same_bits("hc_pre comb with PDL, many tokens", dcomb2.get<float>(co.size()), co);
+    }
+    for (int64_t first : {int64_t(0), n - few}) {  // the first tile, and the last (partial) one
+      CAPTURE(first);
+      run(first, few, xf, pf, cf);
+      auto part = [&](const std::vector<float>& v, int64_t per) {
+        return std::vector<float>(v.begin() + first * per, v.begin() + (first + few) * per);
+      };
+      check_same_bits("hc_pre x_in, the same tokens in both steps", part(xi, s.dim), xf);
+      check_same_bits("hc_pre post, the same tokens in both steps", part(po, s.hc), pf);
+      check_same_bits("hc_pre comb, the same tokens in both steps", part(co, s.hc * s.hc), cf);
+    }
+  }
 }
