@@ -173,16 +173,14 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
 }
 
 TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token for token, a decode-sized step") {
-  // From 64 tokens hc_pre runs one kernel a block per 8 tokens (hc_pre_rows); fewer
-  // tokens split the mix over K (mix_partial + hc_pre_tail). A token's outputs must not
-  // depend on which path or which other tokens share its step (bit for bit): MTP
-  // verification and chunked prefill see the decode step's bits.
+  // The mix takes tokens in tiles of 4 and the tail a block per token. A token's outputs
+  // must not depend on which other tokens share its step (bit for bit): MTP verification
+  // and chunked prefill see the decode step's bits.
   struct Case {
     int64_t dim, n;
     DType ft;
   };
-  // DS4 (64 slices of 256, a partial last tile of 6 tokens); 32 slices of 128 (lanes past
-  // a slice's end); 2 slices and exactly the threshold.
+  // DS4 (64 slices of 256); 32 slices of 128 (lanes past a slice's end); 2 slices.
   for (const Case& c : {Case{4096, 70, DType::F16}, Case{1024, 75, DType::F32}, Case{64, 64, DType::F16}}) {
     CAPTURE(c.dim);
     CAPTURE(c.n);
