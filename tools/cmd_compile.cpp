@@ -20,7 +20,7 @@ struct Args {
   std::string kv_dtype;  // "": the numerics' default
   std::string buckets = "16,128,512,2048";
   uint32_t mtp_depth = 1;
-  bool no_offload = false, fit_context = false, exact_parallel = false, no_pdl = false, quiet = false;
+  bool no_offload = false, fit_context = false, inexact_parallel = false, no_pdl = false, quiet = false;
   std::vector<std::string> overrides;
 };
 
@@ -53,7 +53,7 @@ int run(const Args& a) {
   o.mtp_depth = a.mtp_depth;
   o.allow_offload = !a.no_offload;
   o.fit_context = a.fit_context;
-  o.exact_parallel = a.exact_parallel;
+  o.exact_parallel = !a.inexact_parallel;
   o.pdl = !a.no_pdl;
   for (const auto& s : a.overrides) o.overrides.push_back(fp::parse_override(s));
   o.model_file = std::filesystem::path(a.model).filename().string();
@@ -105,9 +105,10 @@ FP_COMMAND("compile", "Plan a GGUF model for a device profile (no GPU needed; he
   app.add_option("--cost-context", a->cost_context, "Context length predicted times assume (default min(max, 8192))");
   app.add_flag("--no-offload", a->no_offload, "Never put weights in host memory; fail instead");
   app.add_flag("--fit-context", a->fit_context, "Lower the max context until the model fits instead of offloading");
-  app.add_flag("--exact-parallel", a->exact_parallel,
-               "Several GPUs: attention, shared expert and head replicated (greedy output bit-identical to one GPU; "
-               "the CUDA executor runs only such plans)");
+  app.add_flag("--inexact-parallel", a->inexact_parallel,
+               "Several GPUs: let the cost model also split attention, the shared expert and the head over the GPUs "
+               "(partial sums added in NCCL's order, not bit-identical to one GPU; the CUDA executor does not run "
+               "such plans yet). Default: those replicated, routed experts split");
   app.add_flag("--no-pdl", a->no_pdl,
                "No programmatic dependent launch: every kernel starts after the previous one ends (default: every "
                "kernel but the cuBLAS GEMM and NCCL overlaps the previous one on compute capability 9.0+)");

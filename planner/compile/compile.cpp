@@ -53,6 +53,7 @@ struct ParallelTry {
   double decode_us = 0;
   uint64_t max_device_bytes = 0;
   bool fits = false;
+  bool excluded = false;  // priced, never chosen (exact parallelism)
   std::string why_not;
 };
 
@@ -147,8 +148,8 @@ class Compiler {
       t.par.shared_split = bits & 2;
       t.par.head_split = bits & 4;
       t.why_not = parallel_rejection(m_, t.par);
-      if (t.why_not.empty() && o_.exact_parallel && bits != 0)
-        t.why_not = "--exact-parallel: a split part adds partial sums over the GPUs, not bit-identical to one GPU";
+      // Excluded options are still priced, so the plan's table shows what they would cost.
+      t.excluded = !t.why_not.empty() || (o_.exact_parallel && bits != 0);
       if (t.why_not.empty()) {
         const Attempt a = attempt(requested_, host, t.par);
         t.decode_us = a.decode_us();
@@ -158,12 +159,16 @@ class Compiler {
           t.why_not = str("device ", a.fullest(), " needs ", gib(double(t.max_device_bytes)), ", has ",
                           gib(double(p_.usable_bytes)), " usable");
       }
+      if (t.why_not.empty() && t.excluded)
+        t.why_not = "exact parallelism (the default; --inexact-parallel weighs it): a split part adds partial sums "
+                    "over the GPUs, not bit-identical to one GPU, and the CUDA executor does not run it";
       tries_.push_back(std::move(t));
     }
     std::vector<size_t> order(tries_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
       const ParallelTry &a = tries_[x], &b = tries_[y];
+      if (a.excluded != b.excluded) return !a.excluded;
       if (a.fits != b.fits) return a.fits;
       if (a.why_not.empty() != b.why_not.empty()) return a.why_not.empty();
       return a.fits ? a.decode_us < b.decode_us : a.max_device_bytes < b.max_device_bytes;
@@ -686,7 +691,7 @@ class Compiler {
     const ParallelTry& best = tries_.front();
     std::string runner_up;
     for (size_t i = 1; i < tries_.size(); ++i)
-      if (tries_[i].fits) {
+      if (tries_[i].fits && !tries_[i].excluded) {
         runner_up = str("; the next best option predicts ", format_us(tries_[i].decode_us));
         break;
       }

@@ -54,8 +54,10 @@ struct CompileOptions {
   // Multi-GPU: keep attention, the shared expert and the head replicated, so greedy output
   // is bit-identical to one GPU's (a split part's partial sums are added in NCCL's order);
   // the routed experts stay split (their exchange is exact). The split options are listed
-  // in the plan's parallelism table as excluded, with this reason.
-  bool exact_parallel = false;
+  // in the plan's parallelism table as excluded, with this reason. The default: the CUDA
+  // executor runs only such plans (runtime/cuda/MULTI_GPU.md); false (--inexact-parallel)
+  // lets the cost model weigh the splits too.
+  bool exact_parallel = true;
   // Programmatic dependent launch: every node whose kernel can start while the previous
   // kernel finishes on this device (KernelInfo::overlap_min_cc; today every CUDA kernel
   // but the cuBLAS GEMM, the collectives and kernels registered ahead of their launcher,

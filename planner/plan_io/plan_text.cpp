@@ -73,7 +73,7 @@ void header(Out& o, const LoadedPlan& lp) {
     plan::EnumNameNumerics(op->numerics()), plan::EnumNameDType(op->kv_dtype()), buckets.c_str(), op->mtp_depth());
   o("          predicted times at context %llu, offload %s, fit-context %s, PDL %s%s\n",
     (unsigned long long)op->cost_context(), op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off",
-    op->pdl() ? "on" : "off", op->exact_parallel() ? ", exact-parallel" : "");
+    op->pdl() ? "on" : "off", op->exact_parallel() ? "" : ", inexact-parallel");
   if (op->overrides() && op->overrides()->size())
     for (const auto* ov : *op->overrides()) o("          override %s=%s\n", sv(ov->pattern()), sv(ov->kernel()));
 }

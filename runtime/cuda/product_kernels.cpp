@@ -123,7 +123,8 @@ ProductKernels product_kernels(const LoadedPlan& p) {
              " only; the CUDA executor runs every node of a multi-GPU plan on every device (device -1)");
       if (n->parallel() == plan::Parallel::tensor_split)
         fail(p.path, ": node ", n->name()->str(), " in phase ", dst.name, " is tensor_split: the CUDA executor runs "
-             "attention, the shared expert and the head replicated on every GPU and splits only the routed experts");
+             "attention, the shared expert and the head replicated on every GPU and splits only the routed experts "
+             "(the plan was compiled with --inexact-parallel; recompile without it)");
       if (op == OpKind::matmul || op == OpKind::grouped_matmul || op == OpKind::moe) {
         if (!weighted) refuse("the node names no weight");
         const plan::Weight* w = p->weights()->Get(n->weights()->Get(0));

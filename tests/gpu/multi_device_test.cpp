@@ -12,7 +12,7 @@
 //     one NCCL rank captured in the decode graph, moe_combine) gives the 1-GPU plan's
 //     tokens;
 //   - two GPUs (not run, reported as skipped, with fewer than 2 visible): the tiny model's
-//     2-GPU plan (--exact-parallel: routed experts split, their per-slot outputs
+//     2-GPU plan (exact parallelism, the default: routed experts split, their per-slot outputs
 //     all-reduced exactly, the rest replicated) gives its 1-GPU plan's greedy and sampled
 //     tokens byte for byte, with graphs and without; a replayed decode step is one graph
 //     launch on each device (the NCCL all-reduces captured inside it).

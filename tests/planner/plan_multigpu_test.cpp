@@ -34,8 +34,12 @@ links: {pcie_gbps: 64}
 
 std::string with_host(const std::string& host) { return std::string(kTwoGpus) + "host:\n" + host; }
 
-LoadedPlan full_plan(const std::string& profile) {
-  return verify_plan(compile_bytes(full_model(), shipped_profile(profile)), profile + ".fplan");
+std::string why_not(const plan::ParallelOption* o) { return o->why_not() ? o->why_not()->str() : std::string(); }
+
+LoadedPlan full_plan(const std::string& profile, bool exact_parallel = true) {
+  CompileOptions o;
+  o.exact_parallel = exact_parallel;
+  return verify_plan(compile_bytes(full_model(), shipped_profile(profile), o), profile + ".fplan");
 }
 
 }  // namespace
@@ -142,63 +146,85 @@ TEST_CASE("2x H100: per-device memory sums to the plan's and fits every device")
   CHECK(weights > lp->model()->tensor_bytes());
 }
 
-TEST_CASE("2x H100: collectives are nodes with sane predicted times, and the choice is recorded") {
+TEST_CASE("2x H100: by default attention, shared expert and head stay replicated; the splits are priced, not chosen") {
   const LoadedPlan lp = full_plan("2x-h100-sxm-80gb");
-  const plan::Plan& p = *lp;
-  const uint32_t layers = p.model()->config()->n_layer();
-  const plan::Parallelism* par = p.parallelism();
+  const plan::Parallelism* par = lp->parallelism();
   REQUIRE(par);
-  CHECK(par->devices() == 2);
-  CHECK(par->routed_experts() == plan::Parallel::expert_split);
-  REQUIRE(par->options());
-  CHECK(par->options()->size() == 8);
-  CHECK(par->options()->Get(0)->fits());
-  for (const auto* o : *par->options())
-    if (o->fits()) CHECK(o->decode_us() >= par->options()->Get(0)->decode_us());
-  for (const auto* ph : *p.phases()) {
-    CAPTURE(ph->name()->str());
-    uint32_t reduce = 0, gather = 0;
-    for (const auto* n : *ph->nodes()) {
-      const bool coll = n->op() == plan::OpKind::all_reduce || n->op() == plan::OpKind::all_gather;
-      CHECK(coll == (n->parallel() == plan::Parallel::collective));
-      CHECK(n->device() == -1);
-      if (!coll) continue;
-      (n->op() == plan::OpKind::all_reduce ? reduce : gather)++;
-      CHECK(lp.kernel_id(*n) == (n->op() == plan::OpKind::all_reduce ? "cuda.nccl.all_reduce" : "cuda.nccl.all_gather"));
-      CHECK(n->link_bytes() > 0);
-      // latency + 2(N-1)/N * bytes / 450 GB/s (all-reduce), (N-1)/N * bytes / bw (all-gather)
-      const double factor = n->op() == plan::OpKind::all_reduce ? 1.0 : 0.5;
-      CHECK(n->predicted_us() == doctest::Approx(6.0 + factor * n->link_bytes() / 450e9 * 1e6).epsilon(1e-4));
-    }
-    if (ph->kind() == plan::PhaseKind::mtp_draft) {
-      CHECK(reduce >= 1);
-    } else {
-      // One per layer for the experts' slot outputs, one more per layer for each split part.
-      const uint32_t per_layer = 1 + (par->attention() == plan::Parallel::tensor_split ? 1 : 0) +
-                                 (par->shared_expert() == plan::Parallel::tensor_split ? 1 : 0);
-      CHECK(reduce == per_layer * layers);
-      CHECK(gather == (par->head() == plan::Parallel::tensor_split ? 1u : 0u));
-    }
-    // Every moe node is expert_split, writes the per-slot buffer, and is followed by the
-    // all-reduce of that buffer (k slots of n_embd floats per token) and the combine.
-    const auto& nodes = *ph->nodes();
-    const uint32_t k = p.model()->config()->n_expert_used(), e = p.model()->config()->n_embd();
-    for (uint32_t i = 0; i < nodes.size(); ++i) {
-      const plan::Node* n = nodes.Get(i);
-      if (n->op() != plan::OpKind::moe) continue;
-      CAPTURE(n->name()->str());
-      CHECK(n->parallel() == plan::Parallel::expert_split);
-      REQUIRE(i + 2 < nodes.size());
-      const plan::Node* r = nodes.Get(i + 1);
-      const plan::Node* c = nodes.Get(i + 2);
-      CHECK(p.buffers()->Get(n->outputs()->Get(0))->name()->str() == "moe_slots");
-      CHECK(r->op() == plan::OpKind::all_reduce);
-      CHECK(r->inputs()->Get(0) == n->outputs()->Get(0));
-      CHECK(r->link_bytes() == doctest::Approx(4.0 * n->tokens() * k * e));
-      CHECK(c->op() == plan::OpKind::moe_combine);
-      CHECK(c->parallel() == plan::Parallel::replicated);
-      CHECK(lp.kernel_id(*c) == "cuda.moe.combine");
-      CHECK(p.buffers()->Get(c->outputs()->Get(0))->name()->str() == "moe_out");
+  CHECK(lp->provenance()->options()->exact_parallel());
+  CHECK(par->attention() == plan::Parallel::replicated);
+  CHECK(par->shared_expert() == plan::Parallel::replicated);
+  CHECK(par->head() == plan::Parallel::replicated);
+  REQUIRE(par->options()->size() == 8);
+  CHECK(why_not(par->options()->Get(0)).empty());
+  for (uint32_t i = 1; i < 8; ++i) {
+    const auto* o = par->options()->Get(i);
+    CHECK(o->decode_us() > 0);  // priced
+    CHECK(why_not(o).find("exact parallelism (the default; --inexact-parallel weighs it)") == 0);
+  }
+}
+
+TEST_CASE("2x H100: collectives are nodes with sane predicted times, and the choice is recorded") {
+  for (bool exact : {true, false}) {
+    CAPTURE(exact);
+    const LoadedPlan lp = full_plan("2x-h100-sxm-80gb", exact);
+    const plan::Plan& p = *lp;
+    const uint32_t layers = p.model()->config()->n_layer();
+    const plan::Parallelism* par = p.parallelism();
+    REQUIRE(par);
+    CHECK(par->devices() == 2);
+    CHECK(par->routed_experts() == plan::Parallel::expert_split);
+    REQUIRE(par->options());
+    CHECK(par->options()->size() == 8);
+    CHECK(par->options()->Get(0)->fits());
+    // The chosen option is the fastest of those that fit and were not excluded.
+    for (const auto* o : *par->options())
+      if (o->fits() && why_not(o).empty()) CHECK(o->decode_us() >= par->options()->Get(0)->decode_us());
+    if (!exact) CHECK(par->attention() == plan::Parallel::tensor_split);  // the cost model's pick on 2x H100
+    for (const auto* ph : *p.phases()) {
+      CAPTURE(ph->name()->str());
+      uint32_t reduce = 0, gather = 0;
+      for (const auto* n : *ph->nodes()) {
+        const bool coll = n->op() == plan::OpKind::all_reduce || n->op() == plan::OpKind::all_gather;
+        CHECK(coll == (n->parallel() == plan::Parallel::collective));
+        CHECK(n->device() == -1);
+        if (!coll) continue;
+        (n->op() == plan::OpKind::all_reduce ? reduce : gather)++;
+        CHECK(lp.kernel_id(*n) == (n->op() == plan::OpKind::all_reduce ? "cuda.nccl.all_reduce" : "cuda.nccl.all_gather"));
+        CHECK(n->link_bytes() > 0);
+        // latency + 2(N-1)/N * bytes / 450 GB/s (all-reduce), (N-1)/N * bytes / bw (all-gather)
+        const double factor = n->op() == plan::OpKind::all_reduce ? 1.0 : 0.5;
+        CHECK(n->predicted_us() == doctest::Approx(6.0 + factor * n->link_bytes() / 450e9 * 1e6).epsilon(1e-4));
+      }
+      if (ph->kind() == plan::PhaseKind::mtp_draft) {
+        CHECK(reduce >= 1);
+      } else {
+        // One per layer for the experts' slot outputs, one more per layer for each split part.
+        const uint32_t per_layer = 1 + (par->attention() == plan::Parallel::tensor_split ? 1 : 0) +
+                                   (par->shared_expert() == plan::Parallel::tensor_split ? 1 : 0);
+        CHECK(reduce == per_layer * layers);
+        CHECK(gather == (par->head() == plan::Parallel::tensor_split ? 1u : 0u));
+      }
+      // Every moe node is expert_split, writes the per-slot buffer, and is followed by the
+      // all-reduce of that buffer (k slots of n_embd floats per token) and the combine.
+      const auto& nodes = *ph->nodes();
+      const uint32_t k = p.model()->config()->n_expert_used(), e = p.model()->config()->n_embd();
+      for (uint32_t i = 0; i < nodes.size(); ++i) {
+        const plan::Node* n = nodes.Get(i);
+        if (n->op() != plan::OpKind::moe) continue;
+        CAPTURE(n->name()->str());
+        CHECK(n->parallel() == plan::Parallel::expert_split);
+        REQUIRE(i + 2 < nodes.size());
+        const plan::Node* r = nodes.Get(i + 1);
+        const plan::Node* c = nodes.Get(i + 2);
+        CHECK(p.buffers()->Get(n->outputs()->Get(0))->name()->str() == "moe_slots");
+        CHECK(r->op() == plan::OpKind::all_reduce);
+        CHECK(r->inputs()->Get(0) == n->outputs()->Get(0));
+        CHECK(r->link_bytes() == doctest::Approx(4.0 * n->tokens() * k * e));
+        CHECK(c->op() == plan::OpKind::moe_combine);
+        CHECK(c->parallel() == plan::Parallel::replicated);
+        CHECK(lp.kernel_id(*c) == "cuda.moe.combine");
+        CHECK(p.buffers()->Get(c->outputs()->Get(0))->name()->str() == "moe_out");
+      }
     }
   }
 }

@@ -6,8 +6,8 @@
 //   - the CUDA product table takes the 2-GPU plan (moe, its all-reduce and combine), and
 //     its node list is what the executor walks: moe, all_reduce, moe_combine per layer;
 //   - a plan whose cost model split attention, the shared expert and the head (the full
-//     model on 2x H100 without --exact-parallel) is refused, naming the node / slice;
-//     with --exact-parallel it is accepted;
+//     model on 2x H100 with --inexact-parallel) is refused, naming the node / slice;
+//     the default (exact parallelism) plan is accepted;
 //   - a 2-GPU plan folded onto one GPU (tests/support/fold_plan.h, how the GPU suite runs
 //     the multi-GPU step on one GPU) passes every check and loads every expert whole;
 //   - the buffer table of an expert-split executor holds the slot outputs and local ids.
@@ -172,7 +172,7 @@ TEST_CASE("plan devices: the CUDA product table takes the 2-GPU plan; every moe 
   }
 }
 
-TEST_CASE("plan devices: tensor-split plans are refused naming the node and the slice; --exact-parallel plans are not") {
+TEST_CASE("plan devices: tensor-split plans are refused naming the node and the slice; exact-parallel plans are not") {
   const Model& full = test::full_model();
   const LoadedPlan split = plan_for(full, "2x-h100-sxm-80gb", false);
   REQUIRE(split->parallelism());
