@@ -154,11 +154,14 @@ void Scheduler::step_slot(Slot& slot) {
 
 void Scheduler::release(Slot& slot, Finish f, const std::string& error) {
   Job& job = *slot.job;
-  job.finish(f, error);
-  const auto first = job.generated() > 0 ? job.first_token : job.done;
+  // The metrics first: finishing the job lets its reply go out, and a client that has its
+  // reply must find the generation counted (it was not, now and then, on a loaded CI host).
+  const auto done = Clock::now();
+  const auto first = job.generated() > 0 ? job.first_token : done;
   metrics_.generation_done(job.input().prompt.size(), job.generated(), seconds(job.started - job.arrived),
-                           seconds(first - job.arrived), seconds(job.done - first), seconds(job.done - job.arrived),
+                           seconds(first - job.arrived), seconds(done - first), seconds(done - job.arrived),
                            finish_name(f));
+  job.finish(f, error);
   slot.job.reset();
   slot.sampler.reset();
   slot.last_token = -1;
