@@ -777,8 +777,13 @@ Server::Server(Engine& engine, ServerOptions options) : impl_(std::make_unique<I
     send_error(res, ApiError(500, str("internal error: ", what), "server_error"));
   });
 
-  http.set_logger([&s](const httplib::Request& req, const httplib::Response& res) {
+  // Counted just before the response line is written (httplib calls the post-routing
+  // handler there for every response), so a client holding its reply finds it counted; the
+  // logger runs only after the body has gone out.
+  http.set_post_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
     s.metrics.request_done(endpoint_label(req.path), res.status);
+  });
+  http.set_logger([&s](const httplib::Request& req, const httplib::Response& res) {
     if (s.opt.log_requests)
       std::fprintf(stderr, "serve: %s %s %d %s\n", req.method.c_str(), req.path.c_str(), res.status,
                    req.remote_addr.c_str());
