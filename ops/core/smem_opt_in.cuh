@@ -1,12 +1,14 @@
 // The opt-in a kernel needs before it launches with more than 48 KiB of dynamic shared
-// memory (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per kernel and device:
-// each device's context holds its own copy of a kernel, and a multi-GPU plan launches the
-// same kernel on several devices. Host code only; include from a .cu file.
+// memory (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per kernel, device and
+// size: each device's context holds its own copy of a kernel, a multi-GPU plan launches the
+// same kernel on several devices, and one kernel may need more at a later launch (the
+// indexer's scores kernel sizes its shared memory by heads x dims), so a larger request
+// raises the opt-in. Host code only; include from a .cu file.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <map>
 #include <mutex>
-#include <set>
 #include <utility>
 
 #include "ops/core/error.h"
@@ -17,14 +19,18 @@ namespace fp::cuda {
 inline void opt_in_smem(const void* fn, size_t bytes, const char* what) {
   if (bytes <= 48 * 1024) return;
   static std::mutex mu;
-  static std::set<std::pair<const void*, int>> done;
+  static std::map<std::pair<const void*, int>, size_t> opted;  // (kernel, device) -> bytes opted in
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   std::lock_guard<std::mutex> lock(mu);
-  if (e == cudaSuccess && done.count({fn, dev})) return;
-  if (e == cudaSuccess) e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-  if (e != cudaSuccess) fail("CUDA error in ", what, " (opting in to ", bytes, " bytes of shared memory): ", cudaGetErrorString(e));
-  done.insert({fn, dev});
+  if (e == cudaSuccess) {
+    auto it = opted.find({fn, dev});
+    if (it != opted.end() && it->second >= bytes) return;
+    e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  }
+  if (e != cudaSuccess)
+    fail("CUDA error in ", what, " (opting in to ", bytes, " bytes of shared memory): ", cudaGetErrorString(e));
+  opted[{fn, dev}] = bytes;
 }
 
 }  // namespace fp::cuda
