@@ -191,7 +191,7 @@ class Compiler {
     const Attempt a = attempt(requested_, host, best.par);
     if (o_.fit_context) {
       const uint64_t ctx = largest_fitting(host, requested_ - 1, best.par);
-      if (ctx == 0) fail(no_fit_message(a, host, false));
+      if (ctx == 0) fail(no_fit_message(a, host, false), inexact_hint());
       Attempt b = attempt(ctx, host, best.par);
       tries_.front().fits = true;
       tries_.front().why_not.clear();
@@ -199,7 +199,21 @@ class Compiler {
                   " tokens to fit (--fit-context)");
       return assemble(b);
     }
-    fail(no_fit_message(a, host, false));
+    fail(no_fit_message(a, host, false), inexact_hint());
+  }
+
+  // With nothing fitting among the exact options: which split option would fit if the
+  // user allowed inexact parallelism ("" when none would, or it is already allowed).
+  std::string inexact_hint() const {
+    if (!o_.exact_parallel) return "";
+    for (const ParallelTry& t : tries_)
+      if (t.excluded && t.fits)
+        return str("; with --inexact-parallel (split parts sum over the GPUs in another order: not bit-identical to "
+                   "one GPU, and not run by the CUDA executor yet) attention ",
+                   t.par.attention_split ? "split" : "replicated", ", shared expert ",
+                   t.par.shared_split ? "split" : "replicated", ", head ", t.par.head_split ? "split" : "replicated",
+                   " would fit (", gib(double(t.max_device_bytes)), " on the fullest device)");
+    return "";
   }
 
   GraphOptions graph_options(uint64_t ctx, const ParallelOptions& par) const {

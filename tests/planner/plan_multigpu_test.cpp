@@ -163,6 +163,26 @@ TEST_CASE("2x H100: by default attention, shared expert and head stay replicated
   }
 }
 
+TEST_CASE("2 GPUs: when only a split option would fit, the no-fit error names --inexact-parallel") {
+  const LoadedPlan lp = full_plan("2x-h100-sxm-80gb");
+  uint64_t replicated = 0, split = UINT64_MAX;
+  for (const auto* o : *lp->parallelism()->options()) {
+    const bool all_replicated = o->attention() == plan::Parallel::replicated &&
+                                o->shared_expert() == plan::Parallel::replicated && o->head() == plan::Parallel::replicated;
+    if (all_replicated) replicated = o->max_device_bytes();
+    else split = std::min<uint64_t>(split, o->max_device_bytes());
+  }
+  REQUIRE(split < replicated);
+  DeviceProfile p = shipped_profile("2x-h100-sxm-80gb");
+  p.usable_bytes = (replicated + split) / 2;  // room for a split, not for the replicated parts
+  const std::string e = error_of([&] { compile_bytes(full_model(), p); });
+  CHECK(e.find("does not fit") != std::string::npos);
+  CHECK(e.find("with --inexact-parallel") != std::string::npos);
+  CompileOptions o;
+  o.exact_parallel = false;
+  CHECK_NOTHROW(compile_bytes(full_model(), p, o));
+}
+
 TEST_CASE("2x H100: collectives are nodes with sane predicted times, and the choice is recorded") {
   for (bool exact : {true, false}) {
     CAPTURE(exact);
