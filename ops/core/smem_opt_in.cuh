@@ -1,5 +1,5 @@
-// The opt-in a kernel needs before it launches with more than 48 KiB of dynamic shared
-// memory (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per kernel, device and
+// The opt-in a kernel needs before it launches with more than 48 KiB of shared memory,
+// static and dynamic together (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per kernel, device and
 // size: each device's context holds its own copy of a kernel, a multi-GPU plan launches the
 // same kernel on several devices, and one kernel may need more at a later launch (the
 // indexer's scores kernel sizes its shared memory by heads x dims), so a larger request
@@ -17,7 +17,12 @@ namespace fp::cuda {
 
 // fn: the kernel (cast to const void*); what names it in an error.
 inline void opt_in_smem(const void* fn, size_t bytes, const char* what) {
-  if (bytes <= 48 * 1024) return;
+  if (bytes <= 48 * 1024) {
+    // Static shared memory counts against the same 48 KiB default (a kernel with 48 KiB of
+    // static tables needs the opt-in for any dynamic bytes).
+    cudaFuncAttributes fa{};
+    if (cudaFuncGetAttributes(&fa, fn) == cudaSuccess && fa.sharedSizeBytes + bytes <= 48 * 1024) return;
+  }
   static std::mutex mu;
   static std::map<std::pair<const void*, int>, size_t> opted;  // (kernel, device) -> bytes opted in
   int dev = 0;
