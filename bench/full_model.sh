@@ -39,7 +39,7 @@ if [ -n "${PROFILE:-}" ]; then
   model=${MODEL:-/dev/shm/ds4-full-header.gguf}
   "$fp" synth --preset full --header-only --seed 1 -o "$model" > "$out/synth.err" 2>&1
   # PLAN_CTX: the plan's max context (default: the planner's, as in the golden plans).
-  "$fp" compile "$model" --profile "$PROFILE" ${PLAN_CTX:+--max-context "$PLAN_CTX"} -o "$out/full.fplan" \
+  "$fp" compile "$model" --profile "$PROFILE" ${COMPILE_ARGS:-} ${PLAN_CTX:+--max-context "$PLAN_CTX"} -o "$out/full.fplan" \
     > "$out/compile.txt" 2>&1
   echo "compile rc $?: $(grep -iE 'host|offload' "$out/compile.txt" | head -3)"
   engine=(--plan "$out/full.fplan" --weights random:1)

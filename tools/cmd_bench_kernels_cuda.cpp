@@ -43,7 +43,6 @@ struct Case {
   bool xf32 = false;
   bool paired = false;  // a second tensor in the same launch (an expert's gate and up)
   bool overlap = false;  // MatvecArgs::overlap_prev: each launch may start during the previous one
-  WeightLayout layout = WeightLayout::gguf;  // iq2xxs_rows: repacked after the fill
 };
 
 struct Row {
@@ -106,12 +105,9 @@ Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   Buf w(stride * size_t(tensors));
   for (int64_t k = 0; k < tensors; ++k)
     cuda::fill_random(c.type, static_cast<uint8_t*>(w.p) + k * stride, mats * c.rows * c.cols, {uint64_t(k + 1)}, s);
-  if (c.layout == WeightLayout::iq2xxs_rows)
-    for (int64_t k = 0; k < tensors; ++k) cuda::repack_iq2xxs_rows(static_cast<uint8_t*>(w.p) + k * stride, mats * c.rows, c.cols, s);
 
   cuda::MatvecArgs a;
   a.type = c.type;
-  a.layout = c.layout;
   a.rows = c.rows;
   a.cols = c.cols;
   a.xf32 = c.xf32;
@@ -297,12 +293,6 @@ std::vector<Case> ds4_cases(bool quick) {
       {"streaming 4096->65536", DType::Q2_K, 65536, 4096},
       {"streaming 4096->16384", DType::F16, 16384, 4096},
   };
-  // IQ2_XXS in the load-time repacked row layout (WeightLayout::iq2xxs_rows).
-  for (Case c : std::vector<Case>{v[6], v[7], v[8], v[22]}) {
-    c.name += " rows";
-    c.layout = WeightLayout::iq2xxs_rows;
-    v.push_back(c);
-  }
   // The same calls launched with overlap_prev (programmatic dependent launch): a decode
   // graph's back-to-back matvecs, where a launch's start overlaps the previous one's tail.
   const size_t plain = v.size();

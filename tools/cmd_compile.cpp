@@ -20,7 +20,7 @@ struct Args {
   std::string kv_dtype;  // "": the numerics' default
   std::string buckets = "16,128,512,2048";
   uint32_t mtp_depth = 1;
-  bool no_offload = false, fit_context = false, inexact_parallel = false, no_pdl = false, no_repack = false, quiet = false;
+  bool no_offload = false, fit_context = false, inexact_parallel = false, no_pdl = false, quiet = false;
   std::vector<std::string> overrides;
 };
 
@@ -55,7 +55,6 @@ int run(const Args& a) {
   o.fit_context = a.fit_context;
   o.exact_parallel = !a.inexact_parallel;
   o.pdl = !a.no_pdl;
-  o.repack = !a.no_repack;
   for (const auto& s : a.overrides) o.overrides.push_back(fp::parse_override(s));
   o.model_file = std::filesystem::path(a.model).filename().string();
   if (!a.mtp.empty()) o.mtp_file = std::filesystem::path(a.mtp).filename().string();
@@ -113,9 +112,6 @@ FP_COMMAND("compile", "Plan a GGUF model for a device profile (no GPU needed; he
   app.add_flag("--no-pdl", a->no_pdl,
                "No programmatic dependent launch: every kernel starts after the previous one ends (default: every "
                "kernel but the cuBLAS GEMM and NCCL overlaps the previous one on compute capability 9.0+)");
-  app.add_flag("--no-repack", a->no_repack,
-               "Keep every weight in the file's layout on the device (default: the routed experts' IQ2_XXS gate and up "
-               "are rearranged at load for aligned reads; same bytes and numerics)");
   app.add_option("--override", a->overrides, "PATTERN=KERNEL: force a kernel on matching nodes (repeatable)");
   app.add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return [a]() { return run(*a); };

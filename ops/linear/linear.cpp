@@ -41,15 +41,7 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return acc[0];
 }
 
-namespace {
-void require_file_layout(const Weight& w) {
-  if (w.layout != WeightLayout::gguf)
-    fail(w.name, ": layout ", weight_layout_name(w.layout), ", the CPU reference reads only the file's (gguf)");
-}
-}  // namespace
-
 void weight_row_f32(const Weight& w, int64_t r, float* dst) {
-  require_file_layout(w);
   if (w.type == DType::F32) {
     std::memcpy(dst, w.row(r), size_t(w.cols) * sizeof(float));
     return;
@@ -59,7 +51,6 @@ void weight_row_f32(const Weight& w, int64_t r, float* dst) {
 
 void matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   if (w.empty()) fail("matmul: weight ", w.name, " is not bound");
-  require_file_layout(w);
   if (w.type != DType::F32 && !can_dequantize(w.type))
     fail(w.name, ": dtype ", dtype_name(w.type), " cannot be dequantised");
   if (ldx == w.cols && ldy == w.rows) {

@@ -28,10 +28,9 @@ void check_weight(const ref::Weight& w, const char* what) {
 void check_pair(const ref::Weight& w, const ref::Weight& w2, float* y2, const char* what) {
   check_weight(w, what);
   check_weight(w2, what);
-  if (w2.type != w.type || w2.rows != w.rows || w2.cols != w.cols || w2.experts != w.experts || w2.layout != w.layout)
+  if (w2.type != w.type || w2.rows != w.rows || w2.cols != w.cols || w2.experts != w.experts)
     fail(w2.name, ": ", dtype_name(w2.type), " [", w2.experts, "][", w2.rows, "][", w2.cols, "], expected ", w.name,
-         "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] in its layout to share its launch (",
-         what, ")");
+         "'s ", dtype_name(w.type), " [", w.experts, "][", w.rows, "][", w.cols, "] to share its launch (", what, ")");
   if (!y2) fail(w2.name, ": paired product without its outputs (", what, ")");
 }
 
@@ -42,13 +41,10 @@ bool dense_gemm(const ref::Weight& w, int64_t n, const LinearWorkspace& ws, Line
   if (path == LinearPath::gemm) {
     if (w.type == DType::F32 || !dequant_supported(w.type))
       fail(w.name, ": cuda.gemm.dequant_cublas_f16 does not read ", dtype_name(w.type), " weights");
-    if (w.layout != WeightLayout::gguf)
-      fail(w.name, ": cuda.gemm.dequant_cublas_f16 reads the file layout, not ", weight_layout_name(w.layout));
     if (!gemm_fits) fail(w.name, ": cuda.gemm.dequant_cublas_f16 without a GEMM workspace for ", n, " tokens");
   }
   const bool automatic_gemm = path == LinearPath::automatic && gemm_fits && n >= ws.gemm_min_tokens &&
-                              w.type != DType::F32 && !ws.exact && dequant_supported(w.type) &&
-                              w.layout == WeightLayout::gguf;
+                              w.type != DType::F32 && !ws.exact && dequant_supported(w.type);
   return path == LinearPath::gemm || automatic_gemm;
 }
 
@@ -70,7 +66,6 @@ void run(const ref::Weight& w, const int32_t* ids, int32_t n_experts, int64_t sl
   const ActFormat f = act_format(w.type, w.cols, ws.exact || xf32);
   MatvecArgs a;
   a.type = w.type;
-  a.layout = w.layout;
   a.w = w.data;
   a.rows = w.rows;
   a.cols = w.cols;

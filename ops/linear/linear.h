@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <string>
 
-#include "ops/quant/repack.h"
 #include "ops/quant/types.h"
 
 namespace fp::ref {
@@ -21,9 +20,6 @@ struct Weight {
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0, experts = 1;
   std::string name;  // for error messages
-  // A load-time repack of the device copy (plan Repack); rows keep their size and place,
-  // so expert() and rows_slice() hold. The CPU references read only gguf.
-  WeightLayout layout = WeightLayout::gguf;
 
   bool empty() const { return data == nullptr; }
   int64_t row_bytes() const { return fp::row_bytes(type, cols); }

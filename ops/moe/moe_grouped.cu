@@ -114,7 +114,7 @@ template <DType T>
 struct Run {
   const uint8_t* row;
   int64_t c;
-  __device__ __forceinline__ void fetch(const uint8_t* r, int64_t c_, int64_t) {
+  __device__ __forceinline__ void fetch(const uint8_t* r, int64_t c_) {
     row = r;
     c = c_;
   }
@@ -133,16 +133,7 @@ struct Run {
 template <>
 struct Run<DType::IQ2_XXS> {
   uint32_t d, a, w;
-  // runs > 0: the row is in the iq2xxs_rows layout (ops/quant/repack.h) with that many
-  // 32-weight runs: run c/32 at 8 (c/32), 8-aligned; the block scales after the runs.
-  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c, int64_t runs) {
-    if (runs > 0) {
-      const uint2 v = *reinterpret_cast<const uint2*>(row + 8 * (c / 32));
-      a = v.x;
-      w = v.y;
-      d = dev::ld_u16(row + 8 * runs + 2 * (c / 256));
-      return;
-    }
+  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c) {
     const uint8_t* b = row + (c / 256) * 66;
     const int r = int(c % 256) / 32;
     d = dev::ld_u16(b);
@@ -165,7 +156,7 @@ template <>
 struct Run<DType::Q2_K> {
   uint32_t sc, dm, qs[8];
   int shift;
-  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c, int64_t) {
+  __device__ __forceinline__ void fetch(const uint8_t* row, int64_t c) {
     const uint8_t* b = row + (c / 256) * 84;
     const int r = int(c % 256) / 32;
     // 84-byte blocks in rows of whole blocks from a 16-aligned base: every block is
@@ -196,7 +187,6 @@ struct GemmArgs {
   const uint8_t* w = nullptr;   // [experts][rows][cols]: gate (pair) or down
   const uint8_t* w2 = nullptr;  // up (pair)
   int64_t rows = 0, cols = 0, row_bytes = 0;
-  int64_t iq2_runs = 0;         // > 0: IQ2_XXS weights in the iq2xxs_rows layout (cols / 32 runs a row)
   const __half* a = nullptr;    // pair: xh [n][cols] read through perm / k; else mid [pos][cols]
   int32_t k = 0;
   const int32_t* perm = nullptr;
@@ -275,7 +265,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
       const uint8_t* row;
       if constexpr (kPair) row = r < kBN / 2 ? w1 + (n0 + r) * g.row_bytes : w2 + (n0 + r - kBN / 2) * g.row_bytes;
       else row = w1 + (n0 + r) * g.row_bytes;
-      wr[v].fetch(row, k0 + 32 * run, g.iq2_runs);
+      wr[v].fetch(row, k0 + 32 * run);
     }
   };
   const Tables tab{s_grid, s_signs};
@@ -391,12 +381,6 @@ std::string moe_grouped_unsupported(const ref::Weight& gate, const ref::Weight& 
   for (const ref::Weight* w : {&gate, &up, &down})
     if (!grouped_type(w->type)) return str(w->name, ": dtype ", dtype_name(w->type), ", grouped kernel serves IQ2_XXS, Q2_K, Q4_K, Q8_0, F16");
   if (gate.type != up.type) return str(up.name, ": dtype ", dtype_name(up.type), ", expected the gate's ", dtype_name(gate.type));
-  if (gate.layout != up.layout)
-    return str(up.name, ": layout ", weight_layout_name(up.layout), ", expected the gate's ", weight_layout_name(gate.layout));
-  for (const ref::Weight* w : {&gate, &up, &down})
-    if (w->layout != WeightLayout::gguf && !(w->layout == WeightLayout::iq2xxs_rows && w->type == DType::IQ2_XXS))
-      return str(w->name, ": layout ", weight_layout_name(w->layout), " for ", dtype_name(w->type),
-                 ", grouped kernel reads iq2xxs_rows only for IQ2_XXS");
   const int64_t dim = gate.cols, ff = gate.rows;
   if (dim % kBN != 0 || dim % 256 != 0) return str(gate.name, ": model width ", dim, ", expected a multiple of 256");
   if (ff % kBK != 0 || ff % 256 != 0) return str(gate.name, ": expert width ", ff, ", expected a multiple of 256");
@@ -449,7 +433,6 @@ void moe_grouped(const MoeArgs& a, Launch l) {
   g.rows = ff;
   g.cols = dim;
   g.row_bytes = a.gate.row_bytes();
-  g.iq2_runs = a.gate.layout == WeightLayout::iq2xxs_rows ? dim / 32 : 0;
   g.a = xh;
   g.mid = mid;
   gemm<true>(a.gate.type, g, dim3(unsigned(ff / (kBN / 2)), unsigned(lay.max_tiles)), l);
@@ -459,7 +442,6 @@ void moe_grouped(const MoeArgs& a, Launch l) {
   g.rows = dim;
   g.cols = ff;
   g.row_bytes = a.down.row_bytes();
-  g.iq2_runs = a.down.layout == WeightLayout::iq2xxs_rows ? ff / 32 : 0;
   g.a = mid;
   g.ys = a.slots ? a.slots : ys;
   gemm<false>(a.down.type, g, dim3(unsigned(dim / kBN), unsigned(lay.max_tiles)), l);

@@ -576,189 +576,6 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   }
 }
 
-// ---- IQ2_XXS rows repacked at load time (WeightLayout::iq2xxs_rows) -----------------
-// Row of nb blocks: [nb*8 groups of 8 bytes][nb f16 d]. A group is the GGUF block's 8 qs
-// bytes of one 32-weight run (4 grid indices, then 4 x 7 sign bits and the 4-bit scale).
-// With nb % 4 == 0 and a 16-aligned tensor every group is 8-aligned: a lane reads its run
-// with one coalesced 8-byte load straight from global memory (no shared staging, no
-// funnel shifts), which leaves the table lookups as the only shared-memory traffic.
-
-struct XRun8 {  // 32 int8 q8_k activations of one run and their block scale (no bsums)
-  uint32_t q[8];
-  float d;
-};
-
-__device__ __forceinline__ uint2 ldg_stream8(const void* p) {
-  uint2 r;
-  asm("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
-  return r;
-}
-
-// One chunk of up to 32*kU runs of one row in flight: each lane's groups and scales.
-template <int kU>
-struct Iq2Load {
-  uint2 g[kU];
-  uint32_t d[kU];
-};
-
-#ifndef FP_IQ2R_U
-#define FP_IQ2R_U 4
-#endif
-#ifndef FP_IQ2R_DEPTH
-#define FP_IQ2R_DEPTH 2
-#endif
-#ifndef FP_IQ2R_CTAS
-#define FP_IQ2R_CTAS 2
-#endif
-constexpr int kIq2rU = FP_IQ2R_U, kIq2rDepth = FP_IQ2R_DEPTH, kIq2rCtas = FP_IQ2R_CTAS;
-
-// Step t of a warp's sequence: item first + (t / chunks) * step, chunk t % chunks.
-struct Iq2Step {
-  int64_t item;
-  int chunk;
-};
-
-template <int kU>
-__device__ __forceinline__ void iq2r_issue(Iq2Load<kU>& L, const Params& p, int32_t ids, Iq2Step st, int64_t items,
-                                           int lane) {
-  if (st.item >= items) return;
-  const Item it = decode_item(p, st.item, ids);
-  if (!it.w) return;
-  const uint8_t* row = it.w + it.row0 * p.row_bytes;
-  const int units = p.nb * 8;
-  const int u0 = st.chunk * 32 * kU;
-#pragma unroll
-  for (int k = 0; k < kU; ++k) {
-    const int u = u0 + lane + 32 * k;
-    if (u < units) {
-      L.g[k] = ldg_stream8(row + 8 * u);
-      L.d[k] = __ldg(reinterpret_cast<const uint16_t*>(row + 8 * units) + (u >> 3));
-    }
-  }
-}
-
-__device__ __forceinline__ int iq2_dot(uint2 gw, const uint32_t (&xq)[8], const uint8_t* tb, uint32_t c8) {
-  int s = 0, n = 0;
-#pragma unroll
-  for (int l = 0; l < 4; ++l) {
-    const uint32_t gi = (l == 0 ? gw.x << 7 : gw.x >> (8 * l - 7)) & 0x7f80u;
-    const uint32_t si = (l == 0 ? gw.y << 7 : gw.y >> (7 * l - 7)) & 0x3f80u;
-    const uint2 G = *reinterpret_cast<const uint2*>(tb + (gi | c8));
-    const uint2 M = *reinterpret_cast<const uint2*>(tb + 32768 + (si | c8));
-    s = dp4a(G.x ^ M.x, xq[2 * l], s);
-    s = dp4a(G.y ^ M.y, xq[2 * l + 1], s);
-    n = dp4a(M.x, xq[2 * l], n);
-    n = dp4a(M.y, xq[2 * l + 1], n);
-  }
-  return (2 * int(gw.y >> 28) + 1) * (s - n);  // (0.5 + scale) * 0.25 = (2 scale + 1) / 8; the 1/8 is the caller's
-}
-
-template <int kU, int kDepth>
-__global__ void __launch_bounds__(kThreads, kIq2rCtas) matvec_iq2r(Params p) {
-  extern __shared__ __align__(16) uint8_t scratch[];  // 3 KiB: the tables' staging copy
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t nw = int64_t(gridDim.x) * kWarps, gw = int64_t(blockIdx.x) * kWarps + warp;
-  const bool runs = p.x_stride != 0;
-  const int64_t per_warp = (item_count(p) + nw - 1) / nw;
-  const int64_t first = runs ? gw * per_warp : gw;
-  const int64_t items = runs ? min(item_count(p), first + per_warp) : item_count(p);
-  const int64_t step = runs ? 1 : nw;
-  auto at = [&](int64_t t) { return Iq2Step{first + (t / p.chunks) * step, int(t % p.chunks)}; };
-  Iq2Load<kU> L[kDepth];
-  const bool early = p.ids == nullptr || !p.overlap;
-  int32_t ids = early ? warp_ids(p, lane) : 0;
-  if (early) {
-#pragma unroll
-    for (int r = 0; r < kDepth; ++r) iq2r_issue<kU>(L[r], p, ids, at(r), items, lane);
-  }
-  allow_next_grid();
-  OpIq2xxs::init_tables(scratch);
-  __syncthreads();
-  wait_prev_grid();
-  if (!early) {
-    ids = warp_ids(p, lane);
-#pragma unroll
-    for (int r = 0; r < kDepth; ++r) iq2r_issue<kU>(L[r], p, ids, at(r), items, lane);
-  }
-  const uint8_t* tb = OpIq2xxs::tables();
-  const uint32_t c8 = uint32_t(lane & 15) * 8;
-  const int units = p.nb * 8;
-  XRun8 x[kU];
-  int64_t xkey = -1;
-  float acc = 0.0f;
-  for (int64_t t = 0;; t += kDepth) {
-#pragma unroll
-    for (int r = 0; r < kDepth; ++r) {
-      const Iq2Step st = at(t + r);
-      if (st.item >= items) return;
-      const Item it = decode_item(p, st.item, ids);
-      const int u0 = st.chunk * 32 * kU;
-      const int cu = min(32 * kU, units - u0);  // runs in this chunk
-      if (it.w) {
-        const int64_t key = (p.x_stride ? it.slot : 0) * p.chunks + st.chunk;
-        if (key != xkey) {
-          xkey = key;
-          const uint8_t* xb = p.x + (it.slot * p.x_stride + int64_t(u0) * 32) / 256 * 292;
-#pragma unroll
-          for (int k = 0; k < kU; ++k) {
-            const int u = lane + 32 * k;
-            if (u < cu) {
-              const uint8_t* b = xb + (u >> 3) * 292;
-              x[k].d = __ldg(reinterpret_cast<const float*>(b));
-              const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + 32 * (u & 7));  // 4-aligned (292-byte blocks)
-#pragma unroll
-              for (int i = 0; i < 8; ++i) x[k].q[i] = __ldg(q + i);
-            }
-          }
-        }
-        // The same expressions and order as matvec_q<OpIq2xxs> (row_dot, then the carry):
-        // both layouts give the same bits.
-        float cs = 0.0f;
-        if (cu == 32 * kU) {  // full chunk: no guards, the dots interleave
-          float part[kU];
-#pragma unroll
-          for (int k = 0; k < kU; ++k)
-            part[k] = h2f(L[r].d[k]) * x[k].d * 0.125f * float(iq2_dot(L[r].g[k], x[k].q, tb, c8));
-#pragma unroll
-          for (int k = 0; k < kU; ++k) cs += part[k];
-        } else {
-#pragma unroll
-          for (int k = 0; k < kU; ++k)
-            if (lane + 32 * k < cu) cs += h2f(L[r].d[k]) * x[k].d * 0.125f * float(iq2_dot(L[r].g[k], x[k].q, tb, c8));
-        }
-        acc += cs;
-      }
-      iq2r_issue<kU>(L[r], p, ids, at(t + r + kDepth), items, lane);  // in flight during the next steps
-      if (st.chunk == p.chunks - 1) {
-        const float v = warp_sum(acc);
-        if (lane == 0) it.y[it.row0] = it.w ? v : kNaN;
-        acc = 0.0f;
-      }
-    }
-  }
-}
-
-// In-place repack of IQ2_XXS rows from the GGUF layout (one warp per row, the row staged
-// in shared memory).
-__global__ void __launch_bounds__(kThreads) repack_iq2xxs_rows_kernel(uint8_t* w, int64_t rows, int nb) {
-  extern __shared__ __align__(16) uint8_t sm[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int rb = 66 * nb;
-  uint16_t* buf = reinterpret_cast<uint16_t*>(sm + warp * rb);
-  for (int64_t r = int64_t(blockIdx.x) * kWarps + warp; r < rows; r += int64_t(gridDim.x) * kWarps) {
-    uint16_t* row = reinterpret_cast<uint16_t*>(w + r * rb);
-    for (int i = lane; i < rb / 2; i += 32) buf[i] = row[i];
-    __syncwarp();
-    for (int g = lane; g < 8 * nb; g += 32) {
-      const uint16_t* src = buf + 33 * (g >> 3) + 1 + 4 * (g & 7);
-      uint16_t* dst = row + 4 * g;
-      dst[0] = src[0], dst[1] = src[1], dst[2] = src[2], dst[3] = src[3];
-    }
-    for (int b = lane; b < nb; b += 32) row[32 * nb + b] = buf[33 * b];
-    __syncwarp();
-  }
-}
-
 // ---- F16 / F32 weights, f32 activations ---------------------------------------------
 
 template <DType T>
@@ -1023,14 +840,6 @@ void launch_float(const Params& p, int64_t cols, bool overlap, Stream s) {
   launch(&matvec_float<T>, grid_for(fn, 0, host_items(p)), 0, overlap, s, p, cols, vec);
 }
 
-void launch_iq2r(const Params& p, bool overlap, Stream s) {
-  constexpr int smem = 3 * 1024;  // the tables' staging copy
-  const auto kernel = &matvec_iq2r<kIq2rU, kIq2rDepth>;
-  Params q = p;
-  q.chunks = (p.nb * 8 + 32 * kIq2rU - 1) / (32 * kIq2rU);
-  launch(kernel, grid_for(reinterpret_cast<const void*>(kernel), smem, host_items(q)), smem, overlap, s, q);
-}
-
 template <DType T>
 void launch_generic(const Params& p, int64_t cols, bool overlap, Stream s) {
   const void* fn = reinterpret_cast<const void*>(&matvec_generic<T>);
@@ -1083,14 +892,6 @@ void matvec(const MatvecArgs& a, Stream s) {
   p.y2 = a.y2;
   p.overlap = a.overlap_prev;
 
-  if (a.layout == WeightLayout::iq2xxs_rows) {
-    if (a.type != DType::IQ2_XXS || a.xf32)
-      fail(what, ": the iq2xxs_rows layout is read only by the IQ2_XXS kernel with q8_k activations, got ",
-           dtype_name(a.type), a.xf32 ? " with f32 activations" : "");
-    if (p.nb % 4 != 0) fail(what, ": the iq2xxs_rows layout needs a multiple of 1024 columns, got ", a.cols);
-    launch_iq2r(p, a.overlap_prev, s);
-    return;
-  }
   const bool is_float = a.type == DType::F16 || a.type == DType::F32;
   const bool has_fast = is_float || a.type == DType::Q8_0 || a.type == DType::IQ2_XXS || a.type == DType::Q2_K ||
                         a.type == DType::Q4_K;
@@ -1112,19 +913,6 @@ void matvec(const MatvecArgs& a, Stream s) {
       default: fail("internal: matvec dispatch for ", dtype_name(a.type));
     }
   }
-}
-
-void repack_iq2xxs_rows(void* w, int64_t rows, int64_t cols, Stream s) {
-  const char* what = "cuda repack_iq2xxs_rows";
-  if (rows <= 0 || cols <= 0 || cols % 1024 != 0)
-    fail(what, ": shape [", rows, ", ", cols, "], expected positive rows and a multiple of 1024 columns");
-  if (!w || !aligned(w, 16)) fail(what, ": weights must be 16-byte aligned");
-  const int nb = int(cols / 256);
-  const int smem = kWarps * 66 * nb;
-  const void* fn = reinterpret_cast<const void*>(&repack_iq2xxs_rows_kernel);
-  opt_in_smem(fn, size_t(smem), what);
-  const int64_t want = (rows + kWarps - 1) / kWarps, cap = int64_t(sm_count()) * 4;
-  launch(&repack_iq2xxs_rows_kernel, int(want < cap ? want : cap), smem, false, s, static_cast<uint8_t*>(w), rows, nb);
 }
 
 }  // namespace fp::cuda

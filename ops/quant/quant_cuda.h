@@ -3,9 +3,9 @@
 // baseline. This header is CUDA-free (streams are opaque pointers) so that the planner
 // and CPU-only code can name kernel ids and activation formats without a CUDA toolkit.
 //
-// Weights are read as GGUF stores them: rows of blocks, blocks only 2-byte aligned
-// (34/66/84/144-byte strides), except where MatvecArgs::layout names a load-time repack
-// (ops/quant/repack.h: IQ2_XXS rows for the decode matvec). Tensor bases must be 16-byte aligned (GGUF data is 32-aligned,
+// Weights are read exactly as GGUF stores them: rows of blocks, blocks only 2-byte
+// aligned (34/66/84/144-byte strides). No repack: every kernel here reads the file layout
+// ("repack kind: none"). Tensor bases must be 16-byte aligned (GGUF data is 32-aligned,
 // VMM mappings 2 MiB-aligned); kernels never read outside [base, base + bytes).
 //
 // Every launcher checks its arguments (fp::Error with what/expected) and the launch
@@ -16,7 +16,6 @@
 #include <string>
 
 #include "ops/core/launch.h"
-#include "ops/quant/repack.h"
 #include "ops/quant/types.h"
 
 namespace fp::cuda {
@@ -68,7 +67,6 @@ void dequantize_f16(DType t, const void* src, int64_t n, void* dst, Stream s);
 // n_experts) reads nothing and makes its slot's outputs NaN.
 struct MatvecArgs {
   DType type = DType::F32;
-  WeightLayout layout = WeightLayout::gguf;
   const void* w = nullptr;
   int64_t rows = 0, cols = 0;
   const void* x = nullptr;  // in the kernel's activation format
@@ -90,10 +88,6 @@ struct MatvecArgs {
 };
 void matvec(const MatvecArgs& a, Stream s);
 ActFormat matvec_args_act_format(const MatvecArgs& a);  // what a.x must hold
-
-// In place: rows x cols IQ2_XXS weights from the GGUF layout to WeightLayout::iq2xxs_rows
-// (cols a multiple of 1024; fp::repack_iq2xxs_rows is the CPU reference).
-void repack_iq2xxs_rows(void* w, int64_t rows, int64_t cols, Stream s);
 
 // ---- Prefill GEMM baseline (cuda.gemm.dequant_cublas_f16) ----------------------------
 // Y[t][r] = sum_c W[r][c] X[t][c] for t < n_tok: W is dequantised to f16 in row tiles,

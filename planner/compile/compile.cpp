@@ -390,7 +390,6 @@ class Compiler {
     op->fit_context = o_.fit_context;
     op->exact_parallel = o_.exact_parallel;
     op->pdl = o_.pdl;
-    op->repack = o_.repack;
     op->cost_context = a.cost_context;
     for (const auto& ov : o_.overrides) {
       auto x = std::make_unique<plan::OverrideT>();
@@ -497,15 +496,6 @@ class Compiler {
     pl.device = std::move(d);
   }
 
-  // Routed-expert IQ2_XXS tensors read by CUDA kernels that take the iq2xxs_rows layout
-  // (decode matvec, grouped prefill): repacked at load when allowed (CompileOptions::repack).
-  plan::Repack repack_for(const gguf::TensorInfo& t) const {
-    const bool expert = t.name.find("_exps.") != std::string::npos;
-    if (o_.repack && p_.backend == Backend::Cuda && expert && t.type == DType::IQ2_XXS && t.ne[0] % 1024 == 0)
-      return plan::Repack::iq2xxs_rows;
-    return plan::Repack::none;
-  }
-
   void weights(plan::PlanT& pl, const Attempt& a) {
     for (size_t i = 0; i < tensors_.size(); ++i) {
       const gguf::TensorInfo& t = *tensors_[i].info;
@@ -522,7 +512,7 @@ class Compiler {
       w->device = s.device;
       w->chunk = s.chunk;
       w->chunk_offset = s.offset;
-      w->repack = repack_for(t);
+      w->repack = plan::Repack::none;
       w->reason = s.reason;
       for (const SliceSlot& sl : s.slices) {
         auto x = std::make_unique<plan::WeightSliceT>();

@@ -64,11 +64,6 @@ struct CompileOptions {
   // on compute capability 9.0+) is marked overlap_prev. Off (--no-pdl): every kernel starts after the previous ends.
   // Numerics do not change either way: the kernel reads its inputs after the wait.
   bool pdl = true;
-  // Load-time repacks (plan Weight.repack) on CUDA profiles: the routed experts' IQ2_XXS
-  // gate and up (columns a multiple of 1024) in the iq2xxs_rows layout, which the decode
-  // matvec reads with aligned loads straight from global memory (ops/quant/NOTES.md). The
-  // bytes, their count and the numerics are unchanged. Off (--no-repack): the file layout.
-  bool repack = true;
   uint64_t cost_context = 0;     // 0: min(max context, kDefaultCostContext)
   std::vector<KernelOverride> overrides;
   std::string model_file;        // recorded without directories

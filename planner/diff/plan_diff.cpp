@@ -87,7 +87,6 @@ void fields(PlanDiff& d, const plan::Plan& a, const plan::Plan& b) {
   f("options", "fit_context", num(oa->fit_context()), num(ob->fit_context()));
   f("options", "exact_parallel", num(oa->exact_parallel()), num(ob->exact_parallel()));
   f("options", "pdl", num(oa->pdl()), num(ob->pdl()));
-  f("options", "repack", num(oa->repack()), num(ob->repack()));
   f("options", "overrides", overrides(oa), overrides(ob));
 }
 

@@ -74,7 +74,6 @@ void header(Out& o, const LoadedPlan& lp) {
   o("          predicted times at context %llu, offload %s, fit-context %s, PDL %s%s\n",
     (unsigned long long)op->cost_context(), op->allow_offload() ? "allowed" : "off", op->fit_context() ? "on" : "off",
     op->pdl() ? "on" : "off", op->exact_parallel() ? "" : ", inexact-parallel");
-  if (!op->repack()) o("          load-time repacks off (--no-repack)\n");
   if (op->overrides() && op->overrides()->size())
     for (const auto* ov : *op->overrides()) o("          override %s=%s\n", sv(ov->pattern()), sv(ov->kernel()));
 }
@@ -160,18 +159,6 @@ void placement(Out& o, const plan::Plan& p) {
   for (auto& [role, layers] : host)
     o("  host_mapped: blk.%s %s (%s): %s\n", format_layers(layers).c_str(), role.c_str(),
       format_gib(host_bytes[role]).c_str(), reason[role].c_str());
-  // Load-time repacks, folded by role and layout.
-  std::map<std::string, std::vector<int>> repacked;
-  std::map<std::string, double> repacked_bytes;
-  for (const auto* w : *p.weights())
-    if (w->repack() != plan::Repack::none) {
-      const std::string key = weight_role(w->name()->str()) + " " + plan::EnumNameRepack(w->repack());
-      repacked[key].push_back(layer_of(w->name()->str()));
-      repacked_bytes[key] += double(w->bytes());
-    }
-  for (auto& [key, layers] : repacked)
-    o("  repacked at load: blk.%s %s (%s)\n", format_layers(layers).c_str(), key.c_str(),
-      format_gib(repacked_bytes[key]).c_str());
   // Multi-GPU: what is split how, folded by role (whole copies are on every device).
   struct Split {
     std::vector<int> layers;

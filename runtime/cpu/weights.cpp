@@ -10,9 +10,7 @@ ref::Weight W(const TensorData& d, const TensorRef& t) {
   ref::Weight w;
   if (!t) return w;
   w.type = t.type();
-  const TensorBytes b = d(t);
-  w.data = b.data;
-  w.layout = b.layout;
+  w.data = d(t);
   w.cols = t.ne(0);
   w.rows = t.ne(1);
   w.experts = t.ne(2);
@@ -23,13 +21,13 @@ ref::Weight W(const TensorData& d, const TensorRef& t) {
 const float* F(const TensorData& d, const TensorRef& t) {
   if (!t) return nullptr;
   if (t.type() != DType::F32) fail(t.name(), ": dtype ", dtype_name(t.type()), ", expected F32");
-  return reinterpret_cast<const float*>(d(t).data);
+  return reinterpret_cast<const float*>(d(t));
 }
 
 const int32_t* I(const TensorData& d, const TensorRef& t) {
   if (!t) return nullptr;
   if (t.type() != DType::I32) fail(t.name(), ": dtype ", dtype_name(t.type()), ", expected I32");
-  return reinterpret_cast<const int32_t*>(d(t).data);
+  return reinterpret_cast<const int32_t*>(d(t));
 }
 
 LayerW bind_layer(const TensorData& d, const ModelConfig& c, const LayerTensors& t, uint32_t l) {
@@ -83,7 +81,7 @@ LayerW bind_layer(const TensorData& d, const ModelConfig& c, const LayerTensors&
 }  // namespace
 
 ModelW bind_weights(const Model& m) {
-  return bind_weights(m, [](const TensorRef& t) { return TensorBytes{t.bytes().data()}; });
+  return bind_weights(m, [](const TensorRef& t) { return t.bytes().data(); });
 }
 
 ModelW bind_weights(const Model& m, const TensorData& d) {

@@ -73,13 +73,8 @@ struct ModelW {
 
 ModelW bind_weights(const Model& m);
 // The same binding over another copy of the tensors: `data` gives each tensor's bytes
-// and their layout (the CUDA engine: device addresses, and the plan's repack; a
-// header-only GGUF has no bytes of its own).
-struct TensorBytes {
-  const uint8_t* data = nullptr;
-  WeightLayout layout = WeightLayout::gguf;
-};
-using TensorData = std::function<TensorBytes(const TensorRef&)>;
+// (the CUDA engine: their device addresses; a header-only GGUF has no bytes of its own).
+using TensorData = std::function<const uint8_t*(const TensorRef&)>;
 ModelW bind_weights(const Model& m, const TensorData& data);
 
 }  // namespace fp::cpu

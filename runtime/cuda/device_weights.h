@@ -18,7 +18,6 @@
 #include <string_view>
 #include <vector>
 
-#include "ops/quant/repack.h"
 #include "ops/quant/types.h"
 #include "planner/gguf/gguf.h"
 #include "runtime/plan/plan_devices.h"
@@ -44,9 +43,6 @@ struct WeightPlacement {
   // offset in it. pack < 0: the tensor gets its own mapping.
   int64_t pack = -1;
   uint64_t pack_bytes = 0, pack_offset = 0;
-  // A load-time repack (the plan's): the bytes are read or filled in the file layout,
-  // then rearranged in place on the device before load_weights returns.
-  WeightLayout layout = WeightLayout::gguf;
 };
 // Every tensor of the file on `device`.
 std::vector<WeightPlacement> all_on_device(const gguf::File& f, int device = 0);
@@ -62,7 +58,6 @@ struct DeviceTensor {
   void* ptr = nullptr;  // device-accessible: the VMM mapping, or the host memory's device alias
   Placement where = Placement::device;
   int device = 0;
-  WeightLayout layout = WeightLayout::gguf;
 };
 
 struct LoadProgress {

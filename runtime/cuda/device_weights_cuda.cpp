@@ -112,29 +112,6 @@ ProgressFn stderr_progress_bar() {
   };
 }
 
-namespace {
-
-// The plan's load-time repacks, in place on each tensor's device once its bytes are there
-// (read or filled in the file layout); host tensors through their device alias.
-void repack(const std::vector<DeviceTensor>& tensors, int n_dev) {
-  std::vector<bool> used(size_t(n_dev), false);
-  for (const DeviceTensor& d : tensors) {
-    if (d.layout == WeightLayout::gguf) continue;
-    if (cudaSetDevice(d.device) != cudaSuccess) fail("cannot use CUDA device ", d.device);
-    const int64_t rows = int64_t(d.bytes / uint64_t(row_bytes(d.type, d.ne[0])));
-    repack_iq2xxs_rows(d.ptr, rows, d.ne[0], nullptr);
-    used[size_t(d.device)] = true;
-  }
-  for (int dev = 0; dev < n_dev; ++dev) {
-    if (!used[size_t(dev)]) continue;
-    cudaSetDevice(dev);
-    const cudaError_t e = cudaDeviceSynchronize();
-    if (e != cudaSuccess) fail("repacking weights on CUDA device ", dev, ": ", cudaGetErrorString(e));
-  }
-}
-
-}  // namespace
-
 DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlacement>& placements,
                            const LoadOptions& opts) {
   int n_dev = 0;
@@ -208,10 +185,6 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
     d.bytes = placed_bytes(p, t);
     d.where = p.where;
     d.device = p.device;
-    d.layout = p.layout;
-    if (p.layout == WeightLayout::iq2xxs_rows && (t.type != DType::IQ2_XXS || t.ne[0] % 1024 != 0))
-      fail(p.tensor, ": layout iq2xxs_rows for ", dtype_name(t.type), " with ", t.ne[0],
-           " columns, expected IQ2_XXS with a multiple of 1024 columns");
     if (p.bytes) {  // a part: bytes [offset, offset + bytes), outer_count of the outermost dim
       int outer = 3;
       while (outer > 0 && t.ne[size_t(outer)] == 1) --outer;
@@ -322,7 +295,6 @@ DeviceWeights load_weights(const gguf::File& file, const std::vector<WeightPlace
       if (jobs[i].on_host) jobs[i].dst = im.host[h++].host();
     im.stats.direct_io = read_jobs(shard_paths(file), std::move(jobs), opts, im.stats.readers);
   }
-  repack(im.tensors, n_dev);
   im.stats.bytes = total;
   im.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return w;

@@ -78,11 +78,11 @@ CudaEngine::CudaEngine(Model model, const CudaOptions& o) : model_(std::move(mod
 
   // Bind by role over the device copies; the separate MTP file's tensors stay unbound.
   const gguf::File* mtp_file = model_.mtp_file();
-  dev_w_ = cpu::bind_weights(model_, [&](const TensorRef& t) -> cpu::TensorBytes {
-    if (mtp_file && t.file == mtp_file) return {};
+  dev_w_ = cpu::bind_weights(model_, [&](const TensorRef& t) -> const uint8_t* {
+    if (mtp_file && t.file == mtp_file) return nullptr;
     const DeviceTensor* d = dw_->find(t.name());
     if (!d) fail("cuda engine: ", t.name(), " is not loaded (not in the placement list)");
-    return {static_cast<const uint8_t*>(d->ptr), d->layout};
+    return static_cast<const uint8_t*>(d->ptr);
   });
   dev_w_.mtp.reset();  // no MTP block on CUDA yet
   dev_w_.by_name.clear();

@@ -112,11 +112,11 @@ MultiDeviceEngine::MultiDeviceEngine(Model model, const CudaOptions& o) : model_
     // [expert_first, expert_first + expert_count): their matrices say so, and the
     // executor maps the router's ids into that range.
     const DeviceWeights& dw = *dev->dw;
-    dev->w = cpu::bind_weights(model_, [&](const TensorRef& t) -> cpu::TensorBytes {
-      if (mtp_file && t.file == mtp_file) return {};
+    dev->w = cpu::bind_weights(model_, [&](const TensorRef& t) -> const uint8_t* {
+      if (mtp_file && t.file == mtp_file) return nullptr;
       const DeviceTensor* x = dw.find(t.name());
       if (!x) fail("multi-device engine: ", t.name(), " is not loaded on device ", d, " (not in its slices)");
-      return {static_cast<const uint8_t*>(x->ptr), x->layout};
+      return static_cast<const uint8_t*>(x->ptr);
     });
     dev->w.mtp.reset();  // no MTP block on CUDA yet
     dev->w.by_name.clear();

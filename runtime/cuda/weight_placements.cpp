@@ -20,7 +20,6 @@ std::vector<WeightPlacement> weight_placements(const PlanDevice& part, int devic
     x.pack = t.pack;
     x.pack_bytes = t.pack_bytes;
     x.pack_offset = t.pack_offset;
-    x.layout = t.layout;
     out.push_back(std::move(x));
   }
   return out;

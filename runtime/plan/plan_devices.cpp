@@ -42,21 +42,6 @@ void check_packs_disjoint(const LoadedPlan& p, uint32_t device, const PlanDevice
 
 }  // namespace
 
-namespace {
-// The layout a weight's device copy takes (its plan repack), checked against the tensor.
-WeightLayout weight_layout(const LoadedPlan& p, const plan::Weight& w, const gguf::TensorInfo& t) {
-  switch (w.repack()) {
-    case plan::Repack::none: return WeightLayout::gguf;
-    case plan::Repack::iq2xxs_rows:
-      if (t.type != DType::IQ2_XXS || t.ne[0] % 1024 != 0)
-        fail(p.path, ": weight ", t.name, ": repack iq2xxs_rows for ", dtype_name(t.type), " with ", t.ne[0],
-             " columns, expected IQ2_XXS with a multiple of 1024 columns");
-      return WeightLayout::iq2xxs_rows;
-  }
-  fail(p.path, ": weight ", t.name, ": unknown repack ", int(w.repack()));
-}
-}  // namespace
-
 std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& model) {
   const uint32_t n = std::max<uint32_t>(p->device()->gpus(), 1);
   const int64_t n_expert = int64_t(p->model()->config()->n_expert());
@@ -66,7 +51,6 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
     if (w->file() != 0) continue;
     const std::string name = w->name()->str();
     const gguf::TensorInfo& t = model.require_tensor(name);
-    const WeightLayout layout = weight_layout(p, *w, t);
     const bool sliced = w->slices() && w->slices()->size() > 0;
     if (!sliced) {
       if (n > 1) fail(p.path, ": weight ", name, " has no per-device slices in a plan for ", n, " GPUs");
@@ -74,7 +58,6 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
       l.tensor = name;
       l.host = w->placement() == plan::Placement::host_mapped;
       l.bytes = t.n_bytes;
-      l.layout = layout;
       if (!l.host) set_pack(p, w->chunk(), w->chunk_offset(), l);
       out[0].tensors.push_back(std::move(l));
       if (routed_experts(name)) out[0].expert_count = n_expert;
@@ -89,7 +72,6 @@ std::vector<PlanDevice> plan_devices(const LoadedPlan& p, const gguf::File& mode
       held[d] = true;
       DeviceTensorLoad l;
       l.tensor = name;
-      l.layout = layout;
       if (p->chunks()->Get(s->chunk())->placement() == plan::Placement::host_mapped)
         fail(where, ": in host memory; multi-GPU plans keep every weight on the devices");
       if (s->axis() == plan::SliceAxis::columns)

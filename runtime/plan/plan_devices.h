@@ -11,15 +11,12 @@
 // the CUDA executor does not run), a weight missing on a device, host placement, and
 // routed-expert slices that do not give each device one expert range for every layer
 // (the executor maps the router's expert ids into its range once per step).
-// The separate MTP file's tensors are not loaded (no MTP on CUDA yet). A weight's repack
-// (Weight.repack) must suit its type and shape (iq2xxs_rows: IQ2_XXS, columns a multiple
-// of 1024), or the plan is refused.
+// The separate MTP file's tensors are not loaded (no MTP on CUDA yet).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "ops/quant/repack.h"
 #include "planner/gguf/gguf.h"
 #include "planner/plan_io/plan_io.h"
 
@@ -34,7 +31,6 @@ struct DeviceTensorLoad {
   // bytes and this tensor's offset. pack < 0: its own mapping.
   int64_t pack = -1;
   uint64_t pack_bytes = 0, pack_offset = 0;
-  WeightLayout layout = WeightLayout::gguf;  // the plan's load-time repack
 };
 
 struct PlanDevice {

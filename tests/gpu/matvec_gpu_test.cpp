@@ -9,13 +9,11 @@
 //     own error, informational): <= 5e-2
 #include <doctest/doctest.h>
 
-#include <cstring>
 #include <random>
 
 #include "ops/core/error.h"
 #include "ops/quant/dot.h"
 #include "ops/quant/quant_cuda.h"
-#include "ops/quant/repack.h"
 #include "tests/gpu/gpu_util.h"
 #include "tests/ops/quant_testdata.h"
 
@@ -33,7 +31,6 @@ struct Case {
   bool per_slot_x = false;
   bool paired = false;  // a second tensor (w2 -> y2) in the same launch, as gate and up
   bool overlap = false;  // MatvecArgs::overlap_prev, right after the kernel writing x
-  WeightLayout layout = WeightLayout::gguf;  // iq2xxs_rows: repacked on the device after upload
 };
 
 struct Result {
@@ -51,7 +48,6 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
 
   cuda::MatvecArgs a;
   a.type = t;
-  a.layout = c.layout;
   a.rows = c.rows;
   a.cols = c.cols;
   a.xf32 = xf32;
@@ -61,16 +57,6 @@ Result run(DType t, bool xf32, const Case& c, std::mt19937_64& rng) {
   const cuda::ActFormat fmt = cuda::matvec_args_act_format(a);
   DevBuf dw(w), dxf(x), dxq(size_t(cuda::act_bytes(fmt, nx))), dy(size_t(slots * c.rows) * 4);
   DevBuf dw2(c.paired ? w2 : w), dy2(size_t(slots * c.rows) * 4);
-  if (c.layout == WeightLayout::iq2xxs_rows) {
-    // The device repack must write exactly the CPU reference's bytes.
-    std::vector<uint8_t> host = w, host2 = c.paired ? w2 : w;
-    repack_iq2xxs_rows(host.data(), c.experts * c.rows, c.cols);
-    repack_iq2xxs_rows(host2.data(), c.experts * c.rows, c.cols);
-    cuda::repack_iq2xxs_rows(dw.p, c.experts * c.rows, c.cols, nullptr);
-    cuda::repack_iq2xxs_rows(dw2.p, c.experts * c.rows, c.cols, nullptr);
-    CHECK(dw.get<uint8_t>(host.size()) == host);
-    CHECK(dw2.get<uint8_t>(host2.size()) == host2);
-  }
   cuda::quantize_activations(fmt, dxf.as<float>(), nx, dxq.p, nullptr);
   std::vector<int32_t> ids = c.ids;
   DevBuf dids(ids.empty() ? std::vector<int32_t>{0} : ids);
@@ -192,59 +178,6 @@ TEST_CASE("gpu matvec: overlap_prev (programmatic dependent launch) after the ac
   for (DType t : {DType::Q6_K, DType::IQ3_XXS}) check_case(t, false, {5, 16, 1024, {4, 1, 0}, true, false, true}, rng);
 }
 
-TEST_CASE("gpu matvec: IQ2_XXS in the iq2xxs_rows layout (repacked on the device) vs CPU on the file layout") {
-  std::mt19937_64 rng(20261207);
-  constexpr auto kRows = WeightLayout::iq2xxs_rows;
-  const DType t = DType::IQ2_XXS;
-  // cols: one partial chunk (1024, 3072: 32 and 96 runs of a 128-run chunk); one full chunk
-  // (4096, DS4's gate/up); several chunks with a partial last one (12288 + 1024).
-  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{130, 1024}, {7, 3072}, {33, 4096}, {5, 13312}})
-    check_case(t, false, {1, rows, cols, {}, false, false, false, kRows}, rng);
-  check_case(t, false, {9, 40, 2048, {3, 0, 8, 5, 1, 7}, false, false, false, kRows}, rng);
-  check_case(t, false, {9, 40, 4096, {3, 0, 8, 5, 1, 7}, true, false, false, kRows}, rng);
-  check_case(t, false, {7, 24, 4096, {6, 1, 3}, false, true, false, kRows}, rng);  // gate + up in one launch
-  check_case(t, false, {4, 17, 8192, {2, 2}, true, true, true, kRows}, rng);       // repeated id, 2 chunks, PDL
-  check_case(t, false, {1, 33, 4096, {}, false, false, true, kRows}, rng);         // dense, PDL
-  // Both layouts give the same bits (same expressions, same order), one chunk or several.
-  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{40, 4096}, {9, 13312}, {21, 3072}}) {
-    CAPTURE(cols);
-    const std::vector<uint8_t> w = random_weights(t, rows * cols, rng);
-    const std::vector<float> x = random_activations(cols, rng);
-    cuda::MatvecArgs a;
-    a.type = t;
-    a.rows = rows;
-    a.cols = cols;
-    DevBuf dw(w), dr(w), dxf(x), dxq(size_t(cuda::act_bytes(cuda::ActFormat::q8_k, cols))), y1(size_t(rows) * 4),
-        y2(size_t(rows) * 4);
-    cuda::repack_iq2xxs_rows(dr.p, rows, cols, nullptr);
-    cuda::quantize_activations(cuda::ActFormat::q8_k, dxf.as<float>(), cols, dxq.p, nullptr);
-    a.x = dxq.p;
-    a.w = dw.p;
-    a.y = y1.as<float>();
-    cuda::matvec(a, nullptr);
-    a.layout = kRows;
-    a.w = dr.p;
-    a.y = y2.as<float>();
-    cuda::matvec(a, nullptr);
-    const std::vector<float> g1 = y1.get<float>(size_t(rows)), g2 = y2.get<float>(size_t(rows));
-    CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0);
-  }
-  // Out-of-range ids: their slots are NaN, the others match.
-  const Case c{6, 32, 1024, {2, -1, 6, 5, 1 << 30, 0}, true, false, false, kRows};
-  const Result r = run(t, false, c, rng);
-  for (size_t s = 0; s < c.ids.size(); ++s) {
-    std::vector<float> g(r.gpu.begin() + long(s * 32), r.gpu.begin() + long(s * 32 + 32));
-    std::vector<double> w(r.ref.begin() + long(s * 32), r.ref.begin() + long(s * 32 + 32));
-    if (c.ids[s] >= 0 && c.ids[s] < 6) {
-      CHECK(rel_l2(g, w) <= kBound);
-    } else {
-      bool all_nan = true;
-      for (float v : g) all_nan = all_nan && std::isnan(v);
-      CHECK(all_nan);
-    }
-  }
-}
-
 TEST_CASE("gpu moe matvec: out-of-range ids read nothing and give NaN rows") {
   std::mt19937_64 rng(20261107);
   for (DType t : kFast) {
@@ -307,12 +240,4 @@ TEST_CASE("gpu matvec: bad arguments are errors, not launches") {
   a.type = DType::Q8_K;
   a.w = b.p;
   CHECK_THROWS_AS(cuda::matvec(a, nullptr), fp::Error);
-  // The repacked IQ2_XXS layout: only for IQ2_XXS, and only rows of a multiple of 1024 columns.
-  a.layout = WeightLayout::iq2xxs_rows;
-  a.type = DType::Q2_K;
-  CHECK_THROWS_AS(cuda::matvec(a, nullptr), fp::Error);
-  a.type = DType::IQ2_XXS;
-  CHECK_THROWS_AS(cuda::matvec(a, nullptr), fp::Error);  // 256 columns
-  CHECK_THROWS_AS(cuda::repack_iq2xxs_rows(b.p, 4, 256, nullptr), fp::Error);
-  CHECK_THROWS_AS(cuda::repack_iq2xxs_rows(b.as<uint8_t>() + 2, 1, 1024, nullptr), fp::Error);
 }

@@ -202,25 +202,6 @@ TEST_CASE("compile: when nothing works, the error gives the shortfall and the la
             .find("larger than the model's context length") != std::string::npos);
 }
 
-TEST_CASE("compile: the routed experts' IQ2_XXS gate and up are repacked at load, unless --no-repack") {
-  for (bool repack : {true, false}) {
-    CAPTURE(repack);
-    CompileOptions o;
-    o.repack = repack;
-    const auto p = compile_plan(test::full_model(), test::shipped_profile("h200-141gb"), o);
-    CHECK(p->provenance->options->repack == repack);
-    uint32_t n = 0;
-    for (const auto& w : p->weights) {
-      const bool want = repack && (w->name.find("ffn_gate_exps") != std::string::npos ||
-                                   w->name.find("ffn_up_exps") != std::string::npos);
-      CAPTURE(w->name);
-      CHECK(w->repack == (want ? plan::Repack::iq2xxs_rows : plan::Repack::none));
-      n += w->repack == plan::Repack::iq2xxs_rows;
-    }
-    CHECK(n == (repack ? 2u * test::full_model().config().n_layer : 0u));
-  }
-}
-
 TEST_CASE("compile: cpu profile gives the CPU reference kernels, one per op") {
   const auto p = compile_plan(test::tiny_model(), test::shipped_profile("cpu"), {});
   for (const auto& ph : p->phases) {

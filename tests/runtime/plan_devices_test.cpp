@@ -246,24 +246,6 @@ TEST_CASE("plan devices: tensors overlapping in a packed chunk (a damaged or edi
   CHECK(e.find(second->name) != std::string::npos);
 }
 
-TEST_CASE("plan devices: a repack that does not suit the tensor (an edited plan) is refused, naming it") {
-  const Model& m = builtin();
-  const LoadedPlan lp = plan_for(m, "h100-sxm-80gb", true);
-  std::unique_ptr<plan::PlanT> t(lp.root->UnPack());
-  plan::WeightT* w = nullptr;
-  for (auto& x : t->weights) {
-    CHECK(x->repack == plan::Repack::none);  // the tiny model's experts are Q8_0: nothing to repack
-    if (!w && x->name.find("ffn_gate_exps") != std::string::npos) w = x.get();
-  }
-  REQUIRE(w);
-  w->repack = plan::Repack::iq2xxs_rows;
-  const LoadedPlan bad = verify_plan(serialize_plan(*t), "edited.fplan");
-  const std::string e = error_of([&] { (void)plan_devices(bad, m.file()); });
-  CAPTURE(e);
-  CHECK(e.find("edited.fplan: weight " + w->name + ": repack iq2xxs_rows for Q8_0") != std::string::npos);
-  CHECK(e.find("expected IQ2_XXS with a multiple of 1024 columns") != std::string::npos);
-}
-
 TEST_CASE("cuda buffers: an expert-split executor holds every slot's output and its local expert ids") {
   const ModelConfig& c = builtin().config();
   CudaBufferOptions o;
