@@ -339,7 +339,8 @@ class Compiler {
     const double short_bytes = double(need) - double(p_.usable_bytes);
     const std::string on = devices_ > 1 ? str(" on device ", dev, " of ", devices_, " (the fullest, with ",
                                               worst.par.attention_split ? "attention split" : "attention replicated",
-                                              ", experts split; every option was tried)")
+                                              ", experts split; every ", o_.exact_parallel ? "exact " : "",
+                                              "option was tried)")
                                         : std::string();
     std::string s = str(m_.file().path(), " does not fit ", p_.name, ": needs ", gib(double(need)),
                         " of device memory at max context ", requested_, offload ? " with every routed expert in host memory" : "", on,

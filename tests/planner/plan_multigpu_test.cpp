@@ -177,6 +177,7 @@ TEST_CASE("2 GPUs: when only a split option would fit, the no-fit error names --
   p.usable_bytes = (replicated + split) / 2;  // room for a split, not for the replicated parts
   const std::string e = error_of([&] { compile_bytes(full_model(), p); });
   CHECK(e.find("does not fit") != std::string::npos);
+  CHECK(e.find("every exact option was tried") != std::string::npos);
   CHECK(e.find("with --inexact-parallel") != std::string::npos);
   CompileOptions o;
   o.exact_parallel = false;
