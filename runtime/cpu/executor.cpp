@@ -189,6 +189,8 @@ std::vector<Executor::Node> Executor::bind(const PhaseGraph& phase) {
       case OpKind::output_hc_head: need(3, 1, 1); break;
       case OpKind::mtp_embed_proj: need(0, 1, 1); break;
       case OpKind::argmax: case OpKind::sample: break;
+      // Multi-GPU collectives: a one-device executor has none to run; run_node refuses them.
+      case OpKind::all_reduce: case OpKind::all_gather: case OpKind::moe_combine: break;
     }
     if (n.L == nullptr && (g.op == OpKind::q_head_norm_rope || g.op == OpKind::kv_rope_store ||
                            g.op == OpKind::compressor || g.op == OpKind::indexer_topk || g.op == OpKind::attention ||
@@ -346,6 +348,10 @@ void Executor::run_node(const Node& n, SequenceState& st, LayerState* mtp_state)
     case OpKind::argmax:
     case OpKind::sample:
       return;  // the session's sampler picks tokens on the host
+    case OpKind::all_reduce:
+    case OpKind::all_gather:
+    case OpKind::moe_combine:
+      break;  // multi-GPU plans run on the CUDA executor only
   }
   fail("executor: node ", n.g->name, ": op ", op_kind_name(n.op), " has no CPU implementation");
 }
