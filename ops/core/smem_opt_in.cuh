@@ -1,9 +1,9 @@
 // The opt-in a kernel needs before it launches with more than 48 KiB of shared memory,
-// static and dynamic together (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per kernel, device and
-// size: each device's context holds its own copy of a kernel, a multi-GPU plan launches the
-// same kernel on several devices, and one kernel may need more at a later launch (the
-// indexer's scores kernel sizes its shared memory by heads x dims), so a larger request
-// raises the opt-in. Host code only; include from a .cu file.
+// static and dynamic together (cudaFuncAttributeMaxDynamicSharedMemorySize), made once per
+// kernel, device and size: each device's context holds its own copy of a kernel, a
+// multi-GPU plan launches the same kernel on several devices, and one kernel may need more
+// at a later launch (the indexer's scores kernel sizes its shared memory by heads x dims),
+// so a larger request raises the opt-in. Host code only; include from a .cu file.
 #pragma once
 #include <cuda_runtime.h>
 
