@@ -17,21 +17,21 @@ namespace fp::cuda {
 
 // fn: the kernel (cast to const void*); what names it in an error.
 inline void opt_in_smem(const void* fn, size_t bytes, const char* what) {
-  if (bytes <= 48 * 1024) {
-    // Static shared memory counts against the same 48 KiB default (a kernel with 48 KiB of
-    // static tables needs the opt-in for any dynamic bytes).
-    cudaFuncAttributes fa{};
-    if (cudaFuncGetAttributes(&fa, fn) == cudaSuccess && fa.sharedSizeBytes + bytes <= 48 * 1024) return;
-  }
   static std::mutex mu;
-  static std::map<std::pair<const void*, int>, size_t> opted;  // (kernel, device) -> bytes opted in
+  // (kernel, device) -> dynamic bytes known to launch (opted in, or within the default).
+  static std::map<std::pair<const void*, int>, size_t> opted;
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   std::lock_guard<std::mutex> lock(mu);
   if (e == cudaSuccess) {
     auto it = opted.find({fn, dev});
     if (it != opted.end() && it->second >= bytes) return;
-    e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+    // Static shared memory counts against the same 48 KiB default (a kernel with 48 KiB of
+    // static tables needs the opt-in for any dynamic bytes). Asked once per size, not per launch.
+    cudaFuncAttributes fa{};
+    e = cudaFuncGetAttributes(&fa, fn);
+    if (e == cudaSuccess && fa.sharedSizeBytes + bytes > 48 * 1024)
+      e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
   }
   if (e != cudaSuccess)
     fail("CUDA error in ", what, " (opting in to ", bytes, " bytes of shared memory): ", cudaGetErrorString(e));

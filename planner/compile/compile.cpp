@@ -179,9 +179,7 @@ class Compiler {
     const ParallelTry& best = tries_.front();
     if (best.fits) {
       Attempt a = attempt(requested_, host, best.par);
-      note_ = str("model spread over ", devices_, " GPUs: routed experts split by experts, attention ",
-                  best.par.attention_split ? "split" : "replicated", ", shared expert ",
-                  best.par.shared_split ? "split" : "replicated", ", head ", best.par.head_split ? "split" : "replicated");
+      note_ = str("model spread over ", devices_, " GPUs: routed experts split by experts, ", parts_words(best.par));
       return assemble(a);
     }
     if (!best.why_not.empty() && best.max_device_bytes == 0)
@@ -209,11 +207,17 @@ class Compiler {
     for (const ParallelTry& t : tries_)
       if (t.excluded && t.fits)
         return str("; with --inexact-parallel (split parts sum over the GPUs in another order: not bit-identical to "
-                   "one GPU, and not run by the CUDA executor yet) attention ",
-                   t.par.attention_split ? "split" : "replicated", ", shared expert ",
-                   t.par.shared_split ? "split" : "replicated", ", head ", t.par.head_split ? "split" : "replicated",
-                   " would fit (", gib(double(t.max_device_bytes)), " on the fullest device)");
+                   "one GPU, and not run by the CUDA executor yet) ", parts_words(t.par), " would fit (",
+                   gib(double(t.max_device_bytes)), " on the fullest device)");
     return "";
+  }
+
+  // "attention split, shared expert replicated, head split": how par places the parts
+  // that may be replicated or split.
+  static std::string parts_words(const ParallelOptions& par) {
+    auto w = [](bool split) { return split ? "split" : "replicated"; };
+    return str("attention ", w(par.attention_split), ", shared expert ", w(par.shared_split), ", head ",
+               w(par.head_split));
   }
 
   GraphOptions graph_options(uint64_t ctx, const ParallelOptions& par) const {

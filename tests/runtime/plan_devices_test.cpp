@@ -181,6 +181,7 @@ TEST_CASE("plan devices: tensor-split plans are refused naming the node and the 
   CHECK(e.find("attn_q_b in phase") != std::string::npos);
   CHECK(e.find("is tensor_split: the CUDA executor runs attention, the shared expert and the head replicated") !=
         std::string::npos);
+  CHECK(e.find("(the plan was compiled with --inexact-parallel; recompile without it)") != std::string::npos);
   const std::string s = error_of([&] { plan_devices(split, full.file()); });
   CHECK(s.find("a column slice (tensor-split product)") != std::string::npos);
 

@@ -50,7 +50,6 @@ void Job::finish(Finish f, std::string error) {
   pending_.finish = f;
   pending_.error = std::move(error);
   finished_ = true;
-  done = Clock::now();
   cv_.notify_all();
 }
 

@@ -75,8 +75,8 @@ class Job {
   bool push_token(int32_t id, std::string_view bytes, std::optional<TokenLogprob> lp);
   void finish(Finish f, std::string error = {});
 
-  // Timestamps (set by the scheduler; read after finish).
-  Clock::time_point arrived = Clock::now(), started, first_token, done;
+  // Timestamps (set and read by the scheduler).
+  Clock::time_point arrived = Clock::now(), started, first_token;
   uint32_t generated() const { return generated_; }
 
  private:
