@@ -135,14 +135,14 @@ WeightPlacement place_weights(const std::vector<ModelTensor>& tensors, const std
     WeightSlot& s = w.slots[i];
     if (!host_reason[i].empty()) {
       Chunk c{static_cast<uint32_t>(w.chunks.size()), Placement::host_mapped, 0, round_up(n, kHostPage), kHostPage};
-      s = {Placement::host_mapped, 0, c.id, 0, host_reason[i]};
+      s = {Placement::host_mapped, 0, c.id, 0, host_reason[i], {}};
       w.host_bytes += c.bytes;
       ++w.host_tensors;
       w.chunks.push_back(c);
     } else if (n >= kOwnChunkMin || cpu) {
       // CPU plans map each tensor as it sits in the file; one "chunk" per tensor.
       Chunk c{static_cast<uint32_t>(w.chunks.size()), Placement::device_chunk, 0, round_up(n, gran), base_align};
-      s = {Placement::device_chunk, 0, c.id, 0, {}};
+      s = {Placement::device_chunk, 0, c.id, 0, {}, {}};
       w.device_bytes += c.bytes;
       w.chunks.push_back(c);
     } else {
@@ -153,7 +153,7 @@ WeightPlacement place_weights(const std::vector<ModelTensor>& tensors, const std
         w.chunks.push_back({static_cast<uint32_t>(packed), Placement::device_packed, 0, 0, base_align});
       }
       const uint64_t off = round_up(packed_used, kPackedAlign);
-      s = {Placement::device_packed, 0, static_cast<uint32_t>(packed), off, {}};
+      s = {Placement::device_packed, 0, static_cast<uint32_t>(packed), off, {}, {}};
       packed_used = off + n;
     }
   }
