@@ -28,6 +28,13 @@ class Section {
  public:
   Section(YAML::Node node, std::string path, const std::string& file) : node_(node), path_(std::move(path)), file_(file) {
     if (!node_.IsMap()) fail(file_, ": ", where(""), ": expected a mapping of keys, found ", kind(node_));
+    // YAML forbids repeated keys but yaml-cpp keeps them and reads the first: a second
+    // `measured:` appended to a profile would be ignored without a word.
+    std::set<std::string> keys;
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!keys.insert(k).second) fail(file_, ": ", where(k), ": key appears twice; expected each key once");
+    }
   }
 
   bool has(const std::string& key) const { return static_cast<bool>(node_[key]); }
@@ -187,6 +194,10 @@ void read_measured(Section s, DeviceProfile& p) {
       m.shape = e.text("shape", "a shape key such as \"matmul t=1 m=32768 k=1024 w=Q8_0\"");
       m.us = e.num("us", 1e-6, 1e9, "microseconds > 0");
       e.finish();
+      for (const MeasuredKernel& o : p.measured)
+        if (o.kernel == m.kernel && o.shape == m.shape)
+          fail(s.file(), ": ", e.where("shape"), ": kernel ", m.kernel, " with shape '", m.shape,
+               "' is listed twice; expected one timing for each kernel and shape key");
       p.measured.push_back(std::move(m));
     }
   }

@@ -155,3 +155,22 @@ TEST_CASE("profile: host section and measured figures override the datasheet") {
   CHECK(e.find("measured.kernels[0].kernel") != std::string::npos);
   CHECK(e.find("'cuda.nope'") != std::string::npos);
 }
+
+TEST_CASE("profile: a key or a measured timing given twice is an error, not a silent first pick") {
+  std::string e = error_of([&] {
+    parse_device_profile(std::string(kGood) + "measured:\n  launch_us: 1.5\nmeasured:\n  launch_us: 3\n", "d.yaml");
+  });
+  CHECK(e.find("d.yaml") != std::string::npos);
+  CHECK(e.find("measured: key appears twice") != std::string::npos);
+  e = error_of([&] { parse_device_profile(std::string(kGood) + "measured:\n  launch_us: 1.5\n  launch_us: 2\n", "d.yaml"); });
+  CHECK(e.find("measured.launch_us: key appears twice") != std::string::npos);
+  e = error_of([&] {
+    parse_device_profile(std::string(kGood) +
+                             "measured:\n  kernels:\n"
+                             "    - {kernel: cuda.matvec.q8_0, shape: \"matmul t=1 m=8 k=32 w=Q8_0\", us: 3.5}\n"
+                             "    - {kernel: cuda.matvec.q8_0, shape: \"matmul t=1 m=8 k=32 w=Q8_0\", us: 4}\n",
+                         "d.yaml");
+  });
+  CHECK(e.find("measured.kernels[1].shape") != std::string::npos);
+  CHECK(e.find("listed twice") != std::string::npos);
+}
