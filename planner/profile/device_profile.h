@@ -15,7 +15,8 @@
 
 namespace fp {
 
-// One measured kernel timing: `flashplan tune` writes these; they beat the cost model.
+// One measured kernel timing, filed under a kernel id and a node's shape key (`flashplan
+// kernels --plan` lists a plan's); it replaces the cost model for every matching node.
 struct MeasuredKernel {
   std::string kernel;  // kernel id
   std::string shape;   // shape key of the node (KernelShape::key())

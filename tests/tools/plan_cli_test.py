@@ -155,6 +155,33 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out, _ = run("kernels", "--json")
     check(rc == 0 and any(k["id"] == "cuda.gemm.int8_tc" for k in json.loads(out)), "kernels --json")
 
+    # kernels --plan lists the (kernel, shape key) pairs a measured.kernels entry names:
+    # timings filed under them (here the plan's own predictions) mark every node measured.
+    k = os.path.join(tmp, "k.fplan")
+    run("compile", tiny, "--profile", "plans/devices/h100-sxm-80gb.yaml", "-o", k, "-q")
+    rc, out, err = run("kernels", "--plan", k, "--json")
+    pairs = json.loads(out) if rc == 0 else []
+    check(rc == 0 and pairs and not any(p["measured"] for p in pairs), f"kernels --plan --json: {rc} {err}")
+    check(any(p["kernel"] == "cuda.matvec.q8_0" and p["shape"].startswith("matmul t=1 ") for p in pairs),
+          "kernels --plan lists no decode Q8_0 matvec")
+    rc, out, _ = run("kernels", "--plan", k)
+    check(rc == 0 and "shape key" in out and "(kernel, shape key) pairs" in out, f"kernels --plan text:\n{out}")
+    measured = os.path.join(tmp, "measured.yaml")
+    entries = "".join(f"    - {{kernel: {p['kernel']}, shape: {json.dumps(p['shape'])}, us: {p['predicted_us']!r}}}\n"
+                      for p in pairs)
+    with open("plans/devices/h100-sxm-80gb.yaml") as f, open(measured, "w") as g:
+        text = f.read()
+        check(text.count("\nmeasured:\n") == 1, "the h100 profile has no single measured section")
+        g.write(text.replace("\nmeasured:\n", "\nmeasured:\n  kernels:\n" + entries))
+    m = os.path.join(tmp, "m.fplan")
+    rc, _, err = run("compile", tiny, "--profile", measured, "-o", m, "-q")
+    check(rc == 0, f"compile with measured kernels: {rc} {err}")
+    rc, out, err = run("kernels", "--plan", m, "--json")
+    bad = [p for p in json.loads(out) if not p["measured"]] if rc == 0 else ["rc"]
+    check(not bad, f"pairs not marked measured: {rc} {err} {bad[:3]}")
+    rc, out, err = run("kernels", "--plan", tiny)
+    check(rc == 1 and "plan" in err and len(err.strip().splitlines()) == 1, f"kernels --plan on a GGUF: {rc} {err}")
+
 if failures:
     print("\n".join(failures))
     sys.exit(1)
