@@ -341,11 +341,10 @@ class Compiler {
     const size_t dev = worst.fullest();
     const uint64_t need = devices_ > 1 ? worst.device_total(dev) : worst.total();
     const double short_bytes = double(need) - double(p_.usable_bytes);
-    const std::string on = devices_ > 1 ? str(" on device ", dev, " of ", devices_, " (the fullest, with ",
-                                              worst.par.attention_split ? "attention split" : "attention replicated",
-                                              ", experts split; every ", o_.exact_parallel ? "exact " : "",
-                                              "option was tried)")
-                                        : std::string();
+    const std::string on =
+        devices_ > 1 ? str(" on device ", dev, " of ", devices_, " (the fullest, with routed experts split, ",
+                           parts_words(worst.par), "; every ", o_.exact_parallel ? "exact " : "", "option was tried)")
+                     : std::string();
     std::string s = str(m_.file().path(), " does not fit ", p_.name, ": needs ", gib(double(need)),
                         " of device memory at max context ", requested_, offload ? " with every routed expert in host memory" : "", on,
                         " (weights ", gib(double(worst.placement.per_device[dev])), ", KV ", gib(double(worst.kv)),

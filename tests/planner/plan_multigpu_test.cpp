@@ -280,6 +280,9 @@ TEST_CASE("a model that fits no split says so per device") {
   CHECK(e.find("does not fit 2x-h100-sxm-80gb") != std::string::npos);
   CHECK(e.find("on device") != std::string::npos);
   CHECK(e.find("short by") != std::string::npos);
+  // The closest option is named part by part (the default keeps every part replicated).
+  CHECK(e.find("routed experts split, attention replicated, shared expert replicated, head replicated") !=
+        std::string::npos);
 }
 
 TEST_CASE("diff of a one-GPU and a two-GPU plan shows the placement and the collectives") {
