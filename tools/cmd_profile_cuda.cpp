@@ -151,7 +151,7 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
       std::ofstream f(o->csv, std::ios::binary | std::ios::trunc);
       if (!f) fp::fail(o->csv, ": cannot write -o");
       f << "# flashplan profile, " << fp::build_commit() << ", " << engine->device_name() << ", "
-        << engine->model_name() << ", context " << o->ctx_tokens << "\n";
+        << engine->model_name() << ", context " << o->ctx_tokens << ", chunk " << o->engine.chunk << "\n";
       f << "phase,node,op,layer,weight,type,rows,cols,experts,us,dense_weight_bytes\n";
       write_csv(f, "decode", decode_nodes);
       write_csv(f, "prefill", prefill_nodes);

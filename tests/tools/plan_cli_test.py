@@ -179,6 +179,32 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out, err = run("kernels", "--plan", m, "--json")
     bad = [p for p in json.loads(out) if not p["measured"]] if rc == 0 else ["rc"]
     check(not bad, f"pairs not marked measured: {rc} {err} {bad[:3]}")
+    # calibrate: a profile CSV of plan k (built here from its inspect JSON) -> measured.kernels.
+    j = json.loads(run("inspect", "--json", k)[1])
+    weights = [w["name"] for w in j["weights"]]
+    pre = max((ph for ph in j["phases"] if ph["kind"] == "prefill"), key=lambda ph: ph["max_tokens"])
+    dec = next(ph for ph in j["phases"] if ph["kind"] == "decode")
+    csv = os.path.join(tmp, "nodes.csv")
+    with open(csv, "w") as f:
+        f.write("# flashplan profile, cli test\nphase,node,op,layer,weight,type,rows,cols,experts,us,dense_weight_bytes\n")
+        for name, ph in (("decode", dec), ("prefill", pre)):
+            for i, n in enumerate(ph["nodes"]):
+                w = weights[n["weights"][0]] if n.get("weights") else ""
+                f.write(f"{name},{i},{n['op']},{n['layer']},{w},F32,0,0,0,{100 + i % 3},0\n")
+    frag = os.path.join(tmp, "frag.yaml")
+    rc, out, err = run("calibrate", k, csv, "-o", frag)
+    check(rc == 0 and "timings from" in out, f"calibrate: {rc} {out} {err}")
+    text = open(frag).read() if rc == 0 else ""
+    check(text.startswith("measured:\n") and "kernels:" in text and "cuda.hc_pre" in text, f"calibrate fragment:\n{text}")
+    short = os.path.join(tmp, "short.csv")
+    with open(csv) as f, open(short, "w") as g:
+        g.writelines(f.readlines()[:-1])
+    rc, out, err = run("calibrate", k, short)
+    check(rc == 1 and len(err.strip().splitlines()) == 1 and "short.csv" in err and "prefill rows" in err,
+          f"calibrate of a CSV missing a node: {rc} {err}")
+    rc, out, err = run("calibrate", k, tiny)
+    check(rc == 1 and len(err.strip().splitlines()) == 1, f"calibrate of a GGUF as CSV: {rc} {err}")
+
     rc, out, err = run("kernels", "--plan", tiny)
     check(rc == 1 and "plan" in err and len(err.strip().splitlines()) == 1, f"kernels --plan on a GGUF: {rc} {err}")
 
