@@ -20,6 +20,7 @@ LoadedPlan compiled(const Model& m, const DeviceProfile& p, CompileOptions o = {
 
 void check_round_trip(const Model& model, DeviceProfile profile, CompileOptions o = {}) {
   CAPTURE(profile.name);
+  profile.measured.clear();  // a shipped profile's own timings (h200-141gb) aside
   const LoadedPlan before = compiled(model, profile, o);
   const auto shapes = plan_shapes(*before);
   REQUIRE(!shapes.empty());
