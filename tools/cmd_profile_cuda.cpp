@@ -1,10 +1,13 @@
 // `flashplan profile [MODEL] --backend cuda [--plan PLAN] [--weights random:SEED]
-// [--ctx-tokens 512] [-o nodes.csv]`: where a step's GPU time goes. Prefills a fixed
-// pseudo-random sequence to the context asked, times replayed decode steps (graphs, as
-// `run` decodes), then runs one decode step and one full prefill chunk eagerly with a CUDA
-// event before each node (Executor::profile) and prints the time per op kind, per product
-// weight type (with GB/s over the weight bytes a dense product reads) and the slowest
-// nodes. -o writes every profiled node as CSV.
+// [--ctx-tokens 512] [--in-graph] [-o nodes.csv]`: where a step's GPU time goes. Prefills a
+// fixed pseudo-random sequence to the context asked, times replayed decode steps (graphs, as
+// `run` decodes), then runs one decode step and one full prefill chunk with a CUDA event
+// before each node (Executor::profile) and prints the time per op kind, per product weight
+// type (with GB/s over the weight bytes a dense product reads) and the slowest nodes. The
+// profiled steps run eagerly, or with --in-graph captured with their events and run from
+// the graph (after one unprofiled chunk, so that the chunk's step shape has run once).
+// -o writes every profiled node as CSV; its header names the context, the chunk and the
+// timing (eager or graph).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -91,6 +94,7 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
     fp::cli::EngineArgs engine;
     int64_t ctx_tokens = 512, decode_steps = 32;
     size_t top = 15;
+    bool in_graph = false;
     std::string csv;
     uint64_t seed = 0;
   };
@@ -101,14 +105,18 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
   app.add_option("--top", o->top, "slowest nodes listed per step")->capture_default_str();
   app.add_option("-o,--output", o->csv, "write every profiled node as CSV here");
   app.add_option("--seed", o->seed, "seed of the synthetic token ids")->capture_default_str();
+  app.add_flag("--in-graph", o->in_graph,
+               "time the profiled steps inside captured graphs (event nodes; PDL off), as a replayed step runs, "
+               "instead of eagerly (where a one-token step is bound by the host's launches)");
   return [o]() -> int {
     o->engine.apply_plan();  // a plan sets the backend
     if (o->engine.backend != "cuda") fp::fail("profile: times CUDA kernels; pass --backend cuda (or a CUDA plan)");
     if (o->ctx_tokens < 1 || o->decode_steps < 1)
       fp::fail("profile: --ctx-tokens ", o->ctx_tokens, " and --decode-steps ", o->decode_steps, ": expected >= 1");
-    const int64_t need = o->ctx_tokens + o->decode_steps + 3 + o->engine.chunk;
+    const int64_t chunks = o->in_graph ? 2 : 1;  // in the graph: one unprofiled chunk first
+    const int64_t need = o->ctx_tokens + o->decode_steps + 3 + chunks * o->engine.chunk;
     if (need > o->engine.ctx)
-      fp::fail("profile: --ctx-tokens ", o->ctx_tokens, " + ", o->decode_steps + 3, " decode steps + a ",
+      fp::fail("profile: --ctx-tokens ", o->ctx_tokens, " + ", o->decode_steps + 3, " decode steps + ", chunks, " x a ",
                o->engine.chunk, "-token chunk = ", need, " positions, the context holds ", o->engine.ctx,
                " (raise --ctx or lower --ctx-tokens)");
     auto engine = o->engine.open();
@@ -116,7 +124,7 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
     auto* cs = dynamic_cast<fp::cuda::CudaSession*>(session.get());
     if (!cs) fp::fail("profile: the engine is not the CUDA backend");
     const auto& cfg = engine->config();
-    const auto ids = fp::bench::synthetic_tokens(o->ctx_tokens + o->engine.chunk, int64_t(cfg.n_vocab),
+    const auto ids = fp::bench::synthetic_tokens(o->ctx_tokens + chunks * o->engine.chunk, int64_t(cfg.n_vocab),
                                                  int32_t(cfg.bos_id), int32_t(cfg.eos_id), o->seed);
     std::printf("flashplan profile, %s, %s, %s\n", fp::build_commit(), engine->device_name().c_str(),
                 engine->model_name().c_str());
@@ -137,21 +145,28 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
                 o->decode_steps / decode_s, (long long)o->decode_steps, (long long)o->ctx_tokens);
 
     auto& prof = cs->executor().profile;
+    const int64_t chunk0 = o->ctx_tokens + (chunks - 1) * o->engine.chunk;  // the profiled chunk's first id
+    if (o->in_graph)  // the chunk's step shape runs once before it is captured
+      session->append(std::span(ids.data() + o->ctx_tokens, size_t(o->engine.chunk)));
     prof.enabled = true;
+    prof.in_graph = o->in_graph;
     session->append_sample(std::span(&tok, 1), sampler);
     const auto decode_nodes = prof.nodes;
-    session->append(std::span(ids.data() + o->ctx_tokens, size_t(o->engine.chunk)));
+    session->append(std::span(ids.data() + chunk0, size_t(o->engine.chunk)));
     const auto prefill_nodes = prof.nodes;
-    prof.enabled = false;
+    prof.enabled = prof.in_graph = false;
 
-    print_step("decode step (eager, events)", decode_nodes, o->top);
-    const std::string chunk = "prefill chunk of " + std::to_string(o->engine.chunk) + " tokens (eager, events)";
+    const std::string timing = o->in_graph ? "graph" : "eager";
+    print_step(("decode step (" + timing + ", events)").c_str(), decode_nodes, o->top);
+    const std::string chunk =
+        "prefill chunk of " + std::to_string(o->engine.chunk) + " tokens (" + timing + ", events)";
     print_step(chunk.c_str(), prefill_nodes, o->top);
     if (!o->csv.empty()) {
       std::ofstream f(o->csv, std::ios::binary | std::ios::trunc);
       if (!f) fp::fail(o->csv, ": cannot write -o");
       f << "# flashplan profile, " << fp::build_commit() << ", " << engine->device_name() << ", "
-        << engine->model_name() << ", context " << o->ctx_tokens << ", chunk " << o->engine.chunk << "\n";
+        << engine->model_name() << ", context " << o->ctx_tokens << ", chunk " << o->engine.chunk << ", timing "
+        << timing << "\n";
       f << "phase,node,op,layer,weight,type,rows,cols,experts,us,dense_weight_bytes\n";
       write_csv(f, "decode", decode_nodes);
       write_csv(f, "prefill", prefill_nodes);

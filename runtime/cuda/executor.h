@@ -199,10 +199,15 @@ class Executor {
     std::vector<float> final_hidden;
   } trace;
 
-  // Per-node GPU time of the steps run while enabled (`flashplan profile`): such steps run
-  // eagerly (no graphs), with a CUDA event recorded before each node's launches and one
-  // at the step's end; a node's time is the distance between its event and the next.
-  // Finds where a step's time goes; the events add a little time of their own.
+  // Per-node GPU time of the steps run while enabled (`flashplan profile`): a CUDA event is
+  // recorded before each node's launches and one at the step's end; a node's time is the
+  // distance between its event and the next. Such steps run eagerly (no graphs), where a
+  // one-token step is bound by the host's launches; with `in_graph` (and graphs on) the
+  // step is captured with the events inside its graphs (event record nodes) and run once
+  // from them, as a replayed step runs, except that no node overlaps the previous one (PDL
+  // is off in that capture: a kernel cannot overlap across an event node). The step shape
+  // must have run before (launchers' one-time set-up is not capturable); the capture is
+  // dropped after the step. The events add a little time of their own.
   struct NodeTime {
     OpKind op = OpKind::matmul;
     int32_t layer = -1;     // -1: embedding, head
@@ -214,6 +219,7 @@ class Executor {
   };
   struct Profile {
     bool enabled = false;
+    bool in_graph = false;
     std::vector<NodeTime> nodes;  // the last profiled step's, in launch order
   } profile;
 

@@ -865,7 +865,8 @@ bool Executor::Impl::node(OpKind op, const ref::Weight* wt, const ref::Weight* w
     ++seg;
   }
   if (!seg_open) open_segment();
-  overlap = phase && cursor < phase->nodes.size() && phase->nodes[cursor].overlap_prev;
+  // A profile captured with its events in the graph runs without PDL (see Profile).
+  overlap = phase && cursor < phase->nodes.size() && phase->nodes[cursor].overlap_prev && !(prof && capturing);
   ++cursor;
   if (mode == Mode::walk || skip) return false;
   if (!capturing) ++step.eager_nodes;
@@ -883,7 +884,10 @@ void Executor::Impl::prof_mark(OpKind op, const ref::Weight* wt, const ref::Weig
     ck(cudaEventCreate(&e), "profile event");
     prof_events.push_back(e);
   }
-  ck(cudaEventRecord(prof_events[i], stream), "profile event");
+  // Inside a capture the event becomes an event record node of the graph (timed when the
+  // graph runs); a plain record there would only order the capture.
+  ck(cudaEventRecordWithFlags(prof_events[i], stream, capturing ? cudaEventRecordExternal : cudaEventRecordDefault),
+     "profile event");
   Executor::NodeTime t;
   t.op = op;
   t.layer = cur_layer;
@@ -1047,8 +1051,19 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   const int64_t lf = want ? std::min(logit_from, n) : n;
   Impl::StepShape* sh = nullptr;
   if (o_.graphs && !tr && !m.prof) sh = &m.shapes[{n, lf, want, m.sample_mode}];
+  // A profile in the graph captures the step into a shape of its own, dropped afterwards.
+  Impl::StepShape prof_shape;
+  const int graphs_before = m.n_graphs;
+  const bool prof_graph = m.prof && m.prof->in_graph && o_.graphs && !tr;
   Impl::Mode mode = Impl::Mode::eager;
-  if (sh && sh->captured) {
+  if (prof_graph) {
+    if (!m.shapes.count({n, lf, want, m.sample_mode}))
+      fail("cuda profile in the graph: a step of ", n, " tokens has not run yet; run one eagerly first (launchers' "
+           "one-time set-up cannot be captured)");
+    sh = &prof_shape;
+    mode = Impl::Mode::capture;
+    sh->execs.assign((m.phase ? m.phase->segments : m.whole_step).size(), nullptr);
+  } else if (sh && sh->captured) {
     mode = Impl::Mode::replay;
   } else if (sh && sh->uses >= 1 && m.n_shapes < Impl::kMaxShapes) {
     const auto& segs = m.phase ? m.phase->segments : m.whole_step;
@@ -1063,10 +1078,12 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   try {
     m.body(n, lf, want, tr);
   } catch (...) {
-    m.abandon_step();
+    m.abandon_step();  // drops the capture's graphs, the profile's own included
     throw;
   }
-  if (mode == Impl::Mode::capture) {
+  if (prof_graph) {
+    // Its graphs have run (each segment launches once it is captured); nothing replays them.
+  } else if (mode == Impl::Mode::capture) {
     sh->captured = true;
     ++m.n_shapes;
   }
@@ -1083,6 +1100,11 @@ void Executor::forward(const int32_t* tokens, int64_t n, int64_t pos0, int64_t l
   }
   ck(cudaMemcpyAsync(m.h_err, m.err, sizeof(uint32_t), cudaMemcpyDeviceToHost, m.stream), "error flags");
   ck(cudaStreamSynchronize(m.stream), "forward step");
+  if (prof_graph) {  // the profile's own capture goes with the step
+    for (cudaGraphExec_t& e : prof_shape.execs)
+      if (e) cudaGraphExecDestroy(e);
+    m.n_graphs = graphs_before;
+  }
   if (m.prof) m.prof_collect();
   if (*m.h_err & kErrTokenRange) fail("cuda forward: a token id outside the vocabulary reached the device");
   if (*m.h_err & kErrContextFull) fail("cuda forward: compressed rows beyond the context (context full)");
