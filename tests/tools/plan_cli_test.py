@@ -171,6 +171,7 @@ with tempfile.TemporaryDirectory() as tmp:
                       for p in pairs)
     with open("plans/devices/h100-sxm-80gb.yaml") as f, open(measured, "w") as g:
         text = f.read()
+        text = text[:text.index("\n  # Kernel timings") + 1] if "\n  # Kernel timings" in text else text  # own timings out
         check(text.count("\nmeasured:\n") == 1, "the h100 profile has no single measured section")
         g.write(text.replace("\nmeasured:\n", "\nmeasured:\n  kernels:\n" + entries))
     m = os.path.join(tmp, "m.fplan")
