@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 #include <utility>
@@ -41,7 +42,8 @@ std::vector<Row> parse_rows(const std::string& csv, const std::string& name, std
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     if (line[0] == '#') {
-      if (source.empty()) source = line.substr(line.find_first_not_of("# "));
+      const size_t text = line.find_first_not_of("# ");
+      if (source.empty() && text != std::string::npos) source = line.substr(text);
       continue;
     }
     const std::vector<std::string> cells = split(line);

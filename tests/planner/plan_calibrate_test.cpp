@@ -171,6 +171,7 @@ TEST_CASE("calibrate: a CSV that is not a profile of this plan is refused, namin
   header.replace(header.find(",us,"), 4, ",ms,");
   CHECK(err(header).find("no 'us' column") != std::string::npos);
   CHECK(err("# only a comment\n").find("no header line") != std::string::npos);
+  CHECK(err("#\n# \n").find("no header line") != std::string::npos);  // empty comments are no source
 
   // A profile that names a prefill chunk other than the bucket the rows are matched to.
   std::string chunk = good;
