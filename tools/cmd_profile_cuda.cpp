@@ -145,13 +145,16 @@ FP_COMMAND("profile", "Where a CUDA step's time goes: per-node GPU time of one d
                 o->decode_steps / decode_s, (long long)o->decode_steps, (long long)o->ctx_tokens);
 
     auto& prof = cs->executor().profile;
-    const int64_t chunk0 = o->ctx_tokens + (chunks - 1) * o->engine.chunk;  // the profiled chunk's first id
-    if (o->in_graph)  // the chunk's step shape runs once before it is captured
-      session->append(std::span(ids.data() + o->ctx_tokens, size_t(o->engine.chunk)));
-    prof.enabled = true;
     prof.in_graph = o->in_graph;
+    prof.enabled = true;
     session->append_sample(std::span(&tok, 1), sampler);
     const auto decode_nodes = prof.nodes;
+    if (o->in_graph) {  // the chunk's step shape runs once, unprofiled, before it is captured
+      prof.enabled = false;
+      session->append(std::span(ids.data() + o->ctx_tokens, size_t(o->engine.chunk)));
+      prof.enabled = true;
+    }
+    const int64_t chunk0 = o->ctx_tokens + (chunks - 1) * o->engine.chunk;  // the profiled chunk's first id
     session->append(std::span(ids.data() + chunk0, size_t(o->engine.chunk)));
     const auto prefill_nodes = prof.nodes;
     prof.enabled = prof.in_graph = false;
