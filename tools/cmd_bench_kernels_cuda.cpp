@@ -25,13 +25,14 @@
 #include "ops/quant/quant_cuda.h"
 #include "runtime/cuda/bandwidth.h"
 #include "tools/command.h"
+#include "tools/cuda_bench.h"
 
 namespace fp::cli::bench_kernels {
 namespace {
 
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) fail("CUDA error in ", what, ": ", cudaGetErrorString(e));
-}
+using cuda_bench::Buf;
+using cuda_bench::ck;
+using cuda_bench::time_calls;
 
 struct Case {
   std::string name;  // what the shape is in DS4
@@ -51,47 +52,6 @@ struct Row {
   int64_t rows, cols, experts, slots;
   double bytes, us, gbps;
 };
-
-struct Buf {
-  void* p = nullptr;
-  explicit Buf(size_t n) { ck(cudaMalloc(&p, n ? n : 1), "bench buffer"); }
-  ~Buf() { cudaFree(p); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-};
-
-// Median of `reps` replays of a graph of `launches` calls of fn(i); microseconds per call.
-template <typename Fn>
-double time_calls(cudaStream_t s, int launches, int reps, Fn fn) {
-  fn(0);  // outside capture: one-time set-up (tables, shared-memory opt-in)
-  ck(cudaStreamSynchronize(s), "warm-up");
-  cudaGraph_t g = nullptr;
-  cudaGraphExec_t ge = nullptr;
-  ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "capture");
-  for (int i = 0; i < launches; ++i) fn(i);
-  ck(cudaStreamEndCapture(s, &g), "capture");
-  ck(cudaGraphInstantiate(&ge, g, 0), "instantiate");
-  cudaEvent_t e0, e1;
-  ck(cudaEventCreate(&e0), "event");
-  ck(cudaEventCreate(&e1), "event");
-  ck(cudaGraphLaunch(ge, s), "graph warm-up");
-  std::vector<float> ms;
-  for (int r = 0; r < reps; ++r) {
-    ck(cudaEventRecord(e0, s), "event");
-    ck(cudaGraphLaunch(ge, s), "graph");
-    ck(cudaEventRecord(e1, s), "event");
-    ck(cudaEventSynchronize(e1), "graph run");
-    float t = 0;
-    ck(cudaEventElapsedTime(&t, e0, e1), "event time");
-    ms.push_back(t);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(ge);
-  cudaGraphDestroy(g);
-  std::sort(ms.begin(), ms.end());
-  return double(ms[ms.size() / 2]) * 1e3 / launches;
-}
 
 Row bench_matvec(const Case& c, cudaStream_t s, bool quick) {
   const int64_t rb = row_bytes(c.type, c.cols);

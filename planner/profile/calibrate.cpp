@@ -175,23 +175,29 @@ Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& cs
   return c;
 }
 
-std::string calibration_yaml(const Calibration& c, const std::string& plan_name, const std::string& csv_name) {
+std::string measured_kernels_yaml(const std::vector<CalibratedKernel>& kernels, const std::vector<std::string>& comments) {
   std::ostringstream o;
   o << "measured:\n";
-  o << "  # flashplan calibrate: " << csv_name << " (" << (c.source.empty() ? "no header" : c.source) << "), plan "
-    << plan_name << ", phase " << c.phase << "\n";
-  o << "  # " << c.used << " prefill nodes; left to the cost model: " << c.decode
-    << " decode nodes (eager events: host-bound), " << c.kv_rows << " whose time depends on the context (KV rows), "
-    << c.alternatives << " with another valid kernel, " << c.short_nodes << " under " << kCalibrateMinUs
-    << " us or of one token (eager launch overhead)\n";
+  for (const std::string& c : comments) o << "  # " << c << "\n";
   o << "  kernels:\n";
-  for (const CalibratedKernel& k : c.kernels) {
+  for (const CalibratedKernel& k : kernels) {
     char us[32];
     std::snprintf(us, sizeof us, "%.6g", k.us);
-    o << "    - {kernel: " << k.kernel << ", shape: \"" << k.shape << "\", us: " << us << "}  # median of " << k.nodes
-      << " node" << (k.nodes == 1 ? "" : "s") << "\n";
+    o << "    - {kernel: " << k.kernel << ", shape: \"" << k.shape << "\", us: " << us << "}  # ";
+    if (k.nodes) o << "median of " << k.nodes << " node" << (k.nodes == 1 ? "" : "s");
+    o << "\n";
   }
   return o.str();
+}
+
+std::string calibration_yaml(const Calibration& c, const std::string& plan_name, const std::string& csv_name) {
+  return measured_kernels_yaml(
+      c.kernels,
+      {str("flashplan calibrate: ", csv_name, " (", c.source.empty() ? "no header" : c.source, "), plan ", plan_name,
+           ", phase ", c.phase),
+       str(c.used, " prefill nodes; left to the cost model: ", c.decode, " decode nodes (eager events: host-bound), ",
+           c.kv_rows, " whose time depends on the context (KV rows), ", c.alternatives, " with another valid kernel, ",
+           c.short_nodes, " under ", kCalibrateMinUs, " us or of one token (eager launch overhead)")});
 }
 
 }  // namespace fp

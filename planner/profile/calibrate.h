@@ -50,8 +50,11 @@ struct Calibration {
 // fit the plan (node count, op or weight of a node), naming the line and both sides.
 Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& csv, const std::string& name);
 
-// The entries as the `kernels:` list of a profile's `measured:` section, with a comment
-// naming the source and what was left out.
+// Timings as a profile's `measured:` section holding only a `kernels:` list, each comment
+// line first (calibrate's and tune's output: a fragment to merge into a device profile).
+std::string measured_kernels_yaml(const std::vector<CalibratedKernel>& kernels, const std::vector<std::string>& comments);
+
+// The entries as measured_kernels_yaml, with comments naming the source and what was left out.
 std::string calibration_yaml(const Calibration& c, const std::string& plan_name, const std::string& csv_name);
 
 }  // namespace fp

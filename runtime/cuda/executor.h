@@ -82,6 +82,10 @@ enum class ProductKernel : uint8_t {
   moe_grouped_mma,   // cuda.moe.grouped_dequant_mma
 };
 
+// The kernel behind registry id `id` for an `op` node over `wtype` weights (out), or why the
+// CUDA executor has none ("" when it has).
+std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, ProductKernel& out);
+
 // What the plan decided for one product node: its kernel, and whether it is launched
 // with programmatic dependent launch (Node.overlap_prev: the matvec starts while the
 // previous kernel finishes and waits for it before reading its inputs).

@@ -16,7 +16,8 @@ std::string lower(std::string s) {
   return s;
 }
 
-// The kernel behind `id` for an `op` node over `wtype` weights, or why there is none.
+}  // namespace
+
 std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, ProductKernel& out) {
   if (op == OpKind::matmul || op == OpKind::grouped_matmul) {
     const std::string pre = op == OpKind::matmul ? "cuda.matvec." : "cuda.grouped_matvec.";
@@ -45,6 +46,8 @@ std::string product_kernel_for(const std::string& id, OpKind op, DType wtype, Pr
   }
   return "the CUDA executor does not implement it";
 }
+
+namespace {
 
 // "[ne0, ne1, ...]" of a plan weight, for comparing and naming shapes.
 std::string shape_of(const plan::Weight* w) {

@@ -22,6 +22,7 @@
 #include "runtime/cuda/executor.h"
 #include "runtime/plan/plan_binding.h"
 #include "runtime/plan/plan_devices.h"
+#include "planner/profile/tune_targets.h"
 #include "tests/planner/plan_test_util.h"
 #include "tests/support/fold_plan.h"
 
@@ -259,4 +260,22 @@ TEST_CASE("cuda buffers: an expert-split executor holds every slot's output and 
   CHECK(split.moe_slots == 16 * int64_t(c.n_expert_used) * c.n_embd);
   CHECK(split.local_ids == 16 * int64_t(c.n_expert_used));
   CHECK(split.activation_bytes() == one.activation_bytes() + uint64_t(split.moe_slots) * 4 + uint64_t(split.local_ids) * 4);
+}
+
+TEST_CASE("every kernel flashplan tune would time is one the CUDA executor runs") {
+  for (const char* profile : {"h100-sxm-80gb", "h200-141gb", "2x-h100-sxm-80gb"}) {
+    CAPTURE(profile);
+    const LoadedPlan lp =
+        verify_plan(test::compile_bytes(test::full_model(), test::shipped_profile(profile)), "full.fplan");
+    const auto targets = tune_targets(*lp);
+    REQUIRE(!targets.empty());
+    for (const TuneTarget& t : targets)
+      for (const std::string& k : t.kernels) {
+        CAPTURE(k);
+        cuda::ProductKernel pk{};
+        CHECK(cuda::product_kernel_for(k, t.op, t.type, pk) == "");
+        CHECK((pk == cuda::ProductKernel::matvec || pk == cuda::ProductKernel::matvec_xf32 ||
+               pk == cuda::ProductKernel::gemm_dequant_f16));
+      }
+  }
 }

@@ -206,6 +206,13 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out, err = run("calibrate", k, tiny)
     check(rc == 1 and len(err.strip().splitlines()) == 1, f"calibrate of a GGUF as CSV: {rc} {err}")
 
+    # tune needs a GPU: without one (CI) it says why in one line; with one it writes a fragment.
+    rc, out, err = run("tune", "--plan", k, "--quick")
+    if rc == 0:
+        check(out.startswith("measured:\n") and "flashplan tune" in out, f"tune output:\n{out[:500]}")
+    else:
+        check(rc == 1 and len(err.strip().splitlines()) == 1 and "tune" in err, f"tune without a GPU: {rc} {err}")
+
     rc, out, err = run("kernels", "--plan", tiny)
     check(rc == 1 and "plan" in err and len(err.strip().splitlines()) == 1, f"kernels --plan on a GGUF: {rc} {err}")
 
