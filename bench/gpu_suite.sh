@@ -10,8 +10,10 @@
 #   full  bench/full_model.sh from that plan: load, run and the context sweep (decode/prefill tok/s)
 #   mv    flashplan bench-kernels (BENCH_ARGS, default --quick): the decode matvecs against the copy ceiling (CSV)
 #   memq  memcheck (leak check on) over the quant family's and the loader's parity tests
+#   tune  flashplan tune --quick of that plan: every candidate of its matmul choices timed (a
+#         measured.kernels fragment for the profile)
 #
-#   bench/gpu_suite.sh BIN_DIR OUT_DIR        (STEPS="tg san plan prof full mv memq" by default)
+#   bench/gpu_suite.sh BIN_DIR OUT_DIR        (STEPS="tg san plan prof full mv memq tune" by default)
 #
 # BIN_DIR holds flashplan and test_gpu (or is a CUDA build directory: tests/test_gpu), and
 # any shared libraries they need. libnccl.so.2 is
@@ -50,7 +52,7 @@ step() {
 }
 
 quant="gpu dequantize*,gpu activation*,gpu matvec*,gpu moe matvec*,gpu gemm*,gpu fill_random*,vmm:*,pinned host*"
-for s in ${STEPS:-tg san plan prof full mv memq}; do
+for s in ${STEPS:-tg san plan prof full mv memq tune}; do
   case $s in
     tg) step 120 bash -c "'$test_gpu' --duration=true > '$out/test_gpu.txt' 2>&1"
         grep -E '^\[doctest\] (test cases|assertions|Status)' "$out/test_gpu.txt"
@@ -80,7 +82,9 @@ for s in ${STEPS:-tg san plan prof full mv memq}; do
     memq) step 150 bash -c "compute-sanitizer --tool memcheck --leak-check full --report-api-errors no --error-exitcode 3 '$test_gpu' \
                              --test-case='$quant' > '$out/memcheck_quant.txt' 2>&1"
           tail -2 "$out/memcheck_quant.txt" ;;
-    *) echo "unknown step $s (tg san plan prof full mv memq)"; exit 2 ;;
+    tune) step 240 bash -c "'$bin/flashplan' tune --plan '$out/full.fplan' --quick -o '$out/tune.yaml' 2> '$out/tune.err'"
+          tail -3 "$out/tune.err"; grep -c "kernel:" "$out/tune.yaml" ;;
+    *) echo "unknown step $s (tg san plan prof full mv memq tune)"; exit 2 ;;
   esac
   pack
 done
