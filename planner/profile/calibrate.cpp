@@ -88,14 +88,49 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
+namespace {
+
+// Checks that `rows` are a profile of plan phase `ph` (count, and each node's op and first
+// weight), naming the line and both sides otherwise.
+void match_phase(const LoadedPlan& plan, const plan::Phase& ph, const std::vector<const Row*>& rows,
+                 const std::string& name, const char* what) {
+  const plan::Plan& p = *plan;
+  const std::string phase = ph.name()->str();
+  const uint32_t nodes = ph.nodes()->size();
+  if (rows.size() != nodes)
+    fail(name, ": ", rows.size(), " ", what, " rows, plan ", plan.path, " phase ", phase, " has ", nodes,
+         " nodes; expected a profile of this plan (flashplan profile --plan)",
+         std::string(what) == "prefill" ? " at its largest prefill chunk" : "");
+  for (uint32_t i = 0; i < nodes; ++i) {
+    const Row& r = *rows[i];
+    const plan::Node& n = *ph.nodes()->Get(i);
+    const char* op = op_kind_name(static_cast<OpKind>(n.op()));
+    if (r.node != i || r.op != op)
+      fail(name, ": line ", r.line, ": ", what, " node ", r.node, " is ", r.op, "; plan ", plan.path, " phase ", phase,
+           " has node ", i, " = ", op, " (", n.name()->str(), "); expected a profile of this plan");
+    if (!r.weight.empty()) {
+      const bool has = n.weights() && n.weights()->size() > 0;
+      const std::string w = has ? p.weights()->Get(n.weights()->Get(0))->name()->str() : "";
+      if (r.weight != w)
+        fail(name, ": line ", r.line, ": ", what, " node ", i, " reads ", r.weight, "; the plan's node ",
+             n.name()->str(), " reads ", has ? w : std::string("no weight"), "; expected a profile of this plan");
+    }
+  }
+}
+
+}  // namespace
+
 Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& csv, const std::string& name) {
   Calibration c;
   const std::vector<Row> rows = parse_rows(csv, name, c.source);
   const plan::Plan& p = *plan;
   // The profiled prefill chunk is the plan's largest bucket: that phase's nodes.
   const plan::Phase* prefill = nullptr;
-  for (const plan::Phase* ph : *p.phases())
+  const plan::Phase* decode = nullptr;
+  for (const plan::Phase* ph : *p.phases()) {
     if (ph->kind() == plan::PhaseKind::prefill && (!prefill || ph->max_tokens() > prefill->max_tokens())) prefill = ph;
+    if (ph->kind() == plan::PhaseKind::decode && !decode) decode = ph;
+  }
   if (!prefill) fail(plan.path, ": the plan has no prefill phase to match ", name, "'s prefill rows to");
   c.phase = prefill->name()->str();
   // Profiles since 2026-12-07 name their prefill chunk ("chunk N"); it must be the bucket's size.
@@ -106,34 +141,30 @@ Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& cs
       fail(name, ": the profile's prefill chunk is ", chunk, " tokens; plan ", plan.path, "'s largest bucket (",
            c.phase, ") is ", prefill->max_tokens(), "; expected a profile run with --chunk ", prefill->max_tokens());
   }
+  // `flashplan profile --in-graph` says "timing graph": its nodes ran from the step's graph.
+  c.graph = c.source.find(", timing graph") != std::string::npos;
 
-  std::vector<const Row*> pre;
+  std::vector<const Row*> pre, dec;
   for (const Row& r : rows) {
-    if (r.phase == "decode") ++c.decode;
+    if (r.phase == "decode") dec.push_back(&r);
     else if (r.phase == "prefill") pre.push_back(&r);
     else fail(name, ": line ", r.line, ": phase '", r.phase, "'; expected decode or prefill");
   }
-  const uint32_t nodes = prefill->nodes()->size();
-  if (pre.size() != nodes)
-    fail(name, ": ", pre.size(), " prefill rows, plan ", plan.path, " phase ", c.phase, " has ", nodes,
-         " nodes; expected a profile of this plan (flashplan profile --plan) at its largest prefill chunk");
+  match_phase(plan, *prefill, pre, name, "prefill");
+  std::vector<std::pair<const Row*, const plan::Node*>> used;
+  for (uint32_t i = 0; i < pre.size(); ++i) used.push_back({pre[i], prefill->nodes()->Get(i)});
+  if (c.graph && decode && !dec.empty()) {
+    match_phase(plan, *decode, dec, name, "decode");
+    for (uint32_t i = 0; i < dec.size(); ++i) used.push_back({dec[i], decode->nodes()->Get(i)});
+    c.phase = str(decode->name()->str(), " and ", c.phase);
+  } else {
+    c.decode = uint32_t(dec.size());
+  }
 
   std::map<std::pair<std::string, std::string>, size_t> at;
   std::vector<std::vector<double>> times;
-  for (uint32_t i = 0; i < nodes; ++i) {
-    const Row& r = *pre[i];
-    const plan::Node& n = *prefill->nodes()->Get(i);
-    const char* op = op_kind_name(static_cast<OpKind>(n.op()));
-    if (r.node != i || r.op != op)
-      fail(name, ": line ", r.line, ": prefill node ", r.node, " is ", r.op, "; plan ", plan.path, " phase ", c.phase,
-           " has node ", i, " = ", op, " (", n.name()->str(), "); expected a profile of this plan");
-    if (!r.weight.empty()) {
-      const bool has = n.weights() && n.weights()->size() > 0;
-      const std::string w = has ? p.weights()->Get(n.weights()->Get(0))->name()->str() : "";
-      if (r.weight != w)
-        fail(name, ": line ", r.line, ": prefill node ", i, " reads ", r.weight, "; the plan's node ", n.name()->str(),
-             " reads ", has ? w : std::string("no weight"), "; expected a profile of this plan");
-    }
+  for (const auto& [r, np] : used) {
+    const plan::Node& n = *np;
     if (n.dims() && n.dims()->rows() != 0) {
       ++c.kv_rows;
       continue;
@@ -145,7 +176,7 @@ Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& cs
       ++c.alternatives;
       continue;
     }
-    if (n.tokens() <= 1) {
+    if (!c.graph && n.tokens() <= 1) {  // eager one-token nodes: launch-bound (their key is the decode step's)
       ++c.short_nodes;
       continue;
     }
@@ -155,16 +186,17 @@ Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& cs
       c.kernels.push_back({kernel, shape, 0, 0});
       times.emplace_back();
     }
-    times[it->second].push_back(r.us);
+    times[it->second].push_back(r->us);
     ++c.kernels[it->second].nodes;
   }
   // Whole keys are kept or left out (by their median), so no key's timing is a biased pick
   // of its nodes.
+  const double min_us = c.graph ? kCalibrateMinGraphUs : kCalibrateMinUs;
   std::vector<CalibratedKernel> kept;
   for (size_t i = 0; i < c.kernels.size(); ++i) {
     CalibratedKernel k = c.kernels[i];
     k.us = median(times[i]);
-    if (k.us < kCalibrateMinUs) {
+    if (k.us < min_us) {
       c.short_nodes += k.nodes;
       continue;
     }
@@ -195,9 +227,10 @@ std::string calibration_yaml(const Calibration& c, const std::string& plan_name,
       c.kernels,
       {str("flashplan calibrate: ", csv_name, " (", c.source.empty() ? "no header" : c.source, "), plan ", plan_name,
            ", phase ", c.phase),
-       str(c.used, " prefill nodes; left to the cost model: ", c.decode, " decode nodes (eager events: host-bound), ",
+       str(c.used, " nodes; left to the cost model: ", c.decode, " decode nodes (eager events: host-bound), ",
            c.kv_rows, " whose time depends on the context (KV rows), ", c.alternatives, " with another valid kernel, ",
-           c.short_nodes, " under ", kCalibrateMinUs, " us or of one token (eager launch overhead)")});
+           c.short_nodes, c.graph ? str(" under ", kCalibrateMinGraphUs, " us (event nodes' own cost)")
+                                  : str(" under ", kCalibrateMinUs, " us or of one token (eager launch overhead)"))});
 }
 
 }  // namespace fp

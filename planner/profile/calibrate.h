@@ -5,7 +5,8 @@
 // where several nodes share one.
 //
 // What it leaves to the cost model, and why:
-//   - the decode step: the profile runs it eagerly with an event before each node, and at
+//   - the decode step, unless the profile was timed inside the graph (--in-graph): the
+//     profile otherwise runs it eagerly with an event before each node, and at
 //     one token a step the host launches kernels more slowly than the GPU runs them, so a
 //     node's time there is mostly the host's (an H200, 2026-12-07: 14.1 ms by events, 9.6 ms
 //     replayed from the graph);
@@ -32,6 +33,12 @@ namespace fp {
 
 // Profiled nodes shorter than this are left to the cost model (see above).
 inline constexpr double kCalibrateMinUs = 50.0;
+// The same for a profile timed inside the step's graph (`flashplan profile --in-graph`,
+// "timing graph" in its header): there the decode step's nodes are used too, and what a
+// node pays beyond its kernels is the event record node before it. Chosen before any such
+// run was seen (2026-12-07): an event node is taken to cost under 1 µs, so nodes from
+// 10 µs are off by under 10 %.
+inline constexpr double kCalibrateMinGraphUs = 10.0;
 
 struct CalibratedKernel {
   std::string kernel, shape;
@@ -43,6 +50,7 @@ struct Calibration {
   std::string source;  // the CSV's first comment line (commit, GPU, model, context), or ""
   std::string phase;   // the plan phase the prefill rows were matched to
   std::vector<CalibratedKernel> kernels;  // in first-node order
+  bool graph = false;  // the profile was timed inside the step's graph ("timing graph")
   uint32_t used = 0, decode = 0, kv_rows = 0, alternatives = 0, short_nodes = 0;  // used; left out, by reason
 };
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "planner/graph/op_kind.h"
@@ -34,11 +35,14 @@ const plan::Phase& decode_phase(const plan::Plan& p) {
   throw 0;
 }
 
-// The CSV `flashplan profile -o` writes for this plan, with the prefill times `us(i)`.
-std::string profile_csv(const LoadedPlan& lp, const std::function<double(uint32_t)>& us) {
+// The CSV `flashplan profile -o` writes for this plan, with the prefill times `us(i)` (and
+// the decode times `dec(i)`, 7 us by default); `header` ends the first line.
+std::string profile_csv(const LoadedPlan& lp, const std::function<double(uint32_t)>& us,
+                        const std::string& header = "",
+                        const std::function<double(uint32_t)>& dec = [](uint32_t) { return 7.0; }) {
   const plan::Plan& p = *lp;
   std::ostringstream o;
-  o << "# flashplan profile, test, NVIDIA H100, tiny, context 512\n";
+  o << "# flashplan profile, test, NVIDIA H100, tiny, context 512" << header << "\n";
   o << "phase,node,op,layer,weight,type,rows,cols,experts,us,dense_weight_bytes\n";
   auto rows = [&](const plan::Phase& ph, const char* phase, const std::function<double(uint32_t)>& t) {
     for (uint32_t i = 0; i < ph.nodes()->size(); ++i) {
@@ -49,7 +53,7 @@ std::string profile_csv(const LoadedPlan& lp, const std::function<double(uint32_
         << ",F32,0,0,0," << t(i) << ",0\n";
     }
   };
-  rows(decode_phase(p), "decode", [](uint32_t) { return 7.0; });
+  rows(decode_phase(p), "decode", dec);
   rows(largest_prefill(p), "prefill", us);
   return o.str();
 }
@@ -186,4 +190,41 @@ TEST_CASE("calibrate: a CSV that is not a profile of this plan is refused, namin
   std::string cells = good;
   cells.replace(cells.find("\ndecode,0,"), 1, "\nx,");
   CHECK(err(cells).find("cells, expected") != std::string::npos);
+}
+
+TEST_CASE("calibrate: a profile timed inside the graph also gives the decode step's single-kernel nodes") {
+  const LoadedPlan lp = tiny_plan(test::shipped_profile("h100-sxm-80gb"));
+  const plan::Phase& dec = decode_phase(*lp);
+  const std::string chunk = ", chunk " + std::to_string(largest_prefill(*lp).max_tokens());
+  // Eager: the decode rows are counted and left out, whatever their times.
+  const Calibration eager = calibrate_from_profile(
+      lp, profile_csv(lp, [](uint32_t) { return 100.0; }, chunk + ", timing eager", [](uint32_t) { return 30.0; }),
+      "n.csv");
+  CHECK(!eager.graph);
+  CHECK(eager.decode == dec.nodes()->size());
+  // In the graph: decode nodes of one valid kernel and no KV rows become timings from 10 us.
+  const Calibration graph = calibrate_from_profile(
+      lp, profile_csv(lp, [](uint32_t) { return 100.0; }, chunk + ", timing graph", [](uint32_t) { return 30.0; }),
+      "n.csv");
+  CHECK(graph.graph);
+  CHECK(graph.decode == 0);
+  CHECK(graph.phase.find("decode and ") == 0);
+  bool one_token = false;
+  for (const CalibratedKernel& k : graph.kernels) one_token |= k.shape.find(" t=1 ") != std::string::npos;
+  CHECK(one_token);
+  CHECK(graph.used > eager.used);
+  CHECK(graph.used + graph.kv_rows + graph.alternatives + graph.short_nodes ==
+        dec.nodes()->size() + largest_prefill(*lp).nodes()->size());
+  // Short graph-timed nodes stay with the cost model.
+  const Calibration short_dec = calibrate_from_profile(
+      lp, profile_csv(lp, [](uint32_t) { return 100.0; }, chunk + ", timing graph", [](uint32_t) { return 5.0; }),
+      "n.csv");
+  std::set<std::string> prefill_keys;
+  for (const plan::Node* n : *largest_prefill(*lp).nodes()) prefill_keys.insert(node_shape_key(*lp, *n));
+  for (const CalibratedKernel& k : short_dec.kernels) CHECK(prefill_keys.count(k.shape));  // the head's 1-token nodes
+  CHECK(short_dec.used < graph.used);
+  // A graph-timed CSV whose decode rows are not the plan's decode step is refused.
+  std::string bad = profile_csv(lp, [](uint32_t) { return 100.0; }, chunk + ", timing graph");
+  bad.erase(bad.find("decode,0,"), bad.find("decode,1,") - bad.find("decode,0,"));
+  CHECK(test::error_of([&] { calibrate_from_profile(lp, bad, "n.csv"); }).find("decode rows") != std::string::npos);
 }
