@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 
 #include "ops/core/error.h"
@@ -20,6 +19,7 @@
 #include "planner/profile/calibrate.h"
 #include "planner/profile/tune_targets.h"
 #include "runtime/cuda/executor.h"
+#include "tools/bench_report.h"
 #include "tools/build_commit.h"
 #include "tools/command.h"
 #include "tools/cuda_bench.h"
@@ -152,11 +152,8 @@ FP_COMMAND("tune", "Time every candidate kernel of a plan's product choices on t
       all.insert(all.end(), got.begin(), got.end());
     }
     cudaStreamDestroy(s);
-    const std::time_t now = std::time(nullptr);
-    char date[32];
-    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     const std::string yaml = measured_kernels_yaml(
-        all, {str("flashplan tune (", build_commit(), "), ", prop.name, ", ", date, ", plan ", o->plan),
+        all, {str("flashplan tune (", build_commit(), "), ", prop.name, ", ", bench::utc_now(), ", plan ", o->plan),
               str(all.size(), " timings of ", targets.size(), " product shapes: every valid kernel, graphs of back-to-back ",
                   "calls over weight copies spanning >= 512 MiB, matvecs ", pdl ? "with" : "without",
                   " programmatic dependent launch")});

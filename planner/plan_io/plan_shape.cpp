@@ -31,6 +31,14 @@ std::string node_shape_key(const plan::Plan& p, const plan::Node& n) {
   return s.key();
 }
 
+std::vector<std::string> valid_kernels(const plan::Plan& p, const plan::Node& n) {
+  std::vector<std::string> out;
+  if (n.candidates())
+    for (const plan::Candidate* c : *n.candidates())
+      if (c->note() == 0) out.push_back(p.kernels()->Get(c->kernel())->id()->str());
+  return out;
+}
+
 std::vector<PlanShape> plan_shapes(const plan::Plan& p) {
   std::vector<PlanShape> out;
   std::map<std::pair<std::string, std::string>, size_t> at;

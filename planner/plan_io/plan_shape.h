@@ -14,6 +14,10 @@ namespace fp {
 // The key the planner priced node `n` of plan `p` under when it chose the node's kernel.
 std::string node_shape_key(const plan::Plan& p, const plan::Node& n);
 
+// The ids of the kernels the planner found valid for node `n` (its candidates without a
+// note), in the plan's order: more than one means the plan chose among them.
+std::vector<std::string> valid_kernels(const plan::Plan& p, const plan::Node& n);
+
 // One (kernel, shape key) a plan runs: what a `measured.kernels` entry names.
 struct PlanShape {
   std::string kernel, shape;

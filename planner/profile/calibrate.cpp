@@ -169,10 +169,7 @@ Calibration calibrate_from_profile(const LoadedPlan& plan, const std::string& cs
       ++c.kv_rows;
       continue;
     }
-    int valid = 0;
-    if (n.candidates())
-      for (const plan::Candidate* k : *n.candidates()) valid += k->note() == 0;
-    if (valid > 1) {
+    if (valid_kernels(p, n).size() > 1) {
       ++c.alternatives;
       continue;
     }
@@ -215,8 +212,8 @@ std::string measured_kernels_yaml(const std::vector<CalibratedKernel>& kernels, 
   for (const CalibratedKernel& k : kernels) {
     char us[32];
     std::snprintf(us, sizeof us, "%.6g", k.us);
-    o << "    - {kernel: " << k.kernel << ", shape: \"" << k.shape << "\", us: " << us << "}  # ";
-    if (k.nodes) o << "median of " << k.nodes << " node" << (k.nodes == 1 ? "" : "s");
+    o << "    - {kernel: " << k.kernel << ", shape: \"" << k.shape << "\", us: " << us << "}";
+    if (k.nodes) o << "  # median of " << k.nodes << " node" << (k.nodes == 1 ? "" : "s");
     o << "\n";
   }
   return o.str();

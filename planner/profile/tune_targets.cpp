@@ -14,10 +14,8 @@ std::vector<TuneTarget> tune_targets(const plan::Plan& p) {
       const OpKind op = static_cast<OpKind>(n->op());
       if (op != OpKind::matmul && op != OpKind::grouped_matmul) continue;
       if (n->parallel() == plan::Parallel::tensor_split) continue;  // a slice of the weight: not the tensor's shape
-      if (!n->weights() || n->weights()->size() == 0 || !n->candidates()) continue;
-      std::vector<std::string> kernels;
-      for (const plan::Candidate* c : *n->candidates())
-        if (c->note() == 0) kernels.push_back(p.kernels()->Get(c->kernel())->id()->str());
+      if (!n->weights() || n->weights()->size() == 0) continue;
+      std::vector<std::string> kernels = valid_kernels(p, *n);
       if (kernels.size() < 2) continue;
       const std::string key = node_shape_key(p, *n);
       auto [it, fresh] = at.emplace(key, out.size());

@@ -203,52 +203,6 @@ TEST_CASE("cuda engine: a step longer than the indexer's tile (256 tokens) match
   CHECK(tc == tg);
 }
 
-TEST_CASE("cuda engine: a step profiled inside its graph times the same nodes and computes the same logits") {
-  const json& p = oracle()["prompts"][1];
-  const auto ids = p["ids"].get<std::vector<int32_t>>();
-  auto gpu = cuda_engine(16, true);
-  auto plain = gpu->new_session();
-  auto profiled = gpu->new_session();
-  auto& ex = dynamic_cast<cuda::CudaSession&>(*profiled).executor();
-  // Refused before the step shape has run once (its launchers' set-up cannot be captured).
-  ex.profile.enabled = ex.profile.in_graph = true;
-  CHECK_THROWS_WITH(profiled->append(ids), doctest::Contains("has not run yet"));
-  ex.profile.enabled = ex.profile.in_graph = false;
-  profiled = gpu->new_session();
-  auto& ex2 = dynamic_cast<cuda::CudaSession&>(*profiled).executor();
-  const auto want = plain->append(ids);
-  const auto first = profiled->append(ids);  // the shape's first run, eager
-  CHECK(max_abs(std::vector<float>(first.begin(), first.end()), std::vector<float>(want.begin(), want.end())) == 0.0);
-  const int32_t tok = argmax_token(want);
-  const auto a = plain->append(std::span<const int32_t>(&tok, 1));
-  (void)profiled->append(std::span<const int32_t>(&tok, 1));  // the one-token shape's first run
-  // The next one-token step of each: plain replays or captures; profiled captures with events.
-  const int32_t tok2 = argmax_token(a);
-  const auto b_plain = plain->append(std::span<const int32_t>(&tok2, 1));
-  ex2.profile.enabled = ex2.profile.in_graph = true;
-  const auto b_prof = profiled->append(std::span<const int32_t>(&tok2, 1));
-  ex2.profile.enabled = ex2.profile.in_graph = false;
-  CHECK(max_abs(std::vector<float>(b_prof.begin(), b_prof.end()), std::vector<float>(b_plain.begin(), b_plain.end())) ==
-        0.0);
-  const auto& nodes = ex2.profile.nodes;
-  REQUIRE(nodes.size() > size_t(3 * gpu->config().n_layer));
-  CHECK(ex2.last_step().graph_launches >= 1);
-  double total = 0;
-  for (const auto& n : nodes) {
-    CHECK(n.us >= 0);
-    CHECK(n.us < 1e6);
-    total += n.us;
-  }
-  CHECK(total > 0);
-  MESSAGE("one-token step profiled in its graph: ", nodes.size(), " nodes, ", total, " us");
-  // Later steps of the profiled session run as before (its own capture was dropped).
-  const int32_t tok3 = argmax_token(b_plain);
-  const auto c_plain = plain->append(std::span<const int32_t>(&tok3, 1));
-  const auto c_prof = profiled->append(std::span<const int32_t>(&tok3, 1));
-  CHECK(max_abs(std::vector<float>(c_prof.begin(), c_prof.end()), std::vector<float>(c_plain.begin(), c_plain.end())) ==
-        0.0);
-}
-
 TEST_CASE("cuda engine: the executor allocates exactly the planner's buffer table") {
   for (int64_t chunk : {1, 7, 300}) {
     CAPTURE(chunk);
@@ -264,19 +218,28 @@ TEST_CASE("cuda engine: the executor allocates exactly the planner's buffer tabl
   }
 }
 
+// Oracle prompt 1 and two sessions of one engine (16-token chunks, graphs on): `plain`
+// runs unprofiled, `profiled` is the one whose executor (`ex`) profiles.
+struct ProfiledSessions {
+  std::vector<int32_t> ids = oracle()["prompts"][1]["ids"].get<std::vector<int32_t>>();
+  std::unique_ptr<cuda::CudaEngine> gpu = cuda_engine(16, true);
+  std::unique_ptr<Session> plain = gpu->new_session(), profiled = gpu->new_session();
+  cuda::Executor& ex = dynamic_cast<cuda::CudaSession&>(*profiled).executor();
+};
+
+double max_abs_diff(std::span<const float> a, std::span<const float> b) {
+  return max_abs(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end()));
+}
+
 TEST_CASE("cuda engine: a profiled step times every node it launches and computes what an unprofiled one does") {
-  const json& p = oracle()["prompts"][1];
-  const auto ids = p["ids"].get<std::vector<int32_t>>();
-  auto gpu = cuda_engine(16, true);
-  auto plain = gpu->new_session();
-  auto profiled = gpu->new_session();
-  auto& ex = dynamic_cast<cuda::CudaSession&>(*profiled).executor();
-  const auto want = plain->append(ids);
-  const std::vector<float> want_logits(want.begin(), want.end());
+  ProfiledSessions f;
+  const auto& ids = f.ids;
+  const auto& gpu = f.gpu;
+  auto& ex = f.ex;
+  const auto want = f.plain->append(ids);
   ex.profile.enabled = true;
-  const auto got = profiled->append(ids);
+  CHECK(max_abs_diff(f.profiled->append(ids), want) == 0.0);
   ex.profile.enabled = false;
-  CHECK(max_abs(std::vector<float>(got.begin(), got.end()), want_logits) == 0.0);
   // One eager step without a plan launches: embedding, per layer the planned ops, the head.
   const auto& nodes = ex.profile.nodes;
   REQUIRE(nodes.size() > size_t(3 * gpu->config().n_layer));
@@ -297,7 +260,43 @@ TEST_CASE("cuda engine: a profiled step times every node it launches and compute
   MESSAGE("profiled prefill of ", ids.size(), " tokens: ", nodes.size(), " nodes, ", total, " us");
   // The next step of either session is unprofiled and replays nothing stale.
   const int32_t tok = argmax_token(want);
-  const auto a = plain->append(std::span<const int32_t>(&tok, 1));
-  const auto b = profiled->append(std::span<const int32_t>(&tok, 1));
-  CHECK(max_abs(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end())) == 0.0);
+  const auto a = f.plain->append(std::span<const int32_t>(&tok, 1));
+  CHECK(max_abs_diff(a, f.profiled->append(std::span<const int32_t>(&tok, 1))) == 0.0);
+}
+
+TEST_CASE("cuda engine: a step profiled inside its graph times the same nodes and computes the same logits") {
+  ProfiledSessions f;
+  {  // Refused before the step shape has run once (its launchers' set-up cannot be captured).
+    auto fresh = f.gpu->new_session();
+    auto& ex = dynamic_cast<cuda::CudaSession&>(*fresh).executor();
+    ex.profile.enabled = ex.profile.in_graph = true;
+    CHECK_THROWS_WITH(fresh->append(f.ids), doctest::Contains("has not run yet"));
+  }
+  const auto want = f.plain->append(f.ids);
+  CHECK(max_abs_diff(f.profiled->append(f.ids), want) == 0.0);  // the shape's first run, eager
+  const int32_t tok = argmax_token(want);
+  const auto a = f.plain->append(std::span<const int32_t>(&tok, 1));
+  (void)f.profiled->append(std::span<const int32_t>(&tok, 1));  // the one-token shape's first run
+  // The next one-token step of each: plain replays or captures; profiled captures with events.
+  const int32_t tok2 = argmax_token(a);
+  const auto b_plain = f.plain->append(std::span<const int32_t>(&tok2, 1));
+  f.ex.profile.enabled = f.ex.profile.in_graph = true;
+  const auto b_prof = f.profiled->append(std::span<const int32_t>(&tok2, 1));
+  f.ex.profile.enabled = f.ex.profile.in_graph = false;
+  CHECK(max_abs_diff(b_prof, b_plain) == 0.0);
+  const auto& nodes = f.ex.profile.nodes;
+  REQUIRE(nodes.size() > size_t(3 * f.gpu->config().n_layer));
+  CHECK(f.ex.last_step().graph_launches >= 1);
+  double total = 0;
+  for (const auto& n : nodes) {
+    CHECK(n.us >= 0);
+    CHECK(n.us < 1e6);
+    total += n.us;
+  }
+  CHECK(total > 0);
+  MESSAGE("one-token step profiled in its graph: ", nodes.size(), " nodes, ", total, " us");
+  // Later steps of the profiled session run as before (its own capture was dropped).
+  const int32_t tok3 = argmax_token(b_plain);
+  const auto c_plain = f.plain->append(std::span<const int32_t>(&tok3, 1));
+  CHECK(max_abs_diff(f.profiled->append(std::span<const int32_t>(&tok3, 1)), c_plain) == 0.0);
 }
