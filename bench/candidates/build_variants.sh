@@ -2,20 +2,17 @@
 # Builds flashplan and test_gpu for main and for each candidate patch, for one device call
 # that measures them side by side (bench/candidates/compare.sh).
 #
-#   bench/candidates/build_variants.sh BUILD_DIR OUT_DIR [NAME=PATCH[+PATCH...] ...]
+#   bench/candidates/build_variants.sh BUILD_DIR OUT_DIR NAME=PATCH[+PATCH...] ...
 #
 # BUILD_DIR: a configured CUDA build of this checkout (cmake -G Ninja, FLASHPLAN_CUDA_ARCHS=90a).
 # Writes OUT_DIR/main/ and OUT_DIR/NAME/ (flashplan, test_gpu), each built from the clean
-# tree with the named patches applied, which are taken back off afterwards. Default
-# variants: the candidates of 2026-12-07, and the two hc patches together. The work tree must be clean.
+# tree with the named patches applied, which are taken back off afterwards. The work tree
+# must be clean.
 set -euo pipefail
 build=$(cd "${1:?BUILD_DIR}" && pwd)
 out=$(mkdir -p "${2:?OUT_DIR}" && cd "$2" && pwd)
 shift 2
-c=bench/candidates
-[ $# -gt 0 ] || set -- lop3=$c/iq2-lop3-2026-12-07/iq2-lop3.patch \
-  halfblock=$c/iq2-halfblock-2026-12-07/iq2-halfblock.patch hcmix=$c/hc-mix-2026-12-07/hc-mix.patch \
-  hctail=$c/hc-tail-2026-12-07/hc-tail.patch hcboth=$c/hc-mix-2026-12-07/hc-mix.patch+$c/hc-tail-2026-12-07/hc-tail.patch
+[ $# -gt 0 ] || { echo "build_variants: name at least one variant, NAME=PATCH[+PATCH...]" >&2; exit 1; }
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   echo "build_variants: the work tree has changes; commit or stash them first" >&2
   exit 1

@@ -112,28 +112,46 @@ __global__ void mix_partial(const float* X, int64_t n, const uint8_t* fn, int64_
   }
 }
 
-// Token t's mix values into mix_s[0..M): the slices in order, times the norm's scale.
-// The partials are first staged in shared memory by the whole block (one round of
-// loads), then each value sums its slices. Contains __syncthreads().
+constexpr int kTailThreads = 256;  // the per-token tail kernels' block (finish_mix counts on it)
+
+// Token t's mix values into mix_s[0..M), times the norm's scale. A warp per value (the M
+// mix rows, then the sum of squares): lane l adds slices l and l + 32, a butterfly adds the
+// lanes. Every load of the block is issued before any sum (one L2 round trip where the
+// block once staged the partials in rounds and a thread added 64 slices in a chain); the
+// order is fixed, and the same for every step size, so decode and prefill agree bit for
+// bit. Contains __syncthreads().
 __device__ void finish_mix(const float* partial, int slices, int64_t t, int64_t M, int64_t hd, float eps,
                            float* mix_s) {
-  __shared__ float part_s[kMaxMixSlices * ((2 + kMaxHc) * kMaxHc + 1)];
+  static_assert(kMaxMixSlices <= 64, "a lane adds at most two slices");
+  constexpr int kWarps = kTailThreads / 32;
+  constexpr int kPerWarp = ((2 + kMaxHc) * kMaxHc + 1 + kWarps - 1) / kWarps;  // values a warp takes, at most
   __shared__ float scale_s;
-  const int64_t count = slices * (M + 1);
-  const float* p = partial + t * count;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) part_s[i] = p[i];
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double ss = 0;
-    for (int s = 0; s < slices; ++s) ss += double(part_s[s * (M + 1) + M]);
-    scale_s = 1.0f / sqrtf(float(ss / double(hd)) + eps);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t stride = M + 1;
+  const float* p = partial + t * slices * stride;
+  float v[kPerWarp][2];
+#pragma unroll
+  for (int j = 0; j < kPerWarp; ++j) {
+    const int64_t r = warp + int64_t(j) * kWarps;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int s = lane + 32 * h;
+      v[j][h] = r <= M && s < slices ? p[s * stride + r] : 0.0f;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kPerWarp; ++j) {
+    const int64_t r = warp + int64_t(j) * kWarps;
+    if (r < M) {
+      const float acc = dev::warp_reduce_sum(v[j][0] + v[j][1]);
+      if (lane == 0) mix_s[r] = acc;
+    } else if (r == M) {
+      const double ss = dev::warp_reduce_sum(double(v[j][0]) + double(v[j][1]));
+      if (lane == 0) scale_s = 1.0f / sqrtf(float(ss / double(hd)) + eps);
+    }
   }
   __syncthreads();
-  for (int64_t r = threadIdx.x; r < M; r += blockDim.x) {
-    float acc = 0;
-    for (int s = 0; s < slices; ++s) acc += part_s[s * (M + 1) + r];
-    mix_s[r] = acc * scale_s;
-  }
+  for (int64_t r = threadIdx.x; r < M; r += blockDim.x) mix_s[r] *= scale_s;
   __syncthreads();
 }
 
@@ -209,9 +227,9 @@ __device__ void sinkhorn_warp(const float* mix_s, const float* scale, const floa
 
 // After mix_partial, one block per token: the gates, then at once Sinkhorn on warp 0 and
 // the collapse x_in = Σ pre[i]·X[i] over the other warps.
-__global__ void hc_pre_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
-                            int64_t dim, float norm_eps, float hc_eps, int64_t iters, float* x_in, float* post,
-                            float* comb) {
+__global__ void __launch_bounds__(kTailThreads)
+    hc_pre_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
+                int64_t dim, float norm_eps, float hc_eps, int64_t iters, float* x_in, float* post, float* comb) {
   __shared__ float pre_s[kMaxHc];
   __shared__ float mix_s[(2 + kMaxHc) * kMaxHc];
   dev::wait_prev_grid();
@@ -226,8 +244,9 @@ __global__ void hc_pre_tail(const float* X, const float* partial, int slices, co
   else sinkhorn_warp(mix_s, scale, base, hc, hc_eps, iters, comb + t * hc * hc);
 }
 
-__global__ void hc_head_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
-                             int64_t dim, float norm_eps, float hc_eps, float* z) {
+__global__ void __launch_bounds__(kTailThreads)
+    hc_head_tail(const float* X, const float* partial, int slices, const float* scale, const float* base, int64_t hc,
+                 int64_t dim, float norm_eps, float hc_eps, float* z) {
   __shared__ float pre_s[kMaxHc];
   __shared__ float mix_s[kMaxHc];
   dev::wait_prev_grid();
@@ -314,8 +333,8 @@ void hc_pre(const float* X, int64_t n, const ref::Weight& fn, const float* scale
   check_shape(s, "cuda hc_pre");
   check_fn(fn, s.mix(), s);
   const int slices = mix_partials(X, n, fn, s.mix(), s, scratch, l);
-  launch_kernel(&hc_pre_tail, unsigned(n), 256, 0, l, "hc_pre", X, scratch, slices, scale, base, s.hc, s.dim, s.norm_eps,
-                s.hc_eps, s.sinkhorn_iters, x_in, post, comb);
+  launch_kernel(&hc_pre_tail, unsigned(n), kTailThreads, 0, l, "hc_pre", X, scratch, slices, scale, base, s.hc, s.dim,
+                s.norm_eps, s.hc_eps, s.sinkhorn_iters, x_in, post, comb);
 }
 
 void hc_post(const float* a, const float* X, const float* post, const float* comb, int64_t n, const ref::HcShape& s,
@@ -331,7 +350,7 @@ void hc_head(const float* X, int64_t n, const ref::Weight& fn, const float* scal
   check_shape(s, "cuda hc_head");
   check_fn(fn, s.hc, s);
   const int slices = mix_partials(X, n, fn, s.hc, s, scratch, l);
-  launch_kernel(&hc_head_tail, unsigned(n), 256, 0, l, "hc_head", X, scratch, slices, scale, base, s.hc, s.dim,
+  launch_kernel(&hc_head_tail, unsigned(n), kTailThreads, 0, l, "hc_head", X, scratch, slices, scale, base, s.hc, s.dim,
                 s.norm_eps, s.hc_eps, z);
 }
 

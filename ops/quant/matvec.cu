@@ -90,6 +90,15 @@ __device__ __forceinline__ uint32_t lds_u16(const uint8_t* buf, uint32_t off) {
   return reinterpret_cast<const uint16_t*>(buf)[off >> 1];
 }
 
+// (a & mask) | c in one lop3: c's bits lie outside mask (a table replica's offset), which
+// nvcc cannot prove, so written plainly it masks c too and spends a second instruction.
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t c) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "n"(kMask), "r"(c));
+  return r;
+}
+
 __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) { return __dp4a(int(a), int(b), c); }
 // Unsigned bytes of a times signed bytes of b: masked, unshifted quant fields (values
 // q * 4^k) keep their sign bit out of the way; the sum is shifted back once.
@@ -296,10 +305,10 @@ struct OpIq2xxs : Shape<66, 8, 32, 4, 3168> {  // 3-row chunks: two buffers per 
     int s = 0, n = 0;
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
-      const uint32_t gi = (l == 0 ? aw[0] << 7 : aw[0] >> (8 * l - 7)) & 0x7f80u;
-      const uint32_t si = (l == 0 ? aw[1] << 7 : aw[1] >> (7 * l - 7)) & 0x3f80u;
-      const uint2 G = *reinterpret_cast<const uint2*>(tb + (gi | c8));
-      const uint2 M = *reinterpret_cast<const uint2*>(tb + 32768 + (si | c8));
+      const uint32_t gi = and_or<0x7f80u>(l == 0 ? aw[0] << 7 : aw[0] >> (8 * l - 7), c8);
+      const uint32_t si = and_or<0x3f80u>(l == 0 ? aw[1] << 7 : aw[1] >> (7 * l - 7), c8);
+      const uint2 G = *reinterpret_cast<const uint2*>(tb + gi);
+      const uint2 M = *reinterpret_cast<const uint2*>(tb + 32768 + si);
       s = dp4a(G.x ^ M.x, x.q[2 * l], s);
       s = dp4a(G.y ^ M.y, x.q[2 * l + 1], s);
       n = dp4a(M.x, x.q[2 * l], n);
