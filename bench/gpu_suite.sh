@@ -6,7 +6,7 @@
 #   plan  the full-size synthetic model's header and this GPU's plan (its shipped profile,
 #         chosen by the name nvidia-smi reports)
 #   prof  flashplan profile of that plan with random weights: per-node decode and prefill time,
-#         eagerly and inside the step's graph (--in-graph), and calibrate's timings from it
+#         eagerly and inside the step's graph (--in-graph), and calibrate's timings from each
 #   full  bench/full_model.sh from that plan: load, run and the context sweep (decode/prefill tok/s)
 #   mv    flashplan bench-kernels (BENCH_ARGS, default --quick): the decode matvecs against the copy ceiling (CSV)
 #   memq  memcheck (leak check on) over the quant family's and the loader's parity tests
@@ -67,11 +67,12 @@ for s in ${STEPS:-tg san plan prof full mv memq tune}; do
                              -o '$out/profile.csv' > '$out/profile.txt' 2>&1"
           head -45 "$out/profile.txt"
           # The same nodes timed inside the step's graph (flashplan profile --in-graph), and the
-          # profile timings `flashplan calibrate` takes from the eager run.
+          # profile timings `flashplan calibrate` takes from each run.
           step 90 bash -c "'$bin/flashplan' profile $header --plan '$out/full.fplan' --weights random:1 --ctx-tokens 512 \
                              --in-graph -o '$out/profile-graph.csv' > '$out/profile-graph.txt' 2>&1"
           head -30 "$out/profile-graph.txt"
-          "$bin/flashplan" calibrate "$out/full.fplan" "$out/profile.csv" -o "$out/calibrate.yaml" ;;
+          "$bin/flashplan" calibrate "$out/full.fplan" "$out/profile.csv" -o "$out/calibrate.yaml"
+          "$bin/flashplan" calibrate "$out/full.fplan" "$out/profile-graph.csv" -o "$out/calibrate-graph.yaml" ;;
     full) step 200 bash -c "PROFILE=$profile CTX_MAX=${CTX_MAX:-4096} GEN=64 PROBE=0 bench/full_model.sh '$bin' '$out/full' \
                              > '$out/full.txt' 2>&1"
           tail -12 "$out/full.txt" | cut -c1-300 ;;

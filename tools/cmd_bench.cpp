@@ -14,6 +14,7 @@
 #include "tools/build_commit.h"
 #include "ops/core/error.h"
 #include "ops/core/parallel.h"
+#include "ops/core/text_file.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tools/bench_report.h"
 #include "tools/bench_sweep.h"
@@ -22,13 +23,6 @@
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fp::fail(path, ": cannot open --prompt-file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::ofstream open_out(const std::string& path, const char* flag) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -93,7 +87,7 @@ FP_COMMAND("bench", "Prefill/decode tok/s at growing context frontiers (ds4-benc
     std::vector<int32_t> tokens;
     std::string prompt_desc;
     if (!o->prompt_file.empty()) {
-      tokens = tok.encode(read_text(o->prompt_file), false);
+      tokens = tok.encode(fp::read_text_file(o->prompt_file, "--prompt-file", 64u << 20), false);
       if (tok.bos() >= 0) tokens.insert(tokens.begin(), tok.bos());
       prompt_desc = o->prompt_file + " (" + std::to_string(tokens.size()) + " tokens)";
     } else {

@@ -2,13 +2,11 @@
 // that a `flashplan profile --plan PLAN -o NODES.csv` run supports (planner/profile/calibrate.h
 // says which nodes and why), as a profile fragment to merge under the device profile's
 // `measured:` section. No GPU needed: it reads the plan and the CSV.
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "ops/core/error.h"
+#include "ops/core/text_file.h"
 #include "planner/plan_io/plan_io.h"
 #include "planner/profile/calibrate.h"
 #include "tools/command.h"
@@ -24,11 +22,9 @@ FP_COMMAND("calibrate", "Turn a profiled run of a plan into measured kernel timi
   app.add_option("-o,--output", o->out, "Write the fragment here (default: standard output)");
   return [o]() -> int {
     const fp::LoadedPlan plan = fp::load_plan(o->plan);
-    std::ifstream in(o->csv, std::ios::binary);
-    if (!in) fp::fail("cannot open ", o->csv, ": ", std::strerror(errno));
-    std::ostringstream text;
-    text << in.rdbuf();
-    const fp::Calibration c = fp::calibrate_from_profile(plan, text.str(), o->csv);
+    // A full-model profile is ~2500 rows of ~100 bytes; 64 MiB bounds a wrong path.
+    const std::string text = fp::read_text_file(o->csv, "profile CSV", 64u << 20);
+    const fp::Calibration c = fp::calibrate_from_profile(plan, text, o->csv);
     const std::string yaml = fp::calibration_yaml(c, o->plan, o->csv);
     if (o->out.empty()) {
       std::fputs(yaml.c_str(), stdout);
@@ -36,8 +32,8 @@ FP_COMMAND("calibrate", "Turn a profiled run of a plan into measured kernel timi
     }
     std::ofstream f(o->out, std::ios::binary | std::ios::trunc);
     if (!f || !(f << yaml) || !f.flush()) fp::fail(o->out, ": cannot write -o");
-    std::printf("wrote %s: %zu timings from %u prefill nodes of %s\n", o->out.c_str(), c.kernels.size(), c.used,
-                c.phase.c_str());
+    std::printf("wrote %s: %zu timings from %u nodes (%s%s)\n", o->out.c_str(), c.kernels.size(), c.used, c.phase.c_str(),
+                c.graph ? " and decode, timed in the graph" : ", timed eagerly");
     return 0;
   };
 });

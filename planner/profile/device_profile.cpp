@@ -9,11 +9,11 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "ops/core/error.h"
+#include "ops/core/text_file.h"
 
 namespace fp {
 
@@ -325,13 +325,8 @@ DeviceProfile parse_device_profile(std::string_view yaml_text, const std::string
 }
 
 DeviceProfile load_device_profile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open device profile; expected a readable YAML file (see plans/devices/)");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  if (text.size() > (1u << 20)) fail(path, ": ", text.size(), " bytes; expected a device profile under 1 MiB");
-  return parse_device_profile(text, path);
+  // A profile is a page of YAML; 1 MiB bounds a wrong path (a GGUF, a plan) before it is read.
+  return parse_device_profile(read_text_file(path, "device profile (YAML, see plans/devices/)", 1u << 20), path);
 }
 
 }  // namespace fp

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "ops/core/error.h"
 #include "plan_test_util.h"
@@ -130,7 +131,21 @@ TEST_CASE("profile: unknown key, wrong type, missing field, impossible value") {
   CHECK(e.find("host.gpu_link_gbps") != std::string::npos);
 
   e = error_of([&] { load_device_profile("/nonexistent/profile.yaml"); });
-  CHECK(e.find("/nonexistent/profile.yaml") != std::string::npos);
+  CHECK(e.find("/nonexistent/profile.yaml: cannot open device profile") != std::string::npos);
+
+  // A wrong path to something large (a GGUF, a plan) is refused by its size, unread.
+  const std::string big = (std::filesystem::temp_directory_path() / "fp_profile_big.yaml").string();
+  {
+    std::ofstream f(big, std::ios::binary | std::ios::trunc);
+    f << std::string((1u << 20) + 1, '#');
+  }
+  e = error_of([&] { load_device_profile(big); });
+  std::filesystem::remove(big);
+  CHECK(e.find("more than 1048576 bytes; expected a device profile") != std::string::npos);
+
+  // A directory opens as a stream on Linux but is not a file to read.
+  e = error_of([&] { load_device_profile(std::filesystem::temp_directory_path().string()); });
+  CHECK(e.find("is a directory; expected a device profile") != std::string::npos);
 }
 
 TEST_CASE("profile: host section and measured figures override the datasheet") {
