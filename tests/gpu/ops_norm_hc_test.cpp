@@ -6,6 +6,8 @@
 //   hc_pre (x_in, post, comb), hc_head   1e-5 / 1e-4   (f32 mix matvec order)
 #include <doctest/doctest.h>
 
+#include <utility>
+
 #include "ops/core/half.h"
 #include "ops/hc/hc.h"
 #include "ops/hc/hc_cuda.h"
@@ -173,9 +175,9 @@ TEST_CASE("gpu ops: hc_pre, hc_post and hc_head against the CPU reference") {
 }
 
 TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token for token, a decode-sized step") {
-  // The mix takes tokens in tiles of 4 and the tail a block per token. A token's outputs
-  // must not depend on which other tokens share its step (bit for bit): MTP verification
-  // and chunked prefill see the decode step's bits.
+  // Short steps and prefill-sized ones take different mix kernels, and the tail a block per
+  // token. A token's outputs must not depend on which other tokens share its step (bit for
+  // bit): MTP verification and chunked prefill see the decode step's bits.
   struct Case {
     int64_t dim, n;
     DType ft;
@@ -226,11 +228,13 @@ TEST_CASE("gpu ops: hc_pre over a prefill-sized step equals the CPU and, token f
       check_same_bits("hc_pre post with PDL, many tokens", dpost2.get<float>(po.size()), po);
       check_same_bits("hc_pre comb with PDL, many tokens", dcomb2.get<float>(co.size()), co);
     }
-    for (int64_t first : {int64_t(0), n - few}) {  // the first tile, and the last (partial) one
+    // The first tile, the last (partial) one, and one token alone (a decode step).
+    for (auto [first, m] : {std::pair{int64_t(0), few}, std::pair{n - few, few}, std::pair{n / 2, int64_t(1)}}) {
       CAPTURE(first);
-      run(first, few, xf, pf, cf);
+      CAPTURE(m);
+      run(first, m, xf, pf, cf);
       auto part = [&](const std::vector<float>& v, int64_t per) {
-        return std::vector<float>(v.begin() + first * per, v.begin() + (first + few) * per);
+        return std::vector<float>(v.begin() + first * per, v.begin() + (first + m) * per);
       };
       check_same_bits("hc_pre x_in, the same tokens in both steps", part(xi, s.dim), xf);
       check_same_bits("hc_pre post, the same tokens in both steps", part(po, s.hc), pf);
