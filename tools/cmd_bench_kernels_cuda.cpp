@@ -251,6 +251,7 @@ std::vector<Case> ds4_cases(bool quick) {
       // streaming rate apart from the DS4 calls' fixed costs.
       {"streaming 4096->65536", DType::IQ2_XXS, 65536, 4096},
       {"streaming 4096->65536", DType::Q2_K, 65536, 4096},
+      {"streaming 4096->32768", DType::Q4_K, 32768, 4096},
       {"streaming 4096->16384", DType::F16, 16384, 4096},
   };
   // The same calls launched with overlap_prev (programmatic dependent launch): a decode
