@@ -103,11 +103,12 @@ __global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
 
 // One 32-weight run of a row, split into fetch (global loads into registers, issued a k
 // step ahead so their latency hides behind the MMAs) and decode (f32 values, the same
-// formulas and bits as dev::decode32). IQ2_XXS and Q2_K, DS4's expert types, keep the raw
-// bits in registers; the other types keep the address and decode from global memory.
+// formulas and bits as dev::decode32; IQ2_XXS: decode_f16, straight to the f16 tile).
+// IQ2_XXS and Q2_K, DS4's expert types, keep the raw bits in registers; the other types
+// keep the address and decode from global memory.
 struct Tables {
   const uint64_t* grid;  // IQ2_XXS grid in shared memory
-  const uint8_t* signs;  // ksigns in shared memory
+  const uint64_t* mask;  // IQ2_XXS sign masks (byte j 0xff: weight j negative) in shared memory
 };
 
 template <DType T>
@@ -140,14 +141,35 @@ struct Run<DType::IQ2_XXS> {
     a = dev::ld_u32_a2(b + 2 + 8 * r);
     w = dev::ld_u32_a2(b + 6 + 8 * r);
   }
-  __device__ __forceinline__ void decode(const Tables& t, float* y) const {
-    const float db = dev::h2f(d) * (0.5f + float(w >> 28)) * 0.25f;
+  // The run's 32 weights as f16, 8 to a uint4, in integer and f16x2 arithmetic: weight =
+  // sign·g·m·(d/8) with m = 2·ls + 1. Per 4 weights: the signed grid bytes biased by 128
+  // (g ^ mask ^ 0x80 plus the mask's low bits: no carry leaves a byte, as g >= 8), two
+  // byte permutes into f16 1024 + (128 + sign·g), one HFMA2 to the exact integer sign·g·m
+  // (|.| <= 43·31; the constant -1152·m is exact in f16) and one HMUL2 by d/8, which rounds
+  // the exact product once: the f32 path's bits (dev::decode32 times the f16 rounding)
+  // while d/8 is a normal f16 (d >= 2^-11); below that d/8 is rounded first.
+  __device__ __forceinline__ void decode_f16(const Tables& t, uint4* out) const {
+    const int m = 2 * int(w >> 28) + 1;
+    const __half2 m2 = __float2half2_rn(float(m)), c2 = __float2half2_rn(float(-1152 * m));
+    const __half2 d8 = __float2half2_rn(dev::h2f(d) * 0.125f);
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
-      const uint64_t G = t.grid[(a >> (8 * l)) & 255];
-      const uint32_t signs = t.signs[(w >> (7 * l)) & 127];
+      const uint64_t G = t.grid[(a >> (8 * l)) & 255], M = t.mask[(w >> (7 * l)) & 127];
+      uint32_t h[4];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) y[8 * l + j] = db * float((G >> (8 * j)) & 255) * dev::fsign(signs, j);
+      for (int k = 0; k < 2; ++k) {
+        const uint32_t g = uint32_t(G >> (32 * k)), mk = uint32_t(M >> (32 * k));
+        const uint32_t u = (g ^ mk ^ 0x80808080u) + (mk & 0x01010101u);
+        h[2 * k] = __byte_perm(u, 0x64646464u, 0x5140);
+        h[2 * k + 1] = __byte_perm(u, 0x64646464u, 0x7362);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        __half2 v = *reinterpret_cast<const __half2*>(&h[i]);
+        v = __hmul2(__hfma2(v, m2, c2), d8);
+        h[i] = *reinterpret_cast<const uint32_t*>(&v);
+      }
+      out[l] = make_uint4(h[0], h[1], h[2], h[3]);
     }
   }
 };
@@ -222,11 +244,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
   __shared__ const __half* a_row[kBM];
   __shared__ int32_t out_slot[kBM];
   __shared__ uint64_t s_grid[T == DType::IQ2_XXS ? 256 : 1];
-  __shared__ uint8_t s_signs[T == DType::IQ2_XXS ? 128 : 1];
+  __shared__ uint64_t s_mask[T == DType::IQ2_XXS ? 128 : 1];
   const int tid = threadIdx.x, warp = tid / 32, wm = warp & 1, wn = warp >> 1;
   if constexpr (T == DType::IQ2_XXS) {
     s_grid[tid] = g_iq2xxs_grid[tid];  // kThreads == 256 entries
-    if (tid < 128) s_signs[tid] = g_ksigns[tid];
+    if (tid < 128) s_mask[tid] = g_sign_mask[tid];
   }
   if (tid < kBM) {
     const bool ok = tid < tl.rows;
@@ -268,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
       wr[v].fetch(row, k0 + 32 * run);
     }
   };
-  const Tables tab{s_grid, s_signs};
+  const Tables tab{s_grid, s_mask};
   fetch(0);
   for (int64_t k0 = 0; k0 < g.cols; k0 += kBK) {
 #pragma unroll
@@ -279,15 +301,22 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(GemmArgs g) {
 #pragma unroll
     for (int v = 0; v < kWRuns; ++v) {
       const int i = tid + v * kThreads, r = i / (kBK / 32), run = i % (kBK / 32);
-      float y[32];
-      wr[v].decode(tab, y);
       uint4* dst = reinterpret_cast<uint4*>(sW + r * kLd + 32 * run);
+      if constexpr (T == DType::IQ2_XXS) {
+        uint4 h[4];
+        wr[v].decode_f16(tab, h);
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        __half2 h[4];
+        for (int q = 0; q < 4; ++q) dst[q] = h[q];
+      } else {
+        float y[32];
+        wr[v].decode(tab, y);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(y[8 * q + 2 * j], y[8 * q + 2 * j + 1]);
-        dst[q] = *reinterpret_cast<const uint4*>(h);
+        for (int q = 0; q < 4; ++q) {
+          __half2 h[4];
+#pragma unroll
+          for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(y[8 * q + 2 * j], y[8 * q + 2 * j + 1]);
+          dst[q] = *reinterpret_cast<const uint4*>(h);
+        }
       }
     }
     __syncthreads();

@@ -5,9 +5,10 @@
 //
 // Quantised types (Q8_0, IQ2_XXS, Q2_K, Q4_K) with int8 activations (q8_0 / q8_k, as
 // ggml's CPU backend pairs them), in three steps per warp and chunk of a row:
-//   1. stream: the chunk's bytes (up to 4096 weights) come in as coalesced 16-byte loads
-//      (head/tail as 2-byte loads, so nothing outside the tensor is read), issued one
-//      chunk ahead of the compute so a warp always has a chunk in flight;
+//   1. stream: the chunk's bytes (up to 4096 weights) come in as one bulk copy (TMA) when
+//      the call's chunk spans are 16-byte aligned (every DS4 shape), else as coalesced
+//      16-byte loads (head/tail as 2-byte loads, so nothing outside the tensor is read),
+//      issued one chunk ahead of the compute so a warp always has a chunk in flight;
 //   2. stage: the lanes store them to a per-warp shared-memory buffer. GGUF blocks are
 //      only 2-byte aligned (34/66/84/144-byte strides); from shared memory a lane reads
 //      its block with aligned 4-byte loads and funnel shifts, where bank conflicts stay
@@ -413,10 +414,46 @@ __device__ __forceinline__ void cp_async16(uint8_t* dst, const void* src) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 
-// dst: the shared buffer the vectors go to straight away (cp.async); nullptr: into c.v.
-template <class Op>
+// Bulk copies (sm_90's TMA engine, one instruction for a whole chunk) for calls whose
+// chunk spans all start and end 16-byte aligned (Params::bulk): one lane issues the
+// copy, an mbarrier per warp buffer counts its bytes in, and the lanes wait on its phase.
+// Against cp.async this drops each lane's per-chunk address arithmetic, its predicated
+// 16-byte copies and the 2-byte head/tail pieces.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(bar)) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+// After the warp's earlier reads of dst (ordered by __syncwarp): the proxy fence puts
+// them before the copy engine's writes.
+__device__ __forceinline__ void bulk_copy(uint8_t* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
+               "l"(src), "r"(bytes), "r"(smem_u32(bar))
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// The two mbarriers of each warp (bulk calls only).
+__device__ __forceinline__ uint64_t* warp_bars(int warp) {
+  __shared__ __align__(8) uint64_t bars[kWarps * 2];
+  return bars + 2 * warp;
+}
+
+// dst: the shared buffer the vectors go to straight away (cp.async, bulk); nullptr: into c.v.
+// kBulk: one bulk copy counted in by bar (Params::bulk: every span is 16-byte aligned).
+template <class Op, bool kBulk>
 __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t ids, int64_t item, int chunk, int lane,
-                                      uint8_t* dst = nullptr) {
+                                      uint8_t* dst, uint64_t* bar) {
   const Item it = decode_item(p, item, ids);
   c.valid = it.w != nullptr;
   c.slot = it.slot;
@@ -432,6 +469,10 @@ __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t 
   // Whole rows are contiguous, so a chunk of several short rows is one span.
   const uintptr_t src = reinterpret_cast<uintptr_t>(it.w + it.row0 * p.row_bytes) + uintptr_t(blk0) * Op::kBlockBytes;
   const uintptr_t end = src + uintptr_t(it.nrows - 1) * uintptr_t(p.row_bytes) + uintptr_t(nblk) * Op::kBlockBytes;
+  if constexpr (kBulk) {
+    if (lane == 0) bulk_copy(dst, reinterpret_cast<const void*>(src), uint32_t(end - src), bar);
+    return;
+  }
   const uintptr_t floor16 = src & ~uintptr_t(15);
   uintptr_t a0 = (src + 15) & ~uintptr_t(15);
   if (a0 > end) a0 = end;
@@ -492,12 +533,18 @@ __device__ __forceinline__ float row_dot(const uint8_t* buf, uint32_t off, int u
   return s;
 }
 
-template <class Op>
+template <class Op, bool kBulk>
 __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint8_t* const bufs = smem + warp * Op::kBuffers * Op::kBufBytes;
   int cur = 0;  // the buffer the next chunk lands in (Op::kAsync)
+  uint64_t* const bars = kBulk ? warp_bars(warp) : nullptr;  // buffer cur's copy counts in at bars[cur]
+  uint32_t phase = 0;                                        // bit b: the parity buffer b's next copy completes
+  if constexpr (kBulk) {
+    if (lane == 0) mbar_init(bars), mbar_init(bars + 1);
+    __syncwarp();
+  }
   // Per-slot activations: each warp takes a contiguous run of items, which mostly share a
   // slot, so activations are reloaded only when the slot changes. Shared activations:
   // warps stride through the items, so the whole grid streams neighbouring rows (DRAM
@@ -515,7 +562,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   // wait for it first: it may be the one writing the ids.
   const bool early = p.ids == nullptr || !p.overlap;
   int32_t ids = early ? warp_ids(p, lane) : 0;
-  if (early && item < items) issue<Op>(c, p, ids, item, 0, lane, bufs);
+  if (early && item < items) issue<Op, kBulk>(c, p, ids, item, 0, lane, bufs, bars);
   allow_next_grid();
   if constexpr (Op::kTableBytes > 0) {
     // Scratch: the last warp's last buffer, which nothing writes before this returns.
@@ -525,7 +572,7 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
   wait_prev_grid();
   if (!early) {
     ids = warp_ids(p, lane);
-    if (item < items) issue<Op>(c, p, ids, item, 0, lane, bufs);
+    if (item < items) issue<Op, kBulk>(c, p, ids, item, 0, lane, bufs, bars);
   }
   typename Op::X xr[Op::kU];
   int64_t xkey = -1;
@@ -555,16 +602,23 @@ __global__ void __launch_bounds__(kThreads, 2) matvec_q(Params p) {
       }
     }
     uint8_t* const buf = bufs + cur * Op::kBufBytes;
-    if (Op::kAsync) cp_async_wait_all();
-    __syncwarp();
-    stage<Op>(c, buf, lane);
+    if constexpr (kBulk) {
+      if (valid) {
+        mbar_wait(bars + cur, (phase >> cur) & 1u);
+        phase ^= 1u << cur;
+      }
+    } else {
+      if (Op::kAsync) cp_async_wait_all();
+      __syncwarp();
+      stage<Op>(c, buf, lane);
+    }
     __syncwarp();
     if (++chunk == p.chunks) {
       chunk = 0;
       item += step;
     }
     cur = Op::kBuffers - 1 - cur;
-    if (item < items) issue<Op>(c, p, ids, item, chunk, lane, bufs + cur * Op::kBufBytes);  // in flight during compute
+    if (item < items) issue<Op, kBulk>(c, p, ids, item, chunk, lane, bufs + cur * Op::kBufBytes, bars + cur);  // in flight during compute
 
     {
       const int pack = Op::kPackable ? p.pack : 1;
@@ -793,9 +847,18 @@ void launch(void (*kernel)(KArgs...), int grid, int smem, bool overlap, Stream s
 template <class Op>
 void launch_q(const Params& p, bool overlap, Stream s) {
   constexpr int smem = kWarps * Op::kBuffers * Op::kBufBytes;
-  const void* fn = reinterpret_cast<const void*>(&matvec_q<Op>);
   Params q = p;
   q.chunks = (p.nb + Op::kChunkBlocks - 1) / Op::kChunkBlocks;
+  // Bulk copies when every chunk's span starts and ends 16-byte aligned: whole-row spans
+  // (row_bytes), full chunks of a long row and its last, shorter one.
+  const int64_t last_chunk_bytes = int64_t(p.nb - (q.chunks - 1) * Op::kChunkBlocks) * Op::kBlockBytes;
+  const bool bulk = Op::kAsync && aligned(p.w, 16) && (!p.w2 || aligned(p.w2, 16)) && p.row_bytes % 16 == 0 &&
+                    (Op::kChunkBlocks * Op::kBlockBytes) % 16 == 0 && last_chunk_bytes % 16 == 0;
+  auto kernel = &matvec_q<Op, false>;
+  if constexpr (Op::kAsync) {
+    if (bulk) kernel = &matvec_q<Op, true>;
+  }
+  const void* fn = reinterpret_cast<const void*>(kernel);
   // Short rows: stream several whole rows per chunk (they are contiguous), but only while
   // there are still about two work items per resident warp to spread the compute.
   q.rows_per_item = 1;
@@ -820,7 +883,7 @@ void launch_q(const Params& p, bool overlap, Stream s) {
     while (q.rows_per_item > 1 && items_for(q.rows_per_item) < 2 * warps) --q.rows_per_item;
   }
   q.groups = (p.rows + q.rows_per_item - 1) / q.rows_per_item;
-  launch(&matvec_q<Op>, grid_for(fn, smem, host_items(q)), smem, overlap, s, q);
+  launch(kernel, grid_for(fn, smem, host_items(q)), smem, overlap, s, q);
 }
 
 template <DType T>
