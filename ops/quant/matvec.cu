@@ -415,8 +415,10 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 
 // Bulk copies (sm_90's TMA engine, one instruction for a whole chunk) for calls whose
-// chunk spans all start and end 16-byte aligned (Params::bulk): one lane issues the
-// copy, an mbarrier per warp buffer counts its bytes in, and the lanes wait on its phase.
+// chunk spans all start and end 16-byte aligned (launch_q picks matvec_q<Op, true>): one
+// lane issues the copy, an mbarrier per warp buffer counts its bytes in, and the lanes
+// wait on its phase. (The GPU tests' shapes take both paths: rows of 1056 or 672 bytes
+// bulk, of 66 bytes or with a 66-byte last chunk per-lane.)
 // Against cp.async this drops each lane's per-chunk address arithmetic, its predicated
 // 16-byte copies and the 2-byte head/tail pieces.
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -450,7 +452,7 @@ __device__ __forceinline__ uint64_t* warp_bars(int warp) {
 }
 
 // dst: the shared buffer the vectors go to straight away (cp.async, bulk); nullptr: into c.v.
-// kBulk: one bulk copy counted in by bar (Params::bulk: every span is 16-byte aligned).
+// kBulk: one bulk copy counted in by bar (every span of the call is 16-byte aligned).
 template <class Op, bool kBulk>
 __device__ __forceinline__ void issue(Chunk<Op::K>& c, const Params& p, int32_t ids, int64_t item, int chunk, int lane,
                                       uint8_t* dst, uint64_t* bar) {
