@@ -134,7 +134,7 @@ FP_COMMAND("tune", "Time every candidate kernel of a plan's product choices on t
   return [o]() -> int {
     using namespace fp;
     const LoadedPlan lp = load_plan(o->plan);
-    const std::vector<TuneTarget> targets = tune_targets(*lp);
+    const std::vector<TuneTarget> targets = tune_targets(*lp, o->plan);  // before any CUDA call
     int dev = 0;
     cli::cuda_bench::ck(cudaGetDevice(&dev), "device");
     cudaDeviceProp prop{};

@@ -2,11 +2,15 @@
 
 #include <map>
 
+#include "ops/core/error.h"
 #include "planner/plan_io/plan_shape.h"
 
 namespace fp {
 
-std::vector<TuneTarget> tune_targets(const plan::Plan& p) {
+std::vector<TuneTarget> tune_targets(const plan::Plan& p, const std::string& name) {
+  if (p.device()->backend() != plan::Backend::cuda)
+    fail(name, ": a plan for backend ", plan::EnumNameBackend(p.device()->backend()), " (", p.device()->name()->str(),
+         "); tune times CUDA kernels: compile a plan with this GPU's profile");
   std::vector<TuneTarget> out;
   std::map<std::string, size_t> at;
   for (const plan::Phase* ph : *p.phases()) {

@@ -29,7 +29,9 @@ struct TuneTarget {
 };
 
 // Every shape key of the plan's matmul and grouped_matmul nodes (on one device, or
-// replicated on several) with at least two valid kernels, in first-use order.
-std::vector<TuneTarget> tune_targets(const plan::Plan& p);
+// replicated on several) with at least two valid kernels, in first-use order. A plan for
+// another backend than CUDA is refused (its kernels are not timed on a GPU); name is the
+// plan's file, for the message.
+std::vector<TuneTarget> tune_targets(const plan::Plan& p, const std::string& name);
 
 }  // namespace fp

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "ops/core/error.h"
 #include "planner/plan_io/plan_io.h"
 #include "planner/plan_io/plan_shape.h"
 #include "planner/profile/tune_targets.h"
@@ -25,7 +26,7 @@ TEST_CASE("tune targets: every product key with a choice, once, with all its val
   DeviceProfile h200 = test::shipped_profile("h200-141gb");
   h200.measured.clear();
   const LoadedPlan lp = full_plan(h200);
-  const auto targets = tune_targets(*lp);
+  const auto targets = tune_targets(*lp, "full.fplan");
   REQUIRE(!targets.empty());
   std::set<std::string> keys;
   uint32_t nodes = 0;
@@ -67,7 +68,7 @@ TEST_CASE("tune targets: timings for every candidate make the fastest measured o
   const LoadedPlan before = full_plan(h200);
   // Claim the last valid kernel of each key fastest (1 us), the others slow (1000 us).
   std::map<std::string, std::string> fastest;
-  for (const TuneTarget& t : tune_targets(*before)) {
+  for (const TuneTarget& t : tune_targets(*before, "before.fplan")) {
     fastest[t.shape] = t.kernels.back();
     for (const std::string& k : t.kernels) h200.measured.push_back({k, t.shape, k == t.kernels.back() ? 1.0 : 1000.0});
   }
@@ -83,4 +84,16 @@ TEST_CASE("tune targets: timings for every candidate make the fastest measured o
       ++checked;
     }
   CHECK(checked > 0);
+}
+
+TEST_CASE("tune targets: a plan for the CPU backend is refused, naming the file and the backend") {
+  const LoadedPlan cpu = verify_plan(test::compile_bytes(test::tiny_model(), test::shipped_profile("cpu")), "cpu.fplan");
+  std::string e;
+  try {
+    tune_targets(*cpu, "cpu.fplan");
+  } catch (const Error& x) {
+    e = x.what();
+  }
+  CHECK(e.find("cpu.fplan: a plan for backend cpu") != std::string::npos);
+  CHECK(e.find("tune times CUDA kernels") != std::string::npos);
 }

@@ -267,7 +267,7 @@ TEST_CASE("every kernel flashplan tune would time is one the CUDA executor runs"
     CAPTURE(profile);
     const LoadedPlan lp =
         verify_plan(test::compile_bytes(test::full_model(), test::shipped_profile(profile)), "full.fplan");
-    const auto targets = tune_targets(*lp);
+    const auto targets = tune_targets(*lp, "full.fplan");
     REQUIRE(!targets.empty());
     for (const TuneTarget& t : targets)
       for (const std::string& k : t.kernels) {

@@ -207,6 +207,12 @@ with tempfile.TemporaryDirectory() as tmp:
     check(rc == 1 and len(err.strip().splitlines()) == 1, f"calibrate of a GGUF as CSV: {rc} {err}")
 
     # tune needs a GPU: without one (CI) it says why in one line; with one it writes a fragment.
+    # A CPU plan is refused before any GPU is asked for, on every machine.
+    cpu_plan = os.path.join(tmp, "cpu.fplan")
+    run("compile", tiny, "--profile", "plans/devices/cpu.yaml", "-o", cpu_plan, "-q")
+    rc, out, err = run("tune", "--plan", cpu_plan)
+    check(rc == 1 and len(err.strip().splitlines()) == 1 and "backend cpu" in err and "cpu.fplan" in err,
+          f"tune of a CPU plan: {rc} {err}")
     rc, out, err = run("tune", "--plan", k, "--quick")
     if rc == 0:
         check(out.startswith("measured:\n") and "flashplan tune" in out, f"tune output:\n{out[:500]}")
