@@ -23,7 +23,6 @@
 
 namespace {
 
-
 std::ofstream open_out(const std::string& path, const char* flag) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   if (!f) fp::fail(path, ": cannot write ", flag);

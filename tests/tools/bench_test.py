@@ -134,6 +134,12 @@ def test_bench_errors():
         res = run("bench", *args, "--gen-tokens", "4")
         check(res.returncode != 0 and res.stdout == "", f"{what}: exit {res.returncode}, stdout {res.stdout!r}")
         one_line_error(res, what)
+    # An unreadable --prompt-file: the path, its role and why, before any run.
+    for path, why in (("/nonexistent/prompt.txt", "cannot open --prompt-file: No such file"),
+                      ("/tmp", "/tmp: is a directory; expected a --prompt-file")):
+        res = run("bench", "--ctx-max", "64", "--ctx-start", "32", "--gen-tokens", "4", "--prompt-file", path)
+        check(res.returncode != 0 and why in res.stderr, f"--prompt-file {path}: {res.returncode} {res.stderr!r}")
+        one_line_error(res, f"--prompt-file {path}")
 
 
 def proof(*args):

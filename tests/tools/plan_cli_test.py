@@ -205,6 +205,10 @@ with tempfile.TemporaryDirectory() as tmp:
           f"calibrate of a CSV missing a node: {rc} {err}")
     rc, out, err = run("calibrate", k, tiny)
     check(rc == 1 and len(err.strip().splitlines()) == 1, f"calibrate of a GGUF as CSV: {rc} {err}")
+    for path, why in ((os.path.join(tmp, "none.csv"), "none.csv: cannot open profile CSV: No such file"),
+                      (tmp, "is a directory; expected a profile CSV")):
+        rc, out, err = run("calibrate", k, path)
+        check(rc == 1 and len(err.strip().splitlines()) == 1 and why in err, f"calibrate of {path}: {rc} {err}")
 
     # tune needs a GPU: without one (CI) it says why in one line; with one it writes a fragment.
     # A CPU plan is refused before any GPU is asked for, on every machine.
